@@ -1,0 +1,34 @@
+"""cnnlab: from a folder of labelled images to a trained, measured and deployed CNN.
+
+    import cnnlab
+    result = cnnlab.train("data/mnist", out="runs/mnist", epochs=5)
+    metrics = cnnlab.evaluate("runs/mnist", "data/mnist")
+    cnnlab.load("runs/mnist").predict(["digit.png"])
+
+Attributes are imported lazily, so ``cnnlab.load`` never pulls in Lightning.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "train": ("cnnlab.training.fit", "train"),
+    "evaluate": ("cnnlab.evaluation.metrics", "evaluate"),
+    "load": ("cnnlab.inference.predictor", "load"),
+    "load_config": ("cnnlab.config", "load_config"),
+    "Config": ("cnnlab.config", "Config"),
+    "CnnlabError": ("cnnlab.errors", "CnnlabError"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cnnlab' has no attribute '{name}'")
+    import importlib
+
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)

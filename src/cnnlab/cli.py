@@ -1,0 +1,281 @@
+"""The ``cnnlab`` command: thin wrappers that parse flags, call the Python API and print.
+
+Errors a person can fix are one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from cnnlab.console import console, out
+from cnnlab.errors import CnnlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="cnnlab: from a folder of labelled images to a trained, measured and deployed CNN.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Built-in sample datasets.")
+app.add_typer(datasets_app, name="datasets")
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def parse_extra(args: List[str]) -> dict:
+    """``--key value`` / ``--key=value`` / ``--flag`` pairs -> {key: value}, values read as YAML."""
+    from cnnlab.config import parse_value
+
+    result, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise CnnlabError(f"unexpected argument '{arg}': config flags look like --key value (see: cnnlab config)")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"
+        result[key] = parse_value(value)
+        i += 1
+    return result
+
+
+# ----------------------------------------------------------------------------- datasets
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the built-in sample datasets."""
+    from cnnlab.data.samples import DESCRIPTIONS
+
+    table = Table("name", "description")
+    for name, text in DESCRIPTIONS.items():
+        table.add_row(name, text)
+    out.print(table)
+
+
+@datasets_app.command("export", context_settings=EXTRA)
+def datasets_export(ctx: typer.Context, name: str, directory: Path) -> None:
+    """Write a sample dataset as DIR/train/<class>/*.png and DIR/test/<class>/*.png.
+
+    Options are passed on to the dataset, e.g. shapes: --size 32 --count 200 --classes 4 --seed 0.
+    """
+    from cnnlab.data.samples import export
+
+    counts = export(name, directory, **{k.replace("-", "_"): v for k, v in parse_extra(ctx.args).items()})
+    console.print(f"{name}: {counts['train']} train and {counts['test']} test images in {directory}")
+
+
+# ----------------------------------------------------------------------------- train
+@app.command(context_settings=EXTRA)
+def train(
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Argument(None, help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see: cnnlab models)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
+    resume: bool = typer.Option(False, help="Continue the interrupted run in --out to the same end."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
+) -> None:
+    """Train a model. Every config key is also a flag: --lr 0.01, --optim.schedule cosine, --dense 256,128 ..."""
+    from cnnlab.training.fit import train as run_train
+
+    overrides = parse_extra(ctx.args)
+    if model is not None:
+        overrides["model"] = model
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if data is None and not resume:
+        raise CnnlabError("missing DATA: cnnlab train DATA --out RUN (or --resume --out RUN)")
+    result = run_train(data, out_dir, config=config, resume=resume, overwrite=overwrite, **overrides)
+    _print_training(result)
+
+
+def _print_training(result) -> None:
+    m = result.metrics
+    parts = [f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "val_mae") if k in m]
+    console.print(f"trained {result.epochs} epochs in {result.seconds:.1f}s: {', '.join(parts)}")
+    console.print(f"run directory: [bold]{result.run_dir}[/]")
+
+
+# ----------------------------------------------------------------------------- evaluate / predict
+def print_metrics(result: dict) -> None:
+    if "classes" not in result:
+        out.print(f"n={result['n']}  MAE {result['mae']:.4f}  RMSE {result['rmse']:.4f}  R² {result['r2']:.4f}")
+        return
+    table = Table("class", "precision", "recall", "f1", "support", title=f"evaluation on {result['n']} images")
+    for name, row in result["per_class"].items():
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    table.add_section()
+    for avg in ("macro", "weighted", "micro"):
+        table.add_row(f"{avg} avg", f"{result[f'precision_{avg}']:.4f}", f"{result[f'recall_{avg}']:.4f}",
+                      f"{result[f'f1_{avg}']:.4f}", str(result["n"]))
+    out.print(table)
+    tops = "  ".join(f"top-{k} {v:.4f}" for k, v in result.get("top_k_accuracy", {}).items())
+    out.print(f"accuracy {result['accuracy']:.4f}  {tops}")
+    cm = Table("true \\ pred", *result["classes"], title="confusion matrix")
+    for name, row in zip(result["classes"], result["confusion_matrix"]):
+        cm.add_row(name, *(str(v) for v in row))
+    out.print(cm)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: Path = typer.Argument(..., help="Labelled data: its test/ split if it has one, else all of it."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON to FILE."),
+) -> None:
+    """Accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion matrix."""
+    from cnnlab.evaluation.metrics import evaluate as run_evaluate
+
+    result = run_evaluate(run, data, json_path=json_file)
+    print_metrics(result)
+    if "confusion_matrix" in result:
+        console.print(f"confusion matrix plot: {Path(run) / 'confusion_matrix.png'}")
+
+
+def _expand(paths: List[Path]) -> List[Path]:
+    from cnnlab.data.images import IMAGE_EXTENSIONS
+
+    files: List[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CnnlabError(f"image not found: {p}")
+    if not files:
+        raise CnnlabError(f"no images in {', '.join(map(str, paths))}")
+    return files
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run directory."),
+    images: List[Path] = typer.Argument(..., help="Image files or folders."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """Predict the class (and probability) of each image."""
+    from cnnlab.data.images import BadImage
+    from cnnlab.inference.predictor import load
+
+    predictor = load(run)
+    files, tensors = [], []
+    for f in _expand(images):
+        try:
+            tensors.append(predictor.preprocess(f))
+            files.append(str(f))
+        except BadImage as exc:
+            console.print(f"[yellow]skipped[/] {f}: {exc}")
+    if not files:
+        raise CnnlabError("none of the images could be read")
+    preds = predictor.to_predictions(predictor.outputs(tensors), files, top_k)
+    if as_json:
+        out.print_json(json.dumps([p.to_dict() for p in preds]))
+        return
+    table = Table("image", "label", "probability", f"top {top_k}")
+    for p in preds:
+        prob = "" if p.probability is None else f"{p.probability:.4f}"
+        top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p.top_k)
+        table.add_row(p.path, str(p.label), prob, top)
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------- models / summary / config
+@app.command()
+def models() -> None:
+    """List the models cnnlab can build."""
+    from cnnlab.models.registry import MODELS
+
+    table = Table("name", "description", "default input")
+    for name in MODELS.names():
+        e = MODELS.get(name)
+        table.add_row(name, e.description, f"{e.default_channels}x{e.default_size}x{e.default_size}")
+    out.print(table)
+
+
+@app.command()
+def summary(
+    model: str = typer.Argument(..., help="A model name, or a run directory."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Image side in pixels."),
+    channels: Optional[int] = typer.Option(None, help="Input channels (1 or 3)."),
+    classes: int = typer.Option(10, help="Number of output classes."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config declaring the model."),
+) -> None:
+    """Each layer's output shape and parameter count, and the totals (like Keras' model.summary())."""
+    from cnnlab.config import load_config
+    from cnnlab.models.registry import build_model, resolve_preprocessing
+    from cnnlab.models.summary import summarize
+
+    if Path(model).is_dir():
+        from cnnlab.rundir import Run
+
+        run = Run.open(model)
+        net, pre = run.load_model(), run.pre
+    else:
+        overrides = {"model": model}
+        if input_size:
+            overrides["input_size"] = input_size
+        if channels:
+            overrides["in_channels"] = channels
+        cfg = load_config(config, overrides)
+        pre = resolve_preprocessing(cfg)
+        net = build_model(cfg, pre, classes)
+    s = summarize(net, (pre.channels, *pre.size))
+    table = Table("layer", "type", "output shape", "params", title=f"{model}: input {pre.channels}x{pre.size[0]}x{pre.size[1]}")
+    for row in s.rows:
+        table.add_row(row.name, row.kind, str(list(row.output_shape)), f"{row.params:,}")
+    out.print(table)
+    out.print(f"total params: {s.total:,}   trainable: {s.trainable:,}   non-trainable: {s.frozen:,}")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the default config as YAML: every key can go in a --config file or be given as a flag."""
+    from cnnlab.config import Config
+
+    out.print(Config().to_yaml(), markup=False)
+
+
+# ----------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    directory: Path = typer.Option(Path("demo"), "--dir", help="Where the data and the run go."),
+    epochs: int = typer.Option(8, help="Training epochs."),
+) -> None:
+    """Export mnist-5k, train the default CNN, evaluate on the 1,000 test digits, print the metrics."""
+    from cnnlab.data.samples import export
+    from cnnlab.evaluation.metrics import evaluate as run_evaluate
+    from cnnlab.training.fit import train as run_train
+
+    data = directory / "mnist-5k"
+    counts = export("mnist-5k", data)
+    console.print(f"mnist-5k: {counts['train']} train / {counts['test']} test digits in {data}")
+    result = run_train(data, directory / "run", overwrite=True, epochs=epochs, **DEMO_SETTINGS)
+    _print_training(result)
+    print_metrics(run_evaluate(result.run_dir, data))
+    console.print(f"next: cnnlab predict {result.run_dir} {data / 'test' / '7'} --top-k 3")
+
+
+# The default CNN with a one-cycle schedule: fast, stable convergence on small data on a CPU.
+DEMO_SETTINGS = {"batch_size": 64, "lr": 0.003, "schedule": "onecycle", "val_split": 0.1}
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except CnnlabError as exc:
+        if debug:
+            raise
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,49 @@
+"""The LightningDataModule that serves prepared datasets as batches of uint8 tensors."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnlab.config import Config
+from cnnlab.data.datasets import batch_collate
+from cnnlab.data.prepare import Prepared
+
+
+def loader_batch_size(cfg: Config) -> int:
+    """``stochastic``: one sample per update; otherwise the configured batch (or memory chunk)."""
+    return 1 if cfg.train.mode == "stochastic" else cfg.data.batch_size
+
+
+def accumulation(cfg: Config, n_train: int) -> int:
+    """``batch`` mode: one update per pass over the training set, by accumulating every chunk."""
+    return math.ceil(n_train / cfg.data.batch_size) if cfg.train.mode == "batch" else 1
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(self, prepared: Prepared, cfg: Config) -> None:
+        super().__init__()
+        self.prepared, self.cfg = prepared, cfg
+        self.batch_size = loader_batch_size(cfg)
+
+    def _loader(self, ds: Optional[Dataset], shuffle: bool) -> DataLoader:
+        workers = self.cfg.data.num_workers
+        return DataLoader(
+            ds, batch_size=self.batch_size if shuffle else max(self.batch_size, 256), shuffle=shuffle,
+            num_workers=workers, persistent_workers=workers > 0, collate_fn=batch_collate,
+            generator=torch.Generator().manual_seed(self.cfg.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.prepared.datasets["train"], shuffle=True)
+
+    def val_dataloader(self):
+        ds = self.prepared.datasets.get("val")
+        return self._loader(ds, shuffle=False) if ds is not None else []
+
+    def test_dataloader(self):
+        ds = self.prepared.datasets.get("test")
+        return self._loader(ds, shuffle=False) if ds is not None else []

@@ -1,0 +1,93 @@
+"""Datasets that serve uint8 image tensors: decoded once into memory, or from disk per item.
+
+Both implement ``__getitems__`` so a DataLoader fetches a whole batch with one indexing
+operation instead of ``batch_size`` Python calls plus a collate.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from cnnlab.data.images import BadImage, decode
+from cnnlab.data.sources import Entry, Skipped
+
+BatchTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def decode_entries(
+    entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, threads: Optional[int] = None
+) -> tuple[Optional[torch.Tensor], list[int], list[Skipped]]:
+    """Decode every entry once (PIL releases the GIL, so threads scale).
+
+    Returns the stacked uint8 images (if ``keep``), the indices of the usable entries and the
+    skipped ones with their reasons.
+    """
+    def one(entry: Entry):
+        try:
+            img = decode(entry.path, channels, size)
+            return (img if keep else None), None
+        except BadImage as exc:
+            return None, str(exc)
+
+    threads = threads or min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(one, entries, chunksize=64))
+    ok = [i for i, (_, err) in enumerate(results) if err is None]
+    skipped = [Skipped(entries[i].path, err) for i, (_, err) in enumerate(results) if err is not None]
+    images = None
+    if keep:
+        images = torch.stack([results[i][0] for i in ok]) if ok else torch.empty(0, channels, *size, dtype=torch.uint8)
+    return images, ok, skipped
+
+
+class InMemoryImages(Dataset):
+    """Decoded uint8 images (N, C, H, W) and their targets, kept in memory."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Optional[BatchTransform] = None):
+        assert len(images) == len(targets)
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices)
+        x = self.images[idx]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.targets[idx]
+
+
+class FileImages(Dataset):
+    """Images decoded from disk on access, for datasets too large to keep in memory."""
+
+    def __init__(self, paths: Sequence, targets: torch.Tensor, channels: int, size: tuple[int, int],
+                 transform: Optional[BatchTransform] = None):
+        self.paths, self.targets = list(paths), targets
+        self.channels, self.size, self.transform = channels, size, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: list[int]):
+        x = torch.stack([decode(self.paths[i], self.channels, self.size) for i in indices])
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.targets[torch.as_tensor(indices)]
+
+
+def batch_collate(batch):
+    """``__getitems__`` already returns a batch; a DataLoader must not collate it again."""
+    return batch

@@ -1,0 +1,117 @@
+"""From a dataset on disk to train/val/test datasets of uint8 tensors at the model's input size.
+
+Every file is decoded once: what fails is skipped and reported; what succeeds is kept in memory
+when it fits (``data.cache``), so loading never dominates an epoch.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from cnnlab.config import Config
+from cnnlab.data.datasets import FileImages, InMemoryImages, decode_entries
+from cnnlab.data.images import probe
+from cnnlab.data.sources import Entry, Scan, Skipped, scan
+from cnnlab.data.splits import split_indices
+from cnnlab.errors import CnnlabError
+from cnnlab.models.preprocess import Preprocessing
+
+PROBE_COUNT = 200
+
+
+@dataclass
+class Prepared:
+    task: str
+    classes: list[str]
+    pre: Preprocessing
+    datasets: dict[str, Dataset]
+    records: list[tuple[str, str, str]]  # (path, label, split) of every image used
+    skipped: list[Skipped] = field(default_factory=list)
+    in_memory: bool = True
+
+    def size(self, split: str) -> int:
+        ds = self.datasets.get(split)
+        return len(ds) if ds is not None else 0
+
+
+def probe_dataset(entries: list[Entry]) -> Optional[tuple[tuple[int, int], int]]:
+    """The most common (H, W) and the channel count (1 only if every probed image is grayscale)."""
+    step = max(1, len(entries) // PROBE_COUNT)
+    found = [p for p in (probe(e.path) for e in entries[::step]) if p is not None]
+    if not found:
+        return None
+    size = Counter(s for s, _ in found).most_common(1)[0][0]
+    channels = 1 if all(c == 1 for _, c in found) else 3
+    return size, channels
+
+
+def _targets(entries: list[Entry], classes: list[str], task: str) -> torch.Tensor:
+    if task == "regression":
+        return torch.tensor([[float(e.label)] for e in entries], dtype=torch.float32)
+    index = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([index[str(e.label)] for e in entries], dtype=torch.long)
+
+
+def _assign_splits(entries: list[Entry], cfg: Config, task: str) -> list[str]:
+    if any(e.split is not None for e in entries):
+        given = [e.split or "train" for e in entries]
+        if "val" in given or cfg.data.val_split == 0:
+            return given
+        # train/ and test/ given, no val/: take the validation set from train, as configured.
+        train_idx = [i for i, s in enumerate(given) if s == "train"]
+        labels = [entries[i].label for i in train_idx]
+        parts = split_indices(labels, cfg.data.val_split, 0.0, cfg.seed, stratify=task == "classification")
+        for j in parts["val"]:
+            given[train_idx[j]] = "val"
+        return given
+    labels = [e.label for e in entries]
+    parts = split_indices(labels, cfg.data.val_split, cfg.data.test_split, cfg.seed, stratify=task == "classification")
+    out = [""] * len(entries)
+    for name, idx in parts.items():
+        for i in idx:
+            out[i] = name
+    return out
+
+
+def decode_scan(scan_: Scan, pre: Preprocessing, keep: bool) -> tuple[list[Entry], Optional[torch.Tensor], list[Skipped]]:
+    images, ok, bad = decode_entries(scan_.entries, pre.channels, pre.size, keep=keep)
+    return [scan_.entries[i] for i in ok], images, scan_.skipped + bad
+
+
+def fits_in_memory(n: int, pre: Preprocessing, limit_mb: int) -> bool:
+    return n * pre.channels * pre.size[0] * pre.size[1] <= limit_mb * 2**20
+
+
+def prepare(cfg: Config, resolve_pre) -> Prepared:
+    """Scan, decode once (skipping bad files), split. ``resolve_pre(probed)`` gives the preprocessing."""
+    if not cfg.data.path:
+        raise CnnlabError("no dataset given: pass DATA (a folder of class sub-folders or a CSV manifest)")
+    found = scan(cfg.data.path, cfg.task, cfg.data.target_column)
+    pre: Preprocessing = resolve_pre(probe_dataset(found.entries))
+    keep = cfg.data.cache == "memory" or (
+        cfg.data.cache == "auto" and fits_in_memory(len(found.entries), pre, cfg.data.cache_limit_mb))
+    entries, images, skipped = decode_scan(found, pre, keep)
+    if found.classes:
+        empty = sorted(set(found.classes) - {str(e.label) for e in entries})
+        if empty:
+            raise CnnlabError(f"class '{empty[0]}' has no usable image (all its files were skipped, see above)")
+    splits = _assign_splits(entries, cfg, cfg.task)
+    targets = _targets(entries, found.classes, cfg.task)
+    datasets: dict[str, Dataset] = {}
+    for name in ("train", "val", "test"):
+        idx = [i for i, s in enumerate(splits) if s == name]
+        if not idx:
+            continue
+        t = torch.as_tensor(idx)
+        if images is not None:
+            datasets[name] = InMemoryImages(images[t], targets[t])
+        else:
+            datasets[name] = FileImages([entries[i].path for i in idx], targets[t], pre.channels, pre.size)
+    if "train" not in datasets:
+        raise CnnlabError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
+    records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]
+    return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None)

@@ -1,0 +1,140 @@
+"""Find the images of a dataset: class folders (optionally pre-split) or a CSV manifest.
+
+Files that are not images are skipped and reported, never fatal; hidden files and OS litter
+(``.DS_Store``, ``Thumbs.db``) are ignored silently. Layout mistakes that would make training
+meaningless (no images, one class, an empty class folder) are clear errors.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from cnnlab.data.images import IGNORED_NAMES, IMAGE_EXTENSIONS
+from cnnlab.errors import CnnlabError
+
+SPLIT_NAMES = ("train", "val", "test")
+Label = Union[str, float]
+
+
+@dataclass
+class Entry:
+    path: Path
+    label: Label
+    split: Optional[str] = None  # given by the layout (train/ val/ test/ or a CSV column)
+
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Scan:
+    root: Path
+    entries: list[Entry]
+    classes: list[str]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def given_splits(self) -> bool:
+        return any(e.split is not None for e in self.entries)
+
+
+def _ignored(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.lower() in IGNORED_NAMES
+
+
+def _class_folders(root: Path, split: Optional[str], skipped: list[Skipped]) -> list[Entry]:
+    entries: list[Entry] = []
+    for item in sorted(root.iterdir()):
+        if _ignored(item):
+            continue
+        if item.is_file():
+            skipped.append(Skipped(item, "not inside a class folder"))
+            continue
+        files = [f for f in sorted(item.rglob("*")) if f.is_file() and not _ignored(f)]
+        images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
+        skipped += [Skipped(f, f"not an image file ({f.suffix or 'no extension'})") for f in files if f not in images]
+        if not images:
+            raise CnnlabError(
+                f"class folder '{item}' has no images: add images to it or remove it "
+                f"(image types: {', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+        entries += [Entry(f, item.name, split) for f in images]
+    return entries
+
+
+def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> tuple[list[Entry], list[Skipped]]:
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "path" not in columns or len(columns) < 2:
+            raise CnnlabError(f"CSV manifest {csv_path} needs a header with 'path' and a label column, got {columns}")
+        label_col = target_column or ("label" if "label" in columns else [c for c in columns if c not in ("path", "split")][0])
+        if label_col not in columns:
+            raise CnnlabError(f"column '{label_col}' is not in {csv_path}; columns: {', '.join(columns)}")
+        rows = list(reader)
+    entries, skipped = [], []
+    for line, row in enumerate(rows, start=2):
+        path = (csv_path.parent / row["path"]).resolve()
+        split = (row.get("split") or "").strip() or None
+        if split is not None and split not in SPLIT_NAMES:
+            raise CnnlabError(f"{csv_path}:{line}: split must be one of {', '.join(SPLIT_NAMES)}, got '{split}'")
+        raw = (row.get(label_col) or "").strip()
+        if task == "regression":
+            try:
+                label: Label = float(raw)
+            except ValueError:
+                raise CnnlabError(f"{csv_path}:{line}: regression target '{raw}' is not a number") from None
+        else:
+            label = raw
+        if not raw:
+            skipped.append(Skipped(path, f"no label in column '{label_col}'"))
+        elif not path.is_file():
+            skipped.append(Skipped(path, "file not found"))
+        else:
+            entries.append(Entry(path, label, split))
+    return entries, skipped
+
+
+def scan(path: Union[str, Path], task: str = "classification", target_column: Optional[str] = None) -> Scan:
+    """List every usable file of a dataset with its label (and given split, if any)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise CnnlabError(f"dataset not found: {root} (give a folder of class sub-folders or a CSV manifest)")
+    skipped: list[Skipped] = []
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise CnnlabError(f"{root} is a file, not a dataset: give a folder of class sub-folders or a .csv manifest")
+        entries, skipped = _read_manifest(root, task, target_column)
+    elif task == "regression":
+        raise CnnlabError(f"regression needs a CSV manifest (path,target), got the folder {root}")
+    else:
+        split_dirs = [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
+        entries = []
+        if split_dirs:
+            for d in split_dirs:
+                entries += _class_folders(d, d.name, skipped)
+        else:
+            entries = _class_folders(root, None, skipped)
+    if not entries:
+        raise CnnlabError(f"no images found in {root}: expected class sub-folders of images, or a CSV manifest")
+    classes = [] if task == "regression" else sorted({str(e.label) for e in entries})
+    if task == "classification" and len(classes) < 2:
+        raise CnnlabError(f"{root} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two")
+    return Scan(root, entries, classes, skipped)
+
+
+def only_split(scan_: Scan, split: str) -> Scan:
+    """The entries of one given split (e.g. the test/ folder for evaluation), or all if none is given."""
+    if not scan_.given_splits:
+        return scan_
+    chosen = [e for e in scan_.entries if e.split == split]
+    if not chosen:
+        have = sorted({e.split for e in scan_.entries if e.split})
+        raise CnnlabError(f"{scan_.root} has no '{split}' split (it has: {', '.join(have)})")
+    skipped = [s for s in scan_.skipped if split in s.path.parts] if scan_.root.is_dir() else scan_.skipped
+    return Scan(scan_.root, chosen, scan_.classes, skipped)

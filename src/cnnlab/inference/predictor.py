@@ -1,0 +1,89 @@
+"""``cnnlab.load(run_dir).predict(images)``: the same preprocessing as training and evaluation."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import torch
+
+from cnnlab.data.images import BadImage, ImageInput, decode
+from cnnlab.errors import CnnlabError
+from cnnlab.rundir import Run
+
+
+@dataclass
+class Prediction:
+    path: Optional[str]
+    label: Union[str, float]
+    probability: Optional[float]
+    top_k: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Predictor:
+    def __init__(self, run: Run, device: Union[str, torch.device] = "cpu") -> None:
+        self.run = run
+        self.device = torch.device(device)
+        self.model = run.load_model(self.device)
+        self.classes = run.classes
+        self.pre = run.pre
+        self.task = run.task
+
+    def preprocess(self, image: ImageInput) -> torch.Tensor:
+        """One image (path, bytes, PIL image or array) -> uint8 tensor (C, H, W) at the model's size."""
+        return decode(image, self.pre.channels, self.pre.size)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch (N, C, H, W) -> class probabilities (N, K), or regression values (N, 1)."""
+        out = self.model(batch.to(self.device)).float()
+        return out.softmax(dim=1).cpu() if self.task == "classification" else out.cpu()
+
+    def outputs(self, images: Iterable[torch.Tensor], batch_size: int = 128) -> torch.Tensor:
+        chunks, batch = [], []
+        for img in images:
+            batch.append(img)
+            if len(batch) == batch_size:
+                chunks.append(self.forward(torch.stack(batch)))
+                batch = []
+        if batch:
+            chunks.append(self.forward(torch.stack(batch)))
+        return torch.cat(chunks) if chunks else torch.empty(0, len(self.classes) or 1)
+
+    def to_predictions(self, out: torch.Tensor, paths: Sequence[Optional[str]], top_k: int) -> list[Prediction]:
+        preds = []
+        for row, path in zip(out, paths):
+            if self.task == "regression":
+                preds.append(Prediction(path, float(row[0]), None))
+                continue
+            probs, idx = row.topk(min(top_k, len(self.classes)))
+            top = [{"label": self.classes[i], "probability": round(float(p), 6)} for p, i in zip(probs, idx)]
+            preds.append(Prediction(path, top[0]["label"], top[0]["probability"], top))
+        return preds
+
+    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5,
+                batch_size: int = 128) -> list[Prediction]:
+        """Predict one image or a list; an unreadable image is a CnnlabError naming it."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+
+        def load_one(item):
+            try:
+                return self.preprocess(item)
+            except BadImage as exc:
+                name = item if isinstance(item, (str, Path)) else type(item).__name__
+                raise CnnlabError(f"cannot use image {name}: {exc}") from None
+
+        with ThreadPoolExecutor(4) as pool:
+            tensors = list(pool.map(load_one, images))
+        paths = [str(i) if isinstance(i, (str, Path)) else None for i in images]
+        return self.to_predictions(self.outputs(tensors, batch_size), paths, top_k)
+
+
+def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Predictor:
+    """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``."""
+    return Predictor(Run.open(run_dir), device)

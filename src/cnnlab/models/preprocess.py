@@ -1,0 +1,65 @@
+"""The preprocessing a model carries with it: input channels and size, normalisation.
+
+It is stored in every run directory (``preprocessing.json``) and applied inside the model's
+forward (uint8 in, normalised float through the network), so training, evaluation, prediction,
+serving and export cannot disagree.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Preprocessing:
+    channels: int
+    size: tuple[int, int]  # (H, W)
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.5])
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        self.size = tuple(self.size)
+        if len(self.mean) == 1:
+            self.mean = self.mean * self.channels
+        if len(self.std) == 1:
+            self.std = self.std * self.channels
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "Preprocessing":
+        return cls(**json.loads(path.read_text()))
+
+
+class Normalize(nn.Module):
+    """uint8 (or float in [0, 1]) images -> (x - mean) / std, as float32."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        # Not persistent: the weights file holds network weights only; these live in preprocessing.json.
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+class ImageModel(nn.Module):
+    """A network with its preprocessing in front: the unit that is trained, saved and served."""
+
+    def __init__(self, net: nn.Module, pre: Preprocessing) -> None:
+        super().__init__()
+        self.pre = pre
+        self.normalize = Normalize(pre.mean, pre.std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))

@@ -1,0 +1,111 @@
+"""The run directory: the only thing later stages read.
+
+    config.yaml          the fully resolved config
+    classes.json         class names in index order (empty for regression)
+    preprocessing.json   input channels, size, mean, std
+    split.csv            path,label,split of every image used
+    skipped.csv          path,reason of every file that could not be used
+    metrics.csv          per-epoch train/val loss and accuracy, learning rate, time
+    model.safetensors    the network weights (best epoch when there is a validation set)
+    training.json        wall time, epochs run, best epoch, final metrics
+    checkpoints/         Lightning checkpoints (last.ckpt, best.ckpt) for --resume
+
+Imports torch and the model definitions only, so prediction and serving start fast.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cnnlab.config import Config, validate
+from cnnlab.errors import CnnlabError
+from cnnlab.models.preprocess import ImageModel, Preprocessing
+
+CONFIG = "config.yaml"
+CLASSES = "classes.json"
+PREPROCESSING = "preprocessing.json"
+SPLIT = "split.csv"
+SKIPPED = "skipped.csv"
+METRICS = "metrics.csv"
+WEIGHTS = "model.safetensors"
+TRAINING = "training.json"
+CHECKPOINTS = "checkpoints"
+REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(path))
+
+
+def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@dataclass
+class Run:
+    path: Path
+    config: Config
+    classes: list[str]
+    pre: Preprocessing
+
+    @classmethod
+    def open(cls, path: Union[str, Path]) -> "Run":
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise CnnlabError(f"run directory not found: {path} (train one with: cnnlab train DATA --out {path})")
+        missing = [name for name in REQUIRED if not (path / name).is_file()]
+        if missing:
+            hint = " (training may not have finished; try: cnnlab train --resume)" if (path / CONFIG).is_file() else ""
+            raise CnnlabError(f"{path} is not a complete cnnlab run directory: missing {', '.join(missing)}{hint}")
+        import yaml
+
+        config = validate(yaml.safe_load((path / CONFIG).read_text()) or {})
+        classes = json.loads((path / CLASSES).read_text())
+        return cls(path, config, classes, Preprocessing.load(path / PREPROCESSING))
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes) if self.task == "classification" else 1
+
+    def metrics(self) -> list[dict]:
+        return read_csv(self.path / METRICS)
+
+    def training_info(self) -> dict:
+        file = self.path / TRAINING
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def load_model(self, device: Union[str, torch.device] = "cpu") -> ImageModel:
+        from cnnlab.models.registry import build_model
+
+        model = build_model(self.config, self.pre, self.num_outputs)
+        state = load_file(str(self.path / WEIGHTS), device="cpu")
+        try:
+            model.net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+            raise CnnlabError(
+                f"the weights in {self.path / WEIGHTS} do not fit model '{self.config.model.name}' as configured in "
+                f"{self.path / CONFIG} ({first}); was the run directory mixed with another model's files?"
+            ) from None
+        return model.to(device).eval()

@@ -1,0 +1,64 @@
+"""Callbacks: per-epoch metrics into the run directory, and the standard Lightning ones, configured."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from cnnlab.config import Config
+from cnnlab.rundir import CHECKPOINTS, METRICS, read_csv, write_csv
+
+METRIC_ORDER = ("train_loss", "train_acc", "val_loss", "val_acc", "train_mae", "train_rmse", "train_r2",
+                "val_mae", "val_rmse", "val_r2")
+
+
+class EpochMetricsCSV(Callback):
+    """One row per epoch: losses and metrics, learning rate(s), epoch time. Survives --resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / METRICS
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the checkpoint is restored: on resume, keep the rows of the epochs that the checkpoint has already completed.
+        self.rows = [r for r in read_csv(self.path) if int(r["epoch"]) < trainer.current_epoch]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        logged = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: f"{float(logged[k]):.6g}" for k in METRIC_ORDER if k in logged})
+        for i, opt in enumerate(trainer.optimizers):
+            for j, group in enumerate(opt.param_groups):
+                row["lr" if (i, j) == (0, 0) else f"lr_{i}_{j}"] = f"{group['lr']:.6g}"
+        row["seconds"] = f"{time.perf_counter() - self._start:.3f}"
+        self.rows.append(row)
+        header = list(dict.fromkeys(k for r in self.rows for k in r))
+        write_csv(self.path, header, ([r.get(k, "") for k in header] for r in self.rows))
+
+
+def monitored(cfg: Config, has_val: bool) -> tuple[str, str]:
+    """What 'best' and 'stopped improving' watch: the configured metric, or train loss without validation."""
+    monitor = cfg.train.monitor if has_val else "train_loss"
+    return monitor, "max" if monitor.endswith("acc") else "min"
+
+
+def standard_callbacks(cfg: Config, run_dir: Path, has_val: bool) -> list[Callback]:
+    monitor, mode = monitored(cfg, has_val)
+    callbacks: list[Callback] = [
+        EpochMetricsCSV(run_dir),
+        ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINTS, filename="best", monitor=monitor, mode=mode,
+                        save_top_k=1, save_last=True, enable_version_counter=False),
+    ]
+    if cfg.train.early_stopping:
+        # The course's "stop when the change in the loss is below a threshold", for `patience` epochs.
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, min_delta=cfg.train.min_delta,
+                                       patience=cfg.train.patience, verbose=False))
+    return callbacks

@@ -1,0 +1,128 @@
+"""``cnnlab.train``: config -> data -> model -> Lightning -> run directory."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from cnnlab import rundir
+from cnnlab.config import Config, load_config, with_overrides
+from cnnlab.console import console
+from cnnlab.data.datamodule import ImageDataModule, accumulation
+from cnnlab.data.prepare import Prepared, prepare
+from cnnlab.errors import CnnlabError
+from cnnlab.models.registry import build_model, resolve_preprocessing
+from cnnlab.training.callbacks import monitored, standard_callbacks
+from cnnlab.training.module import ImageTask
+
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    seconds: float
+    epochs: int
+    best_epoch: Optional[int]
+    metrics: dict = field(default_factory=dict)
+
+
+def _write_inputs(out: Path, cfg: Config, prepared: Prepared) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / rundir.CONFIG).write_text(cfg.to_yaml())
+    (out / rundir.CLASSES).write_text(json.dumps(prepared.classes, indent=2))
+    prepared.pre.save(out / rundir.PREPROCESSING)
+    rundir.write_csv(out / rundir.SPLIT, ("path", "label", "split"), prepared.records)
+    rundir.write_csv(out / rundir.SKIPPED, ("path", "reason"), ((s.path, s.reason) for s in prepared.skipped))
+
+
+def _report_data(prepared: Prepared, out: Path) -> None:
+    sizes = ", ".join(f"{s} {prepared.size(s)}" for s in ("train", "val", "test") if prepared.size(s))
+    what = f"{len(prepared.classes)} classes" if prepared.classes else "regression targets"
+    pre = prepared.pre
+    console.print(f"data: {sizes} images, {what}, input {pre.channels}x{pre.size[0]}x{pre.size[1]}"
+                  f"{' (in memory)' if prepared.in_memory else ''}")
+    if prepared.skipped:
+        first = "; ".join(f"{s.path.name}: {s.reason}" for s in prepared.skipped[:3])
+        more = f" and {len(prepared.skipped) - 3} more" if len(prepared.skipped) > 3 else ""
+        console.print(f"[yellow]skipped {len(prepared.skipped)} unusable files[/] ({first}{more}); "
+                      f"list in {out / rundir.SKIPPED}")
+
+
+def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) -> tuple[Config, Path, Optional[Path]]:
+    if resume:
+        if out is None:
+            raise CnnlabError("--resume needs the run directory to continue: --out RUN")
+        out = Path(out)
+        ckpt = out / rundir.CHECKPOINTS / "last.ckpt"
+        if not (out / rundir.CONFIG).is_file() or not ckpt.is_file():
+            raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} and checkpoints/last.ckpt")
+        cfg = load_config(out / rundir.CONFIG, overrides)
+        return cfg, out, ckpt
+    cfg = with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
+    if data is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(data).resolve())})})
+    out = Path(out) if out is not None else Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / rundir.CONFIG).exists() and not overwrite:
+        raise CnnlabError(f"{out} already holds a run: choose another --out, continue it with --resume, or --overwrite")
+    return cfg, out, None
+
+
+def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = None, *,
+          config: Union[Config, str, Path, None] = None, resume: bool = False, overwrite: bool = False,
+          callbacks: Sequence[Callback] = (), **overrides: Any) -> TrainResult:
+    """Train a model on DATA and write everything into the run directory ``out``."""
+    cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    started = time.perf_counter()
+    prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
+    num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
+    model = build_model(cfg, prepared.pre, num_outputs)
+    _write_inputs(out, cfg, prepared)
+    _report_data(prepared, out)
+
+    has_val = prepared.size("val") > 0
+    monitor, _ = monitored(cfg, has_val)
+    n_train = prepared.size("train")
+    task = ImageTask(model, cfg.task, num_outputs, cfg.optim, monitor=monitor,
+                     full_batch_size=n_train if cfg.train.mode == "batch" else 0)
+    cbs = standard_callbacks(cfg, out, has_val) + list(callbacks)
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+        strategy=cfg.train.strategy, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
+        accumulate_grad_batches=accumulation(cfg, n_train), callbacks=cbs, logger=False,
+        enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=out, log_every_n_steps=10,
+    )
+    trainer.fit(task, datamodule=ImageDataModule(prepared, cfg), ckpt_path=ckpt, weights_only=True if ckpt else None)
+    return _finish(trainer, task, out, started, monitor)
+
+
+def _finish(trainer: L.Trainer, task: ImageTask, out: Path, started: float, monitor: str) -> TrainResult:
+    best_path = out / rundir.CHECKPOINTS / "best.ckpt"
+    best_epoch = None
+    if best_path.is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
+        best_epoch = int(state.get("epoch", -1))
+        prefix = "model.net."
+        task.model.net.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    rundir.save_weights(task.model.net, out / rundir.WEIGHTS)
+    seconds = time.perf_counter() - started
+    rows = rundir.read_csv(out / rundir.METRICS)
+    final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
+    info = {"seconds": round(seconds, 2), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
+            "monitor": monitor, "stopped_early": trainer.current_epoch < trainer.max_epochs,
+            "final": final, "device": str(task.device)}
+    (out / rundir.TRAINING).write_text(json.dumps(info, indent=2))
+    return TrainResult(out, seconds, trainer.current_epoch, best_epoch, final)

@@ -1,0 +1,66 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.data.images import BadImage, decode
+
+
+def _save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "CMYK", "I;16", "LA", "1"])
+def test_every_mode_becomes_the_models_channels(tmp_path, mode):
+    img = Image.new("RGB", (10, 6), (200, 100, 50)).convert(mode)
+    ext = "tiff" if mode in ("CMYK", "I;16") else "png"
+    path = _save(img, tmp_path / f"x.{ext}")
+    for channels in (1, 3):
+        t = decode(path, channels, (8, 12))
+        assert t.dtype == torch.uint8 and tuple(t.shape) == (channels, 8, 12)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    t = decode(_save(img, tmp_path / "t.png"), 3, None)
+    assert int(t.min()) == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((10, 20, 3), dtype=np.uint8)  # 20 wide, 10 high, left half white
+    arr[:, :10] = 255
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "o.jpg"
+    img.save(path, exif=exif, quality=95)
+    t = decode(path, 1, None)
+    assert tuple(t.shape) == (1, 20, 10)  # displayed upright: 10 wide, 20 high
+    assert t[0, :8].float().mean() > 200 and t[0, -8:].float().mean() < 50  # left half is now on top
+
+
+def test_truncated_file_is_a_bad_image(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(BadImage, match="corrupt"):
+        decode(path, 3, None)
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"hello, not an image", "not a readable image")])
+def test_empty_and_non_image_files(tmp_path, content, reason):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(BadImage, match=reason):
+        decode(path, 3, None)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = _save(Image.new("L", (100, 100)), tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(BadImage, match="decompression bomb"):
+        decode(path, 1, None)

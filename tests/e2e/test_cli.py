@@ -1,0 +1,75 @@
+"""The CLI as a person uses it: export -> train -> evaluate -> predict, and the bad inputs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CNNLAB = [sys.executable, "-m", "cnnlab"]
+TINY_FLAGS = ["--blocks", "[{filters: 4}, {filters: 8}]", "--dense", "16", "--progress", "false"]
+
+
+def run(*args, cwd=None, check=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*CNNLAB, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    run("datasets", "export", "shapes", root / "shapes", "--size", "16", "--count", "20", "--classes", "3")
+    run("train", root / "shapes", "--out", root / "run", "--epochs", "3", "--lr", "0.01", *TINY_FLAGS)
+    return root
+
+
+def test_export_train_evaluate_predict(trained):
+    proc = run("evaluate", trained / "run", trained / "shapes", "--json", trained / "m.json")
+    metrics = json.loads((trained / "m.json").read_text())
+    assert metrics["classes"] == ["circle", "square", "triangle"]
+    assert sum(map(sum, metrics["confusion_matrix"])) == 12  # the 20% test split of 60
+    assert "macro avg" in proc.stdout and "confusion matrix" in proc.stdout
+    proc = run("predict", trained / "run", trained / "shapes" / "test" / "circle", "--json", "--top-k", "2")
+    preds = json.loads(proc.stdout)
+    assert len(preds) == 4
+    assert set(preds[0]) == {"path", "label", "probability", "top_k"}
+    assert set(preds[0]["top_k"][0]) == {"label", "probability"} and len(preds[0]["top_k"]) == 2
+
+
+def test_summary_of_a_run_and_of_a_preset(trained):
+    proc = run("summary", trained / "run")
+    assert "input 3x16x16" in proc.stdout and "total params" in proc.stdout
+    proc = run("summary", "lenet5")
+    assert "61,706" in proc.stdout
+
+
+def test_corrupt_files_are_reported_in_one_line(tmp_path):
+    run("datasets", "export", "shapes", tmp_path / "s", "--size", "12", "--count", "10")
+    (tmp_path / "s" / "train" / "circle" / "broken.png").write_bytes(b"garbage")
+    proc = run("train", tmp_path / "s", "--out", tmp_path / "r", "--epochs", "1", *TINY_FLAGS)
+    assert "skipped 1 unusable files (broken.png: not a readable image)" in " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "{tmp}/nope", "--out", "{tmp}/r"], "dataset not found"),
+    (["train", "{data}", "--out", "{tmp}/r", "--model", "resnt"], "unknown model 'resnt'"),
+    (["train", "{data}", "--out", "{tmp}/r", "--activation", "relu7"], "unknown activation 'relu7'"),
+    (["train", "{data}", "--out", "{tmp}/r", "--lrr", "0.1"], "unknown config key 'lrr'"),
+    (["train", "{data}", "--out", "{tmp}/r", "--lr", "-3"], "invalid value for 'optim.lr'"),
+    (["train", "{data}", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "config file not found"),
+    (["evaluate", "{tmp}/norun", "{data}"], "run directory not found"),
+    (["predict", "{run}", "{tmp}/missing.png"], "image not found"),
+    (["datasets", "export", "imagenet", "{tmp}/x"], "unknown dataset 'imagenet'"),
+    (["summary", "vgg99"], "unknown model 'vgg99'"),
+])
+def test_bad_input_is_one_line_and_nonzero(trained, tmp_path, args, message):
+    fill = {"tmp": tmp_path, "data": trained / "shapes", "run": trained / "run"}
+    proc = run(*[a.format(**fill) for a in args], check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -1,0 +1,54 @@
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+import cnnlab
+from cnnlab.errors import CnnlabError
+
+
+def test_predict_accepts_paths_arrays_and_pil_images(tiny_run, bars):
+    f = sorted((bars / "b").glob("*.png"))[0]
+    predictor = cnnlab.load(tiny_run)
+    by_path = predictor.predict(f, top_k=2)[0]
+    by_pil = predictor.predict(Image.open(f))[0]
+    by_array = predictor.predict(np.asarray(Image.open(f)))[0]
+    assert by_path.path == str(f) and len(by_path.top_k) == 2
+    assert by_path.label == by_pil.label == by_array.label
+    assert by_path.probability == pytest.approx(by_pil.probability, abs=1e-6)
+    assert sum(t["probability"] for t in predictor.predict(f, top_k=3)[0].top_k) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_prediction_path_does_not_import_lightning(tiny_run, bars):
+    f = sorted(bars.rglob("*.png"))[0]
+    code = (f"import sys, cnnlab; cnnlab.load({str(tiny_run)!r}).predict({str(f)!r}); "
+            "print('lightning' in sys.modules, 'cnnlab.training' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_unreadable_image_is_a_clear_error(tiny_run, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(CnnlabError, match="cannot use image .*bad.png: not a readable image"):
+        cnnlab.load(tiny_run).predict(bad)
+
+
+def test_weights_from_another_model_are_a_clear_error(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    state = load_file(str(run / "model.safetensors"))
+    state["features.0.body.0.0.weight"] = state["features.0.body.0.0.weight"][:2].contiguous()
+    save_file(state, str(run / "model.safetensors"))
+    with pytest.raises(CnnlabError, match="do not fit model 'cnn-small'"):
+        cnnlab.load(run)
+
+
+def test_incomplete_run_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "config.yaml").write_text("{}")
+    with pytest.raises(CnnlabError, match="not a complete cnnlab run directory: missing classes.json"):
+        cnnlab.load(tmp_path)

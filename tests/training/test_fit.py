@@ -1,0 +1,155 @@
+import copy
+import json
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+import cnnlab
+from conftest import TINY, write_images
+from cnnlab import rundir
+from cnnlab.errors import CnnlabError
+
+
+def test_run_directory_holds_everything_later_stages_need(tiny_run):
+    for name in (*rundir.REQUIRED, rundir.SPLIT, rundir.SKIPPED, rundir.METRICS, rundir.TRAINING):
+        assert (tiny_run / name).is_file(), name
+    assert json.loads((tiny_run / "classes.json").read_text()) == ["a", "b", "c"]
+    rows = rundir.read_csv(tiny_run / rundir.METRICS)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(rows[0])
+    split = rundir.read_csv(tiny_run / rundir.SPLIT)
+    assert len(split) == 60 and {r["split"] for r in split} == {"train", "val"}
+
+
+def test_training_learns_the_task(tiny_run):
+    rows = rundir.read_csv(tiny_run / rundir.METRICS)
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_acc"]) >= 0.8
+
+
+def test_corrupt_files_are_skipped_and_reported(tmp_path):
+    data = write_images(tmp_path / "d", {"a": 8, "b": 8})
+    (data / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (data / "b" / "empty.jpg").write_bytes(b"")
+    (data / "b" / "notes.txt").write_text("x")
+    result = cnnlab.train(data, tmp_path / "run", epochs=1, **TINY)
+    skipped = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in rundir.read_csv(result.run_dir / rundir.SKIPPED)}
+    assert set(skipped) == {"broken.png", "empty.jpg", "notes.txt"}
+    assert skipped["empty.jpg"] == "empty file"
+    assert len(rundir.read_csv(result.run_dir / rundir.SPLIT)) == 16
+
+
+def test_class_with_only_bad_files_is_an_error(tmp_path):
+    data = write_images(tmp_path / "d", {"a": 4, "b": 4})
+    (data / "c").mkdir()
+    (data / "c" / "bad.png").write_bytes(b"nope")
+    with pytest.raises(CnnlabError, match="class 'c' has no usable image"):
+        cnnlab.train(data, tmp_path / "run", epochs=1, **TINY)
+
+
+def test_existing_run_is_not_overwritten_by_accident(tiny_run, bars):
+    with pytest.raises(CnnlabError, match="already holds a run"):
+        cnnlab.train(bars, tiny_run, epochs=1, **TINY)
+
+
+class _Record(Callback):
+    """Keeps the initial weights, the training tensors and the number of optimiser steps."""
+
+    def on_fit_start(self, trainer, pl_module):
+        self.initial = copy.deepcopy(pl_module.model.net.state_dict())
+        ds = trainer.datamodule.prepared.datasets["train"]
+        self.x, self.y = ds.images, ds.targets
+
+    def on_train_end(self, trainer, pl_module):
+        self.steps = trainer.global_step
+
+
+def test_batch_mode_is_one_exact_full_batch_gradient_step(tmp_path, bars):
+    rec = _Record()
+    # 60 images, val 0 -> 60 train in chunks of 16 (the last chunk has 12): still the exact full-batch mean.
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, mode="batch", batch_size=16, val_split=0.0,
+                          optimizer="sgd", momentum=0.0, lr=0.5, batch_norm=False, callbacks=[rec], **TINY)
+    assert rec.steps == 1
+    model = cnnlab.load(result.run_dir).model
+    trained = {k: v.clone() for k, v in model.net.state_dict().items()}
+    model.net.load_state_dict(rec.initial)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(rec.x), rec.y)
+    loss.backward()
+    for name, p in model.net.named_parameters():
+        assert torch.allclose(trained[name], p.detach() - 0.5 * p.grad, atol=1e-5), name
+
+
+def test_stochastic_mode_updates_once_per_sample(tmp_path, bars):
+    rec = _Record()
+    cnnlab.train(bars, tmp_path / "run", epochs=1, mode="stochastic", val_split=0.5, batch_norm=False,
+                 callbacks=[rec], **TINY)
+    assert rec.steps == 30
+
+
+def test_minibatch_mode_updates_once_per_batch(tmp_path, bars):
+    rec = _Record()
+    cnnlab.train(bars, tmp_path / "run", epochs=2, batch_size=8, val_split=0.0, callbacks=[rec], **TINY)
+    assert rec.steps == 2 * 8  # ceil(60 / 8) per epoch
+
+
+def test_early_stopping_when_the_loss_stops_changing(tmp_path, bars):
+    # A huge min_delta means no epoch counts as an improvement: stop after `patience` epochs.
+    result = cnnlab.train(bars, tmp_path / "run", epochs=20, early_stopping=True, min_delta=100.0, patience=2, **TINY)
+    assert result.epochs == 3
+    assert json.loads((result.run_dir / rundir.TRAINING).read_text())["stopped_early"] is True
+
+
+@pytest.mark.parametrize("optimizer,schedule", [
+    ("sgd", "step"), ("adam", "cosine"), ("adamw", "plateau"), ("rmsprop", "onecycle"), ("sgd", "none"),
+])
+def test_optimizers_and_schedules(tmp_path, bars, optimizer, schedule):
+    result = cnnlab.train(bars, tmp_path / "run", epochs=2, optimizer=optimizer, schedule=schedule, step_size=1,
+                          gamma=0.5, nesterov=True, **TINY)
+    rows = rundir.read_csv(result.run_dir / rundir.METRICS)
+    lrs = [float(r["lr"]) for r in rows]
+    assert len(rows) == 2
+    if schedule == "step":
+        assert lrs[1] == pytest.approx(lrs[0] * 0.5)
+    if schedule in ("none", "plateau"):
+        assert lrs[0] == lrs[1] == pytest.approx(1e-3)
+
+
+class _Crash(Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated power cut")
+
+
+def test_resume_continues_an_interrupted_run_to_the_same_end(tmp_path, bars):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="power cut"):
+        cnnlab.train(bars, out, epochs=4, callbacks=[_Crash()], **TINY)
+    assert [r["epoch"] for r in rundir.read_csv(out / rundir.METRICS)] == ["0", "1"]
+    assert not (out / rundir.WEIGHTS).exists()
+    result = cnnlab.train(out=out, resume=True)
+    epochs = [int(r["epoch"]) for r in rundir.read_csv(out / rundir.METRICS)]
+    assert epochs == [0, 1, 2, 3] and result.epochs == 4
+    assert (out / rundir.WEIGHTS).is_file()
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CnnlabError, match="nothing to resume"):
+        cnnlab.train(out=tmp_path, resume=True)
+
+
+def test_regression_from_a_csv_manifest(tmp_path):
+    data = write_images(tmp_path / "imgs", {"a": 12, "b": 12, "c": 12})
+    files = sorted((tmp_path / "imgs").rglob("*.png"))
+    target = {"a": 0.0, "b": 1.0, "c": 2.0}
+    lines = ["path,target"] + [f"imgs/{f.parent.name}/{f.name},{target[f.parent.name]}" for f in files]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    result = cnnlab.train(tmp_path / "m.csv", tmp_path / "run", task="regression", epochs=8, lr=0.01, **TINY)
+    rows = rundir.read_csv(result.run_dir / rundir.METRICS)
+    assert {"train_mae", "val_mae", "val_rmse", "val_r2"} <= set(rows[-1])
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    metrics = cnnlab.evaluate(result.run_dir, tmp_path / "m.csv")
+    assert set(metrics) >= {"mae", "rmse", "r2"} and metrics["n"] == 36
+    pred = cnnlab.load(result.run_dir).predict(files[0])[0]
+    assert isinstance(pred.label, float) and pred.probability is None
