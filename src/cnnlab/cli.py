@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cnnlab.console import console, out
@@ -19,6 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="cnnlab: from a folder of labelled images to a trained, measured and deployed CNN.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Built-in sample datasets.")
 app.add_typer(datasets_app, name="datasets")
+augment_app = typer.Typer(no_args_is_help=True, help="Data augmentation.")
+app.add_typer(augment_app, name="augment")
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -65,6 +68,27 @@ def datasets_export(ctx: typer.Context, name: str, directory: Path) -> None:
 
     counts = export(name, directory, **{k.replace("-", "_"): v for k, v in parse_extra(ctx.args).items()})
     console.print(f"{name}: {counts['train']} train and {counts['test']} test images in {directory}")
+
+
+# ----------------------------------------------------------------------------- augment
+@augment_app.command("preview", context_settings=EXTRA)
+def augment_preview(
+    ctx: typer.Context,
+    data: Path = typer.Argument(..., help="Dataset folder or CSV manifest."),
+    out_file: Path = typer.Option(Path("augment_preview.png"), "--out", "-o", help="PNG to write."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config with an augment section."),
+    images: int = typer.Option(4, min=1, help="How many images (one per class first)."),
+    versions: int = typer.Option(6, min=1, help="Augmented versions of each."),
+) -> None:
+    """Each image followed by augmented versions, e.g. --augment standard --rotation 30 --noise 0.05."""
+    from cnnlab.config import load_config
+    from cnnlab.data.augment import describe
+    from cnnlab.data.preview import preview
+
+    cfg = load_config(config, parse_extra(ctx.args))
+    path = preview(cfg, data, out_file, images, versions)
+    console.print(f"augmentation: {describe(cfg.augment)}")
+    console.print(f"preview: {path}")
 
 
 # ----------------------------------------------------------------------------- train
@@ -274,7 +298,7 @@ def main() -> None:
     except CnnlabError as exc:
         if debug:
             raise
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")

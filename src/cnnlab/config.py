@@ -89,6 +89,35 @@ class TrainConfig(_Strict):
     progress: bool = True
 
 
+class AugmentConfig(_Strict):
+    """Training-time augmentation: a preset, with any operation set explicitly on top of it."""
+
+    preset: Literal["none", "light", "standard", "strong"] = "none"
+    rotation: Optional[float] = Field(None, ge=0.0, le=180.0)  # degrees, +/-
+    translate: Optional[float] = Field(None, ge=0.0, lt=1.0)  # fraction of width/height, +/-
+    zoom: Optional[tuple[float, float]] = None  # affine scale range, e.g. [0.9, 1.1]
+    crop_scale: Optional[tuple[float, float]] = None  # random resized crop area range, within (0, 1]
+    hflip: Optional[float] = Field(None, ge=0.0, le=1.0)  # probability
+    vflip: Optional[float] = Field(None, ge=0.0, le=1.0)
+    brightness: Optional[float] = Field(None, ge=0.0)
+    contrast: Optional[float] = Field(None, ge=0.0)
+    saturation: Optional[float] = Field(None, ge=0.0)
+    hue: Optional[float] = Field(None, ge=0.0, le=0.5)
+    noise: Optional[float] = Field(None, ge=0.0, le=1.0)  # Gaussian noise std, in [0, 1] pixel units
+    group: int = Field(8, gt=0)  # images that share one draw of random parameters
+
+    @field_validator("zoom", "crop_scale")
+    @classmethod
+    def _ordered_range(cls, value, info):
+        if value is None:
+            return value
+        low, high = value
+        upper = 1.0 if info.field_name == "crop_scale" else 10.0
+        if not 0 < low <= high <= upper:
+            raise ValueError(f"must be [min, max] with 0 < min <= max <= {upper:g}")
+        return value
+
+
 class Config(_Strict):
     task: Literal["classification", "regression"] = "classification"
     seed: int = 0
@@ -96,14 +125,15 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-_SECTIONS = ("data", "model", "optim", "train")
+_SECTIONS = ("data", "model", "optim", "train", "augment")
 # Flags people expect to type without the section, whose leaf name is generic.
-_ALIASES = {"model": "model.name", "optimizer": "optim.optimizer"}
+_ALIASES = {"model": "model.name", "optimizer": "optim.optimizer", "augment": "augment.preset"}
 
 
 def key_paths() -> dict[str, str]:

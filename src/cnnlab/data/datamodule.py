@@ -1,6 +1,7 @@
 """The LightningDataModule that serves prepared datasets as batches of uint8 tensors."""
 from __future__ import annotations
 
+import copy
 import math
 from typing import Optional
 
@@ -9,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.config import Config
+from cnnlab.data.augment import build_augmentation
 from cnnlab.data.datasets import batch_collate
 from cnnlab.data.prepare import Prepared
 
@@ -28,6 +30,7 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         self.prepared, self.cfg = prepared, cfg
         self.batch_size = loader_batch_size(cfg)
+        self.augment = build_augmentation(cfg.augment, prepared.pre.channels, prepared.pre.size)
 
     def _loader(self, ds: Optional[Dataset], shuffle: bool) -> DataLoader:
         workers = self.cfg.data.num_workers
@@ -38,7 +41,9 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.prepared.datasets["train"], shuffle=True)
+        train = copy.copy(self.prepared.datasets["train"])
+        train.transform = self.augment  # training batches only; val/test see the plain images
+        return self._loader(train, shuffle=True)
 
     def val_dataloader(self):
         ds = self.prepared.datasets.get("val")

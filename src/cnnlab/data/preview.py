@@ -1,0 +1,48 @@
+"""A grid of a few images, each followed by augmented versions: what the model sees in training."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from cnnlab.config import Config
+from cnnlab.data.augment import build_augmentation
+from cnnlab.data.datasets import decode_entries
+from cnnlab.data.prepare import probe_dataset
+from cnnlab.data.sources import scan
+from cnnlab.errors import CnnlabError
+from cnnlab.models.registry import resolve_preprocessing
+
+MIN_TILE = 96  # small images (8x8 digits) are enlarged so a person can see the changes
+
+
+def preview(cfg: Config, data: str | Path, out: str | Path, images: int = 4, versions: int = 6) -> Path:
+    found = scan(data, cfg.task, cfg.data.target_column)
+    pre = resolve_preprocessing(cfg, probe_dataset(found.entries))
+    # One image per class first, so the grid shows the variety of the dataset.
+    picks, seen = [], set()
+    for e in found.entries:
+        if str(e.label) not in seen:
+            picks.append(e)
+            seen.add(str(e.label))
+    picks = (picks + [e for e in found.entries if e not in picks])[:images]
+    batch, ok, _ = decode_entries(picks, pre.channels, pre.size, keep=True)
+    if not ok:
+        raise CnnlabError(f"no readable images in {data} to preview")
+    augment = build_augmentation(cfg.augment.model_copy(update={"group": 1}), pre.channels, pre.size)
+    rows = []
+    for img in batch:
+        copies = img.unsqueeze(0).repeat(versions, 1, 1, 1)
+        augmented = augment(copies) if augment is not None else copies
+        to_float = lambda t: t.float() / 255 if t.dtype == torch.uint8 else t.float()  # noqa: E731
+        rows.append(torch.cat([to_float(img.unsqueeze(0)), to_float(augmented)]))
+    grid = torch.cat(rows)
+    if min(pre.size) < MIN_TILE:
+        factor = -(-MIN_TILE // min(pre.size))
+        grid = F.interpolate(grid, scale_factor=factor, mode="nearest")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(grid, nrow=versions + 1, padding=4, pad_value=1.0), out)
+    return out

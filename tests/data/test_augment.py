@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.config import AugmentConfig, load_config
+from cnnlab.data.augment import PRESETS, build_augmentation, resolved
+from cnnlab.data.prepare import prepare
+from cnnlab.data.preview import preview
+from cnnlab.errors import CnnlabError
+from cnnlab.models.registry import resolve_preprocessing
+from conftest import TINY
+
+
+def _batch(n=16, channels=3, size=16):
+    torch.manual_seed(0)
+    return torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8)
+
+
+def test_none_means_no_transform():
+    assert build_augmentation(AugmentConfig(), 3, (16, 16)) is None
+
+
+def test_explicit_operations_override_the_preset():
+    ops = resolved(AugmentConfig(preset="standard", rotation=30.0, hflip=0.0))
+    assert ops["rotation"] == 30.0 and "hflip" not in ops
+    assert ops["translate"] == PRESETS["standard"]["translate"]
+
+
+@pytest.mark.parametrize("preset", ["light", "standard", "strong"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_presets_change_images_and_keep_their_shape(preset, channels):
+    x = _batch(channels=channels)
+    out = build_augmentation(AugmentConfig(preset=preset), channels, (16, 16))(x.clone())
+    assert out.shape == x.shape
+    assert not torch.equal(out.float() / (255 if out.dtype == torch.uint8 else 1), x.float() / 255)
+
+
+@pytest.mark.parametrize("op,value", [
+    ("rotation", 45.0), ("translate", 0.3), ("zoom", (0.5, 0.6)), ("crop_scale", (0.2, 0.3)), ("hflip", 1.0),
+    ("vflip", 1.0), ("brightness", 0.8), ("contrast", 0.8), ("saturation", 0.9), ("hue", 0.4), ("noise", 0.2),
+])
+def test_each_operation_changes_the_image(op, value):
+    x = _batch()
+    torch.manual_seed(1)
+    out = build_augmentation(AugmentConfig(**{op: value}), 3, (16, 16))(x.clone())
+    as_float = out.float() / 255 if out.dtype == torch.uint8 else out
+    assert as_float.shape == x.shape and not torch.allclose(as_float, x.float() / 255)
+
+
+def test_flip_is_exactly_torchvisions_flip():
+    x = _batch()
+    out = build_augmentation(AugmentConfig(hflip=1.0), 3, (16, 16))(x.clone())
+    assert torch.equal(out, x.flip(-1))
+
+
+def test_each_group_draws_its_own_parameters():
+    x = _batch(n=1).repeat(8, 1, 1, 1)  # eight copies of one image
+    aug = build_augmentation(AugmentConfig(rotation=90.0, group=2), 3, (16, 16))
+    torch.manual_seed(0)
+    out = aug(x)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[2], out[3])  # same group, same draw
+    assert len({out[i].sum().item() for i in (0, 2, 4, 6)}) > 1  # different groups, different draws
+
+
+def test_reproducible_under_a_seed():
+    aug = build_augmentation(AugmentConfig(preset="strong"), 3, (16, 16))
+    torch.manual_seed(5)
+    a = aug(_batch())
+    torch.manual_seed(5)
+    assert torch.equal(aug(_batch()), a)
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"augment": "fancy"}, "'augment.preset'.*'none', 'light', 'standard' or 'strong'"),
+    ({"rotation": -5}, "'augment.rotation'"),
+    ({"crop_scale": [0.5, 1.5]}, "'augment.crop_scale'.*max <= 1"),
+    ({"shear": 3}, "unknown config key 'shear'"),
+])
+def test_bad_augmentation_settings(flags, message):
+    with pytest.raises(CnnlabError, match=message):
+        load_config(None, flags)
+
+
+def test_training_batches_are_augmented_and_evaluation_batches_are_not(tmp_path, bars):
+    from lightning.pytorch.callbacks import Callback
+
+    seen = {}
+
+    class Spy(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.setdefault("train", batch[0])
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            seen.setdefault("val", batch[0])
+
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, vflip=1.0, val_split=0.5, callbacks=[Spy()], **TINY)
+    cfg = load_config(result.run_dir / "config.yaml")
+    datasets = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed)).datasets
+    train_imgs = {bytes(img.flip(-2).numpy()) for img in datasets["train"].images}
+    val_imgs = {bytes(img.numpy()) for img in datasets["val"].images}
+    assert all(bytes(img.numpy()) in train_imgs for img in seen["train"])  # every training image flipped
+    assert all(bytes(img.numpy()) in val_imgs for img in seen["val"])  # validation untouched
+    assert "vflip: 1.0" in (result.run_dir / "config.yaml").read_text()
+
+
+def test_preview_grid_has_one_row_per_image(tmp_path, shapes_dir):
+    cfg = load_config(None, {"augment": "strong"})
+    out = preview(cfg, shapes_dir, tmp_path / "grid.png", images=3, versions=4)
+    from PIL import Image
+
+    w, h = Image.open(out).size
+    assert w > h and h > 3 * 96  # 3 rows of enlarged 16px images, 5 columns
