@@ -57,7 +57,8 @@ def _class_folders(root: Path, split: Optional[str], skipped: list[Skipped]) -> 
             continue
         files = [f for f in sorted(item.rglob("*")) if f.is_file() and not _ignored(f)]
         images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-        skipped += [Skipped(f, f"not an image file ({f.suffix or 'no extension'})") for f in files if f not in images]
+        skipped += [Skipped(f, f"not an image file ({f.suffix or 'no extension'})")
+                    for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
         if not images:
             raise CnnlabError(
                 f"class folder '{item}' has no images: add images to it or remove it "

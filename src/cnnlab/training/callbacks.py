@@ -5,9 +5,10 @@ import time
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from cnnlab.config import Config
+from cnnlab.training.module import PROGRESS_EVERY
 from cnnlab.rundir import CHECKPOINTS, METRICS, read_csv, write_csv
 
 METRIC_ORDER = ("train_loss", "train_acc", "val_loss", "val_acc", "train_mae", "train_rmse", "train_r2",
@@ -57,6 +58,10 @@ def standard_callbacks(cfg: Config, run_dir: Path, has_val: bool) -> list[Callba
         ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINTS, filename="best", monitor=monitor, mode=mode,
                         save_top_k=1, save_last=True, enable_version_counter=False),
     ]
+    if cfg.train.progress:
+        # Rich's bar redraws from a thread of its own, which takes ~10% of a small CNN's throughput on a
+        # 2-core CPU (benchmarks/overhead.py); tqdm redrawing every 10th step costs ~nothing.
+        callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_EVERY, leave=True))
     if cfg.train.early_stopping:
         # The course's "stop when the change in the loss is below a threshold", for `patience` epochs.
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, min_delta=cfg.train.min_delta,
