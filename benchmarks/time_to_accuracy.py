@@ -11,11 +11,11 @@ import subprocess
 import sys
 import time
 
+from cnnlab.demo import as_flags
 from common import SCRATCH, mnist_5k, verdict
 
-# The default model (cnn-small); light geometric augmentation and a one-cycle schedule.
-SETTINGS = ["--epochs", "15", "--lr", "0.003", "--schedule", "onecycle", "--val-split", "0.05",
-            "--rotation", "10", "--translate", "0.1", "--zoom", "0.9,1.1", "--progress", "false"]
+# Exactly the demo's settings (cnnlab/demo.py), without the progress bar.
+SETTINGS = as_flags() + ["--progress", "false"]
 
 
 def main() -> dict:

@@ -269,24 +269,16 @@ def show_config() -> None:
 @app.command()
 def demo(
     directory: Path = typer.Option(Path("demo"), "--dir", help="Where the data and the run go."),
-    epochs: int = typer.Option(8, help="Training epochs."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's 15)."),
 ) -> None:
     """Export mnist-5k, train the default CNN, evaluate on the 1,000 test digits, print the metrics."""
-    from cnnlab.data.samples import export
-    from cnnlab.evaluation.metrics import evaluate as run_evaluate
-    from cnnlab.training.fit import train as run_train
+    from cnnlab import demo as demo_
 
-    data = directory / "mnist-5k"
-    counts = export("mnist-5k", data)
-    console.print(f"mnist-5k: {counts['train']} train / {counts['test']} test digits in {data}")
-    result = run_train(data, directory / "run", overwrite=True, epochs=epochs, **DEMO_SETTINGS)
+    data, result, metrics = demo_.run(directory, **({"epochs": epochs} if epochs else {}))
     _print_training(result)
-    print_metrics(run_evaluate(result.run_dir, data))
+    print_metrics(metrics)
+    console.print(f"run directory: {result.run_dir}  (confusion matrix: {result.run_dir / 'confusion_matrix.png'})")
     console.print(f"next: cnnlab predict {result.run_dir} {data / 'test' / '7'} --top-k 3")
-
-
-# The default CNN with a one-cycle schedule: fast, stable convergence on small data on a CPU.
-DEMO_SETTINGS = {"batch_size": 64, "lr": 0.003, "schedule": "onecycle", "val_split": 0.1}
 
 
 def main() -> None:
