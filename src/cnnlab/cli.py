@@ -227,12 +227,13 @@ def summary(
     model: str = typer.Argument(..., help="A model name, or a run directory."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Image side in pixels."),
     channels: Optional[int] = typer.Option(None, help="Input channels (1 or 3)."),
-    classes: int = typer.Option(10, help="Number of output classes."),
+    classes: Optional[int] = typer.Option(None, help="Output classes (default: 1000 for backbones, 10 for CNNs)."),
+    head: Optional[str] = typer.Option(None, help="Head: flatten, gap or original (default for backbones: original)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config declaring the model."),
 ) -> None:
     """Each layer's output shape and parameter count, and the totals (like Keras' model.summary())."""
     from cnnlab.config import load_config
-    from cnnlab.models.registry import build_model, resolve_preprocessing
+    from cnnlab.models.registry import build_model, get_entry, resolve_preprocessing
     from cnnlab.models.summary import summarize
 
     if Path(model).is_dir():
@@ -246,9 +247,12 @@ def summary(
             overrides["input_size"] = input_size
         if channels:
             overrides["in_channels"] = channels
+        pretrained = get_entry(model).pretrained
+        if head or pretrained:  # a backbone's own classifier: parameter counts as in the reference
+            overrides["head"] = head or "original"
         cfg = load_config(config, overrides)
         pre = resolve_preprocessing(cfg)
-        net = build_model(cfg, pre, classes)
+        net = build_model(cfg, pre, classes or (1000 if pretrained else 10))
     s = summarize(net, (pre.channels, *pre.size))
     table = Table("layer", "type", "output shape", "params", title=f"{model}: input {pre.channels}x{pre.size[0]}x{pre.size[1]}")
     for row in s.rows:

@@ -51,11 +51,12 @@ class ModelConfig(_Strict):
     pool_size: int = Field(2, gt=0)
     pool_stride: Optional[int] = Field(None, gt=0)
     residual: bool = False
-    head: Literal["flatten", "gap"] = "flatten"
-    dense: list[int] = Field(default_factory=lambda: [128])
+    head: Optional[Literal["flatten", "gap", "original"]] = None  # None: flatten (custom CNN), gap (backbones)
+    dense: Optional[list[int]] = None  # None: [128] (custom CNN), [] (backbones)
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
     input_size: Optional[int] = Field(None, gt=0)  # None: from the model or the data
     in_channels: Optional[Literal[1, 3]] = None  # None: from the model or the data
+    weights: Optional[str] = None  # imagenet | none | FILE | RUN_DIR; None: imagenet for backbones, none for CNNs
 
     @field_validator("dense", mode="before")
     @classmethod
@@ -83,10 +84,20 @@ class TrainConfig(_Strict):
     monitor: Literal["val_loss", "val_acc", "train_loss"] = "val_loss"
     accelerator: str = "auto"
     devices: Union[int, str] = "auto"
-    strategy: str = "auto"
+    distributed: str = "auto"  # Lightning strategy: auto, ddp, fsdp, ...
     num_nodes: int = Field(1, gt=0)
     precision: str = "32-true"
     progress: bool = True
+
+
+class TransferConfig(_Strict):
+    """How a pretrained backbone is reused: which parts train, and at what learning rate."""
+
+    strategy: Literal["auto", "feature-extract", "fine-tune", "full", "two-phase"] = "auto"
+    unfreeze: int = Field(2, ge=0)  # top blocks/stages trained in fine-tune and two-phase
+    backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0)  # backbone lr = lr x this
+    head_epochs: Optional[int] = Field(None, gt=0)  # two-phase: head-only epochs; None: a third of them
+    cache_features: bool = True  # frozen backbone, no augmentation: compute features once
 
 
 class AugmentConfig(_Strict):
@@ -126,12 +137,13 @@ class Config(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-_SECTIONS = ("data", "model", "optim", "train", "augment")
+_SECTIONS = ("data", "model", "optim", "train", "augment", "transfer")
 # Flags people expect to type without the section, whose leaf name is generic.
 _ALIASES = {"model": "model.name", "optimizer": "optim.optimizer", "augment": "augment.preset"}
 

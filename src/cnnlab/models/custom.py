@@ -109,6 +109,11 @@ class CustomCNN(nn.Module):
     def __init__(self, features: nn.Sequential, head: nn.Sequential):
         super().__init__()
         self.features, self.head = features, head
+        self.block_names = [[str(i)] for i in range(len(features))]
+
+    def blocks(self) -> list[list[nn.Module]]:
+        """The convolution stages in order: what fine-tuning unfreezes from the top."""
+        return [[stage] for stage in self.features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -119,6 +124,10 @@ def effective_config(cfg: ModelConfig) -> ModelConfig:
     preset = PRESETS[cfg.name]
     given = cfg.model_fields_set
     updates = {k: v for k, v in preset.overrides.items() if k not in given}
+    if cfg.head in (None, "original"):
+        updates.setdefault("head", "flatten")
+    if cfg.dense is None:
+        updates.setdefault("dense", [128])
     if cfg.blocks is None:
         if not preset.blocks:
             raise CnnlabError(f"model '{cfg.name}' needs model.blocks in the config, e.g. blocks: [{{filters: 32}}, {{filters: 64}}]")

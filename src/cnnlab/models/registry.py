@@ -2,43 +2,70 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from torch import nn
 
 from cnnlab.config import Config
+from cnnlab.errors import CnnlabError
+from cnnlab.models import backbones
 from cnnlab.models.custom import PRESETS, build_custom
 from cnnlab.models.preprocess import ImageModel, Preprocessing
+from cnnlab.models.weights import LoadReport, kind, load_matching, read_state_dict
 from cnnlab.registry import Registry
+
+InputSpec = tuple[Optional[int], Optional[int], list[float], list[float], str]
 
 
 @dataclass
 class ModelEntry:
     name: str
     description: str
-    # (channels, size, mean, std) the model wants; None leaves channels/size to the data.
-    input_spec: Callable[[Config], tuple[Optional[int], Optional[int], list[float], list[float]]]
-    build: Callable[[Config, Preprocessing, int], nn.Module]
+    input_spec: Callable[[Config], InputSpec]  # channels/size None: decided by the data
+    build: Callable[[Config, Preprocessing, int], nn.Module]  # random (or reference) weights
     default_channels: int = 3
     default_size: int = 224
+    pretrained: bool = False  # a backbone: default weights imagenet, default head gap
 
 
-MODELS: Registry = Registry("model")
+MODELS: Registry = Registry("model", hint="or timm:<name> for any timm model")
 
 
 def _register_presets() -> None:
     for name, preset in PRESETS.items():
         MODELS.register(name)(ModelEntry(
-            name=name,
-            description=preset.description,
-            input_spec=lambda cfg: (cfg.model.in_channels, cfg.model.input_size, [0.5], [0.5]),
+            name=name, description=preset.description,
+            input_spec=lambda cfg: (cfg.model.in_channels, cfg.model.input_size, [0.5], [0.5], "bilinear"),
             build=lambda cfg, pre, n: build_custom(cfg.model, pre.channels, pre.size, n),
-            default_channels=preset.channels,
-            default_size=preset.size,
+            default_channels=preset.channels, default_size=preset.size,
         ))
 
 
+def _backbone_entry(name: str) -> ModelEntry:
+    spec = backbones.spec_for(name)
+
+    def input_spec(cfg: Config) -> InputSpec:
+        if cfg.model.in_channels == 1:
+            raise CnnlabError(f"{name} takes colour input: leave in_channels unset (grayscale images are converted)")
+        return 3, cfg.model.input_size or spec.size, list(spec.mean), list(spec.std), spec.interpolation
+
+    return ModelEntry(name, spec.description, input_spec, lambda cfg, pre, n: None, 3, spec.size, pretrained=True)
+
+
+def _register_backbones() -> None:
+    for name in backbones.SPECS:
+        MODELS.register(name)(_backbone_entry(name))
+
+
 _register_presets()
+_register_backbones()
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name.startswith("timm:"):
+        return _backbone_entry(name)
+    return MODELS.get(name)
 
 
 def names() -> list[str]:
@@ -47,14 +74,64 @@ def names() -> list[str]:
 
 def resolve_preprocessing(cfg: Config, probed: Optional[tuple[tuple[int, int], int]] = None) -> Preprocessing:
     """The config's explicit values first, then the model's own, then what the data looks like."""
-    entry: ModelEntry = MODELS.get(cfg.model.name)
-    channels, side, mean, std = entry.input_spec(cfg)
+    entry = get_entry(cfg.model.name)
+    channels, side, mean, std, interpolation = entry.input_spec(cfg)
     if channels is None:
         channels = probed[1] if probed else entry.default_channels
     size = (side, side) if side else (probed[0] if probed else (entry.default_size, entry.default_size))
-    return Preprocessing(channels=channels, size=size, mean=mean, std=std)
+    if entry.pretrained and side != entry.default_size:
+        from cnnlab.console import console
+
+        console.print(f"[yellow]note:[/] input size {side} departs from {cfg.model.name}'s pretrained "
+                      f"{entry.default_size}; pretrained features work best at their own size")
+    return Preprocessing(channels=channels, size=size, mean=mean, std=std, interpolation=interpolation)
+
+
+def _build_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str) -> tuple[nn.Module, Optional[LoadReport]]:
+    entry = get_entry(cfg.model.name)
+    if not entry.pretrained:
+        net = entry.build(cfg, pre, num_outputs)
+        report = None
+        if weights == "file":
+            path = Path(cfg.model.weights)
+            report = load_matching(net, read_state_dict(path), str(path), cfg.model.name, ("head.",))
+        return net, report
+    spec = backbones.spec_for(cfg.model.name)
+    original = backbones.create_original(cfg.model.name, spec)
+    head_keys = backbones.head_keys(spec, original)
+    report = None
+    if weights == "imagenet":
+        from cnnlab.models.weights import download_imagenet
+
+        report = download_imagenet(original, spec, cfg.model.name, head_keys)
+    elif weights == "file":
+        path = Path(cfg.model.weights)
+        report = load_matching(original, read_state_dict(path), str(path), cfg.model.name, head_keys)
+    parts = backbones.split(cfg.model.name, spec, original, num_outputs)
+    net = backbones.assemble(cfg.model.name, parts, cfg.model, num_outputs)
+    if pre.size[0] < spec.size or pre.size[1] < spec.size:
+        backbones.check_input_size(net, cfg.model.name, pre.size)
+    return net, report
 
 
 def build_model(cfg: Config, pre: Preprocessing, num_outputs: int) -> ImageModel:
-    entry: ModelEntry = MODELS.get(cfg.model.name)
-    return ImageModel(entry.build(cfg, pre, num_outputs), pre)
+    """The architecture with random weights (prediction loads the run's own weights into it)."""
+    net, _ = _build_net(cfg, pre, num_outputs, "none")
+    return ImageModel(net, pre)
+
+
+def build_for_training(cfg: Config, pre: Preprocessing, num_outputs: int) -> tuple[ImageModel, Optional[LoadReport]]:
+    """The architecture with its starting weights: ImageNet, a file, a previous run, or none."""
+    entry = get_entry(cfg.model.name)
+    weights = kind(cfg.model.weights if cfg.model.weights is not None else ("imagenet" if entry.pretrained else "none"))
+    net, report = _build_net(cfg, pre, num_outputs, weights)
+    if weights == "run":
+        from cnnlab.models.transfer_source import load_features_from_run
+
+        report = load_features_from_run(net, Path(cfg.model.weights), cfg.model.name)
+    return ImageModel(net, pre), report
+
+
+def weights_kind(cfg: Config) -> str:
+    entry = get_entry(cfg.model.name)
+    return kind(cfg.model.weights if cfg.model.weights is not None else ("imagenet" if entry.pretrained else "none"))

@@ -5,7 +5,7 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -19,7 +19,10 @@ from cnnlab.console import console
 from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError
-from cnnlab.models.registry import build_model, resolve_preprocessing
+from cnnlab.data.augment import build_augmentation, describe
+from cnnlab.models.registry import build_for_training, resolve_preprocessing, weights_kind
+from cnnlab.models.transfer_source import adopt_source_run
+from cnnlab.training import transfer
 from cnnlab.training.callbacks import monitored, standard_callbacks
 from cnnlab.training.module import ImageTask
 
@@ -84,45 +87,62 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
           callbacks: Sequence[Callback] = (), **overrides: Any) -> TrainResult:
     """Train a model on DATA and write everything into the run directory ``out``."""
     cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+    cfg = adopt_source_run(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     started = time.perf_counter()
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
     num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
-    model = build_model(cfg, prepared.pre, num_outputs)
+    model, report = build_for_training(cfg, prepared.pre, num_outputs)
     _write_inputs(out, cfg, prepared)
     _report_data(prepared, out)
+    if report is not None:
+        console.print(report.line())
 
+    strategy = transfer.resolve_strategy(cfg, weights_kind(cfg))
+    transfer.check(cfg, strategy, model.net)
+    augmenting = build_augmentation(cfg.augment, prepared.pre.channels, prepared.pre.size) is not None
+    cached = transfer.can_cache(cfg, strategy, augmenting)
+    if cached:  # the frozen backbone runs once; the head trains on its features
+        prepared = replace(prepared, datasets=transfer.cache_features(model, prepared))
     has_val = prepared.size("val") > 0
     monitor, _ = monitored(cfg, has_val)
     n_train = prepared.size("train")
-    task = ImageTask(model, cfg.task, num_outputs, cfg.optim, monitor=monitor,
-                     full_batch_size=n_train if cfg.train.mode == "batch" else 0)
+    task = ImageTask(transfer.CachedHead(model.net.head) if cached else model, cfg.task, num_outputs, cfg.optim,
+                     monitor=monitor, full_batch_size=n_train if cfg.train.mode == "batch" else 0,
+                     backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0)
     cbs = standard_callbacks(cfg, out, has_val) + list(callbacks)
+    schedule = None if cached else transfer.schedule_callback(cfg, strategy)
+    if schedule is not None:
+        cbs.append(schedule)
+    console.print(f"model: {cfg.model.name}, strategy {strategy}{' (cached features)' if cached else ''}, "
+                  f"augmentation: {describe(cfg.augment)}")
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-        strategy=cfg.train.strategy, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
+        strategy=cfg.train.distributed, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
         accumulate_grad_batches=accumulation(cfg, n_train), callbacks=cbs, logger=False,
         enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=out, log_every_n_steps=10,
     )
     trainer.fit(task, datamodule=ImageDataModule(prepared, cfg), ckpt_path=ckpt, weights_only=True if ckpt else None)
-    return _finish(trainer, task, out, started, monitor)
+    return _finish(trainer, model, out, started, monitor, strategy)
 
 
-def _finish(trainer: L.Trainer, task: ImageTask, out: Path, started: float, monitor: str) -> TrainResult:
+def _finish(trainer: L.Trainer, model, out: Path, started: float, monitor: str, strategy: str) -> TrainResult:
     best_path = out / rundir.CHECKPOINTS / "best.ckpt"
     best_epoch = None
     if best_path.is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)
         best_epoch = int(state.get("epoch", -1))
         prefix = "model.net."
-        task.model.net.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
-    rundir.save_weights(task.model.net, out / rundir.WEIGHTS)
+        best = {k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
+        unknown = model.net.load_state_dict(best, strict=False).unexpected_keys
+        assert not unknown, unknown  # the checkpoint holds this model's weights (all, or the head when cached)
+    rundir.save_weights(model.net, out / rundir.WEIGHTS)
     seconds = time.perf_counter() - started
     rows = rundir.read_csv(out / rundir.METRICS)
     final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
     info = {"seconds": round(seconds, 2), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
             "monitor": monitor, "stopped_early": trainer.current_epoch < trainer.max_epochs,
-            "final": final, "device": str(task.device)}
+            "strategy": strategy, "final": final, "device": str(trainer.strategy.root_device)}
     (out / rundir.TRAINING).write_text(json.dumps(info, indent=2))
     return TrainResult(out, seconds, trainer.current_epoch, best_epoch, final)

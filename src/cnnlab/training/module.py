@@ -15,6 +15,7 @@ from cnnlab.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 PROGRESS_EVERY = 10
+AUX_WEIGHT = 0.4  # Szegedy et al. 2016 (Inception-v3): auxiliary classifier loss weight
 SCHEDULES: Registry = Registry("schedule")
 
 
@@ -71,10 +72,11 @@ def onecycle_schedule(opt, o: OptimConfig, trainer: L.Trainer, monitor: str):
 class ImageTask(L.LightningModule):
     """Classification (logits + cross-entropy) or regression (linear output + MSE)."""
 
-    def __init__(self, model: ImageModel, task: str, num_outputs: int, optim: OptimConfig,
-                 monitor: str = "val_loss", full_batch_size: int = 0) -> None:
+    def __init__(self, model: nn.Module, task: str, num_outputs: int, optim: OptimConfig,
+                 monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.model, self.task, self.optim_cfg, self.monitor = model, task, optim, monitor
+        self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
         self.full_batch_size = full_batch_size
         if task == "classification":
@@ -98,7 +100,11 @@ class ImageTask(L.LightningModule):
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         out = self.model(x)
-        loss = self.loss_fn(out, y)
+        if isinstance(out, tuple):  # Inception-v3 in training: (main, auxiliary) logits
+            out, aux = out
+            loss = self.loss_fn(out, y) + AUX_WEIGHT * self.loss_fn(aux, y)
+        else:
+            loss = self.loss_fn(out, y)
         n = len(y)
         if stage == "train":
             # Lightning's self.log costs ~1 ms per call, a tenth of a small CNN's CPU step: sum on the
@@ -146,8 +152,15 @@ class ImageTask(L.LightningModule):
         self._shared_step(batch, "test")
 
     def param_groups(self) -> list[dict]:
-        """One group by default; transfer learning overrides this with per-part learning rates."""
-        return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        """Trainable parameters; with a backbone multiplier, the backbone gets ``lr x backbone_lr_mult``."""
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        features = getattr(getattr(self.model, "net", None), "features", None)
+        if self.backbone_lr_mult == 1.0 or features is None:
+            return [{"params": trainable}]
+        backbone = {id(p) for p in features.parameters()}
+        groups = [{"params": [p for p in trainable if id(p) not in backbone]},
+                  {"params": [p for p in trainable if id(p) in backbone], "lr": self.optim_cfg.lr * self.backbone_lr_mult}]
+        return [g for g in groups if g["params"]]
 
     def configure_optimizers(self):
         opt = OPTIMIZERS.get(self.optim_cfg.optimizer)(self.param_groups(), self.optim_cfg)

@@ -1,0 +1,44 @@
+"""``--weights RUN_DIR``: start from a previous cnnlab run's backbone, even for other classes.
+
+For a custom CNN the convolutional part is the backbone and the dense part the head; the
+architecture, input size and channels come from the source run, the head from the new config.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file
+from torch import nn
+
+from cnnlab.config import Config
+from cnnlab.errors import CnnlabError
+from cnnlab.models.weights import LoadReport
+
+# What makes a custom CNN's convolutional part; everything else of the model config is head or weights.
+ARCHITECTURE_KEYS = ("name", "activation", "blocks", "batch_norm", "pool", "pool_size", "pool_stride", "residual")
+
+
+def adopt_source_run(cfg: Config) -> Config:
+    """The config with the source run's architecture and input, when ``model.weights`` is a run directory."""
+    from cnnlab.models.weights import kind
+    from cnnlab.rundir import Run
+
+    if cfg.model.weights is None or kind(cfg.model.weights) != "run":
+        return cfg
+    src = Run.open(cfg.model.weights)
+    if "name" in cfg.model.model_fields_set and cfg.model.name != src.config.model.name:
+        raise CnnlabError(f"--weights {cfg.model.weights} holds a {src.config.model.name}, not a {cfg.model.name}: "
+                          f"leave out --model to continue from it")
+    update = {k: getattr(src.config.model, k) for k in ARCHITECTURE_KEYS}
+    update.update(input_size=src.pre.size[0], in_channels=src.pre.channels)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update=update)})
+
+
+def load_features_from_run(net: nn.Module, run_dir: Path, name: str) -> LoadReport:
+    state = load_file(str(run_dir / "model.safetensors"))
+    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    try:
+        net.features.load_state_dict(features, strict=True)
+    except RuntimeError as exc:
+        raise CnnlabError(f"the backbone in {run_dir} does not fit {name}: {str(exc).splitlines()[1].strip()[:160]}") from None
+    return LoadReport(f"run {run_dir}", len(features), skipped_head=len(state) - len(features))

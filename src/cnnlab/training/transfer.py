@@ -1,0 +1,121 @@
+"""Transfer-learning strategies as a Lightning callback, and feature caching for frozen backbones.
+
+- ``feature-extract``: the backbone is frozen, only the head trains;
+- ``fine-tune``: the top ``unfreeze`` blocks train too, at ``lr x backbone_lr_mult``;
+- ``full``: everything trains;
+- ``two-phase``: head only for ``head_epochs``, then the top blocks join at the lower rate.
+
+Frozen means frozen: no gradient, no optimiser state, and BatchNorm layers in frozen parts run in
+eval mode, so their running statistics stay exactly as loaded.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BaseFinetuning
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
+
+from cnnlab.config import Config
+from cnnlab.data.datasets import InMemoryImages, batch_collate
+from cnnlab.data.prepare import Prepared
+from cnnlab.errors import CnnlabError
+from cnnlab.models.preprocess import ImageModel
+
+
+def resolve_strategy(cfg: Config, weights_kind: str) -> str:
+    if cfg.transfer.strategy != "auto":
+        return cfg.transfer.strategy
+    return "two-phase" if weights_kind != "none" else "full"
+
+
+def head_epochs(cfg: Config) -> int:
+    return cfg.transfer.head_epochs or max(1, cfg.train.epochs // 3)
+
+
+def check(cfg: Config, strategy: str, net: nn.Module) -> None:
+    """Bad combinations fail before training, with what to do instead."""
+    if strategy in ("fine-tune", "two-phase"):
+        n = len(net.blocks())
+        if cfg.transfer.unfreeze > n:
+            raise CnnlabError(f"--unfreeze {cfg.transfer.unfreeze} is more than {cfg.model.name} has: "
+                              f"{n} blocks (use 1..{n}, or --strategy full)")
+    if strategy == "two-phase" and cfg.optim.schedule == "onecycle":
+        raise CnnlabError("the onecycle schedule cannot follow two-phase's added parameter group: "
+                          "use --schedule cosine, step, plateau or none")
+
+
+class TransferSchedule(BaseFinetuning):
+    def __init__(self, strategy: str, unfreeze: int, head_epochs: int, backbone_lr: float) -> None:
+        super().__init__()
+        self.strategy, self.unfreeze = strategy, unfreeze
+        self.head_epochs, self.backbone_lr = head_epochs, backbone_lr
+
+    def _top_blocks(self, net: nn.Module) -> list[nn.Module]:
+        blocks = net.blocks()
+        return [m for block in blocks[len(blocks) - self.unfreeze:] for m in block] if self.unfreeze else []
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        net = pl_module.model.net
+        if self.strategy in ("feature-extract", "fine-tune", "two-phase"):
+            self.freeze(net.features, train_bn=False)
+        if self.strategy == "fine-tune":
+            self.make_trainable(self._top_blocks(net))
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        if self.strategy == "two-phase" and epoch == self.head_epochs and self.unfreeze:
+            self.unfreeze_and_add_param_group(self._top_blocks(pl_module.model.net), optimizer, lr=self.backbone_lr)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        freeze_batchnorm_stats(pl_module.model)
+
+
+def freeze_batchnorm_stats(model: nn.Module) -> None:
+    """BatchNorm layers with no trainable parameter run in eval mode: their statistics stay as loaded."""
+    for m in model.modules():
+        if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+
+
+def schedule_callback(cfg: Config, strategy: str) -> Optional[TransferSchedule]:
+    if strategy == "full":
+        return None
+    return TransferSchedule(strategy, cfg.transfer.unfreeze, head_epochs(cfg), cfg.optim.lr * cfg.transfer.backbone_lr_mult)
+
+
+# ----------------------------------------------------------------------------- feature caching
+class CachedHead(nn.Module):
+    """Trains the head alone on cached features; keeps the ``net.head`` names of the full model."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.net = nn.Module()
+        self.net.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.head(features)
+
+
+def can_cache(cfg: Config, strategy: str, augmenting: bool) -> bool:
+    return strategy == "feature-extract" and cfg.transfer.cache_features and not augmenting
+
+
+@torch.no_grad()
+def cache_features(model: ImageModel, prepared: Prepared, batch_size: int = 64) -> dict[str, InMemoryImages]:
+    """Run the frozen backbone once over every split; global-pooling heads get pooled features."""
+    net = model.net
+    pooled = isinstance(net.head[0], nn.AdaptiveAvgPool2d) and net.head[0].output_size in (1, (1, 1))
+    model.eval()
+    out = {}
+    for split, ds in prepared.datasets.items():
+        chunks = []
+        for x, _ in DataLoader(ds, batch_size=batch_size, collate_fn=batch_collate):
+            f = net.features(model.normalize(x))
+            chunks.append(f.mean(dim=(2, 3), keepdim=True) if pooled else f)
+        out[split] = InMemoryImages(torch.cat(chunks), ds.targets)
+    model.train()
+    return out
