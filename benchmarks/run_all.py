@@ -1,7 +1,11 @@
 """Every benchmark in turn; each prints its figure and its ratio to the baseline or target it names."""
 import overhead
+import pipeline
+import transfer
 import time_to_accuracy
 
 if __name__ == "__main__":
     time_to_accuracy.main()
     overhead.main()
+    transfer.main()
+    pipeline.main()

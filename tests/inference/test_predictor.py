@@ -52,3 +52,12 @@ def test_incomplete_run_directory_is_a_clear_error(tmp_path):
     (tmp_path / "config.yaml").write_text("{}")
     with pytest.raises(CnnlabError, match="not a complete cnnlab run directory: missing classes.json"):
         cnnlab.load(tmp_path)
+
+
+@pytest.mark.parametrize("preset", ["lenet5", "cnn-medium"])
+def test_every_preset_reloads_from_its_run_directory(tmp_path, bars, preset):
+    result = cnnlab.train(bars, tmp_path / "run", model=preset, epochs=1, input_size=16, progress=False)
+    config = (result.run_dir / "config.yaml").read_text()
+    assert ("activation: tanh" in config) == (preset == "lenet5")  # the preset's choices are written out
+    pred = cnnlab.load(result.run_dir).predict(sorted(bars.rglob("*.png"))[0])[0]
+    assert pred.label in ("a", "b", "c")

@@ -114,6 +114,20 @@ def _build_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str) 
     return net, report
 
 
+def resolve_model_config(cfg: Config) -> Config:
+    """The config with every model choice made explicit (preset values, default head), so that the copy
+    written into a run directory rebuilds exactly the same architecture."""
+    entry = get_entry(cfg.model.name)
+    if entry.pretrained:
+        model = cfg.model.model_copy(update={"head": cfg.model.head or "gap",
+                                             "dense": cfg.model.dense if cfg.model.dense is not None else []})
+    else:
+        from cnnlab.models.custom import effective_config
+
+        model = effective_config(cfg.model)
+    return cfg.model_copy(update={"model": model})
+
+
 def build_model(cfg: Config, pre: Preprocessing, num_outputs: int) -> ImageModel:
     """The architecture with random weights (prediction loads the run's own weights into it)."""
     net, _ = _build_net(cfg, pre, num_outputs, "none")

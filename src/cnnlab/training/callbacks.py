@@ -29,6 +29,14 @@ class EpochMetricsCSV(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
+        self._lrs: dict = {}
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx == 0:  # the rates this epoch trains with (schedulers step after on_train_epoch_end)
+            self._lrs = {
+                "lr" if (i, j) == (0, 0) else f"lr_{i}_{j}": f"{group['lr']:.6g}"
+                for i, opt in enumerate(trainer.optimizers) for j, group in enumerate(opt.param_groups)
+            }
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -36,9 +44,7 @@ class EpochMetricsCSV(Callback):
         logged = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch}
         row.update({k: f"{float(logged[k]):.6g}" for k in METRIC_ORDER if k in logged})
-        for i, opt in enumerate(trainer.optimizers):
-            for j, group in enumerate(opt.param_groups):
-                row["lr" if (i, j) == (0, 0) else f"lr_{i}_{j}"] = f"{group['lr']:.6g}"
+        row.update(self._lrs)
         row["seconds"] = f"{time.perf_counter() - self._start:.3f}"
         self.rows.append(row)
         header = list(dict.fromkeys(k for r in self.rows for k in r))

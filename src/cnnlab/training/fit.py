@@ -20,7 +20,7 @@ from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError
 from cnnlab.data.augment import build_augmentation, describe
-from cnnlab.models.registry import build_for_training, resolve_preprocessing, weights_kind
+from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
 from cnnlab.models.transfer_source import adopt_source_run
 from cnnlab.training import transfer
 from cnnlab.training.callbacks import monitored, standard_callbacks
@@ -87,7 +87,7 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
           callbacks: Sequence[Callback] = (), **overrides: Any) -> TrainResult:
     """Train a model on DATA and write everything into the run directory ``out``."""
     cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
-    cfg = adopt_source_run(cfg)
+    cfg = resolve_model_config(adopt_source_run(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     started = time.perf_counter()
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))

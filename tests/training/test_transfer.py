@@ -1,0 +1,120 @@
+import copy
+
+import pytest
+import torch
+import torchvision
+from lightning.pytorch.callbacks import Callback
+
+import cnnlab
+from cnnlab import rundir
+from cnnlab.errors import CnnlabError
+from conftest import TINY
+
+RESNET = {"model": "resnet18", "input_size": 32, "batch_size": 16, "progress": False, "lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    """A 'pretrained' ResNet-18 file with non-trivial BatchNorm statistics (no download needed)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("w") / "resnet18.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+class Snapshot(Callback):
+    """The backbone's full state (weights and BatchNorm statistics) at the start and after epoch 0."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = copy.deepcopy(pl_module.model.net.state_dict())
+        self.groups = [g["lr"] for g in trainer.optimizers[0].param_groups]
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            self.after_first = copy.deepcopy(pl_module.model.net.state_dict())
+
+
+def _final(run_dir):
+    return cnnlab.load(run_dir).model.net.state_dict()
+
+
+def _same(a, b, prefix):
+    keys = [k for k in a if k.startswith(prefix)]
+    assert keys, prefix
+    return all(torch.equal(a[k], b[k]) for k in keys)
+
+
+def test_feature_extract_keeps_backbone_and_batchnorm_stats_bit_identical(tmp_path, bars, resnet_weights):
+    snap = Snapshot()
+    # Augmentation on: no feature caching, the frozen backbone runs in every training step.
+    result = cnnlab.train(bars, tmp_path / "run", epochs=2, strategy="feature-extract", weights=str(resnet_weights),
+                          hflip=0.5, callbacks=[snap], **RESNET)
+    final = _final(result.run_dir)
+    assert _same(final, snap.start, "features.")  # weights and running_mean/var/num_batches_tracked
+    assert not _same(final, snap.start, "head.")
+    assert len(snap.groups) == 1  # only the head's parameters reach the optimiser
+
+
+def test_cached_features_train_the_same_head_only(tmp_path, bars, resnet_weights):
+    result = cnnlab.train(bars, tmp_path / "run", epochs=2, strategy="feature-extract", weights=str(resnet_weights),
+                          **RESNET)
+    loaded = torch.load(resnet_weights, weights_only=True)
+    final = _final(result.run_dir)
+    assert torch.equal(final["features.layer3.0.conv1.weight"], loaded["layer3.0.conv1.weight"])
+    assert torch.equal(final["features.bn1.running_var"], loaded["bn1.running_var"])
+    assert float(rundir.read_csv(result.run_dir / rundir.METRICS)[-1]["train_acc"]) > 0.5
+    assert cnnlab.evaluate(result.run_dir, bars)["accuracy"] > 0.5
+
+
+def test_fine_tune_trains_the_top_blocks_at_a_lower_rate(tmp_path, bars, resnet_weights):
+    snap = Snapshot()
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, strategy="fine-tune", unfreeze=1, backbone_lr_mult=0.1,
+                          weights=str(resnet_weights), callbacks=[snap], **RESNET)
+    final = _final(result.run_dir)
+    assert not _same(final, snap.start, "features.layer4.")
+    assert _same(final, snap.start, "features.layer3.") and _same(final, snap.start, "features.conv1.")
+    assert snap.groups == pytest.approx([0.01, 0.001])
+
+
+def test_two_phase_unfreezes_after_the_head_epochs(tmp_path, bars, resnet_weights):
+    snap = Snapshot()
+    result = cnnlab.train(bars, tmp_path / "run", epochs=2, head_epochs=1, unfreeze=1, weights=str(resnet_weights),
+                          schedule="cosine", callbacks=[snap], **RESNET)
+    assert _same(snap.after_first, snap.start, "features.")  # phase 1: head only
+    final = _final(result.run_dir)
+    assert not _same(final, snap.start, "features.layer4.")  # phase 2: top block trained
+    assert _same(final, snap.start, "features.layer2.")
+    rows = rundir.read_csv(result.run_dir / rundir.METRICS)
+    assert rows[0]["lr_0_1"] == "" and float(rows[1]["lr_0_1"]) > 0  # the backbone's group joined in epoch 1
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"strategy": "fine-tune", "unfreeze": 9}, "--unfreeze 9 is more than resnet18 has: 5 blocks"),
+    ({"schedule": "onecycle"}, "onecycle schedule cannot follow two-phase"),
+])
+def test_bad_transfer_settings(tmp_path, bars, resnet_weights, flags, message):
+    with pytest.raises(CnnlabError, match=message):
+        cnnlab.train(bars, tmp_path / "run", epochs=1, weights=str(resnet_weights), **{**RESNET, **flags})
+
+
+def test_transfer_from_a_previous_run_to_other_classes(tmp_path, tiny_run, shapes_dir):
+    snap = Snapshot()
+    result = cnnlab.train(shapes_dir, tmp_path / "run", epochs=1, weights=str(tiny_run), progress=False,
+                          callbacks=[snap])
+    source = cnnlab.load(tiny_run).model.net.state_dict()
+    assert all(torch.equal(snap.start[k], v) for k, v in source.items() if k.startswith("features."))
+    run = rundir.Run.open(result.run_dir)
+    assert run.classes == ["circle", "square", "triangle"]
+    assert run.config.model.blocks == rundir.Run.open(tiny_run).config.model.blocks  # the source's architecture
+    assert run.pre.size == (16, 16) and run.pre.channels == 3
+    assert run.training_info()["strategy"] == "two-phase"
+
+
+def test_a_run_of_another_model_is_refused(tmp_path, tiny_run, shapes_dir):
+    with pytest.raises(CnnlabError, match="holds a cnn-small, not a resnet18"):
+        cnnlab.train(shapes_dir, tmp_path / "run", model="resnet18", weights=str(tiny_run), epochs=1)
