@@ -259,6 +259,12 @@ def summary(
         table.add_row(row.name, row.kind, str(list(row.output_shape)), f"{row.params:,}")
     out.print(table)
     out.print(f"total params: {s.total:,}   trainable: {s.trainable:,}   non-trainable: {s.frozen:,}")
+    if Path(model).is_dir():
+        from cnnlab.data.augment import describe
+
+        info = run.training_info()
+        out.print(f"augmentation: {describe(run.config.augment)}   strategy: {info.get('strategy', '?')}   "
+                  f"weights: {run.config.model.weights or 'none'}")
 
 
 @app.command("config")

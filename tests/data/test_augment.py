@@ -110,3 +110,10 @@ def test_preview_grid_has_one_row_per_image(tmp_path, shapes_dir):
 
     w, h = Image.open(out).size
     assert w > h and h > 3 * 96  # 3 rows of enlarged 16px images, 5 columns
+
+
+def test_augmented_training_is_reproducible_with_loader_workers(tmp_path, bars):
+    runs = [cnnlab.train(bars, tmp_path / f"r{i}", epochs=1, augment="strong", num_workers=2, seed=7, **TINY)
+            for i in range(2)]
+    a, b = (cnnlab.load(r.run_dir).model.net.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)

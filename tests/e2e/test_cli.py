@@ -43,6 +43,7 @@ def test_export_train_evaluate_predict(trained):
 def test_summary_of_a_run_and_of_a_preset(trained):
     proc = run("summary", trained / "run")
     assert "input 3x16x16" in proc.stdout and "total params" in proc.stdout
+    assert "augmentation: none" in proc.stdout
     proc = run("summary", "lenet5")
     assert "61,706" in proc.stdout
 
