@@ -12,7 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import backbones
 from cnnlab.models.custom import PRESETS, build_custom
 from cnnlab.models.preprocess import ImageModel, Preprocessing
-from cnnlab.models.weights import LoadReport, kind, load_matching, read_state_dict
+from cnnlab.models.weights import LoadReport, download_imagenet, kind, load_matching, read_state_dict
 from cnnlab.registry import Registry
 
 InputSpec = tuple[Optional[int], Optional[int], list[float], list[float], str]
@@ -23,7 +23,8 @@ class ModelEntry:
     name: str
     description: str
     input_spec: Callable[[Config], InputSpec]  # channels/size None: decided by the data
-    build: Callable[[Config, Preprocessing, int], nn.Module]  # random (or reference) weights
+    # (config, preprocessing, outputs, weights kind) -> network with its starting weights, load report
+    build: Callable[[Config, Preprocessing, int, str], tuple[nn.Module, Optional[LoadReport]]]
     default_channels: int = 3
     default_size: int = 224
     pretrained: bool = False  # a backbone: default weights imagenet, default head gap
@@ -32,12 +33,39 @@ class ModelEntry:
 MODELS: Registry = Registry("model", hint="or timm:<name> for any timm model")
 
 
+def _build_custom_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
+    net = build_custom(cfg.model, pre.channels, pre.size, num_outputs)
+    report = None
+    if weights == "file":
+        path = Path(cfg.model.weights)
+        report = load_matching(net, read_state_dict(path), str(path), cfg.model.name, ("head.",))
+    return net, report
+
+
+def _build_backbone_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
+    """Reference architecture -> starting weights (into the reference layout) -> features + new head."""
+    name = cfg.model.name
+    spec = backbones.spec_for(name)
+    original = backbones.create_original(name, spec)
+    head_keys = backbones.head_keys(spec, original)
+    report = None
+    if weights == "imagenet":
+        report = download_imagenet(original, spec, name, head_keys)
+    elif weights == "file":
+        path = Path(cfg.model.weights)
+        report = load_matching(original, read_state_dict(path), str(path), name, head_keys)
+    net = backbones.assemble(name, backbones.split(name, spec, original, num_outputs), cfg.model, num_outputs)
+    if pre.size[0] < spec.size or pre.size[1] < spec.size:
+        backbones.check_input_size(net, name, pre.size)
+    return net, report
+
+
 def _register_presets() -> None:
     for name, preset in PRESETS.items():
         MODELS.register(name)(ModelEntry(
             name=name, description=preset.description,
             input_spec=lambda cfg: (cfg.model.in_channels, cfg.model.input_size, [0.5], [0.5], "bilinear"),
-            build=lambda cfg, pre, n: build_custom(cfg.model, pre.channels, pre.size, n),
+            build=_build_custom_net,
             default_channels=preset.channels, default_size=preset.size,
         ))
 
@@ -50,7 +78,7 @@ def _backbone_entry(name: str) -> ModelEntry:
             raise CnnlabError(f"{name} takes colour input: leave in_channels unset (grayscale images are converted)")
         return 3, cfg.model.input_size or spec.size, list(spec.mean), list(spec.std), spec.interpolation
 
-    return ModelEntry(name, spec.description, input_spec, lambda cfg, pre, n: None, 3, spec.size, pretrained=True)
+    return ModelEntry(name, spec.description, input_spec, _build_backbone_net, 3, spec.size, pretrained=True)
 
 
 def _register_backbones() -> None:
@@ -87,33 +115,6 @@ def resolve_preprocessing(cfg: Config, probed: Optional[tuple[tuple[int, int], i
     return Preprocessing(channels=channels, size=size, mean=mean, std=std, interpolation=interpolation)
 
 
-def _build_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str) -> tuple[nn.Module, Optional[LoadReport]]:
-    entry = get_entry(cfg.model.name)
-    if not entry.pretrained:
-        net = entry.build(cfg, pre, num_outputs)
-        report = None
-        if weights == "file":
-            path = Path(cfg.model.weights)
-            report = load_matching(net, read_state_dict(path), str(path), cfg.model.name, ("head.",))
-        return net, report
-    spec = backbones.spec_for(cfg.model.name)
-    original = backbones.create_original(cfg.model.name, spec)
-    head_keys = backbones.head_keys(spec, original)
-    report = None
-    if weights == "imagenet":
-        from cnnlab.models.weights import download_imagenet
-
-        report = download_imagenet(original, spec, cfg.model.name, head_keys)
-    elif weights == "file":
-        path = Path(cfg.model.weights)
-        report = load_matching(original, read_state_dict(path), str(path), cfg.model.name, head_keys)
-    parts = backbones.split(cfg.model.name, spec, original, num_outputs)
-    net = backbones.assemble(cfg.model.name, parts, cfg.model, num_outputs)
-    if pre.size[0] < spec.size or pre.size[1] < spec.size:
-        backbones.check_input_size(net, cfg.model.name, pre.size)
-    return net, report
-
-
 def resolve_model_config(cfg: Config) -> Config:
     """The config with every model choice made explicit (preset values, default head), so that the copy
     written into a run directory rebuilds exactly the same architecture."""
@@ -130,15 +131,14 @@ def resolve_model_config(cfg: Config) -> Config:
 
 def build_model(cfg: Config, pre: Preprocessing, num_outputs: int) -> ImageModel:
     """The architecture with random weights (prediction loads the run's own weights into it)."""
-    net, _ = _build_net(cfg, pre, num_outputs, "none")
+    net, _ = get_entry(cfg.model.name).build(cfg, pre, num_outputs, "none")
     return ImageModel(net, pre)
 
 
 def build_for_training(cfg: Config, pre: Preprocessing, num_outputs: int) -> tuple[ImageModel, Optional[LoadReport]]:
     """The architecture with its starting weights: ImageNet, a file, a previous run, or none."""
-    entry = get_entry(cfg.model.name)
-    weights = kind(cfg.model.weights if cfg.model.weights is not None else ("imagenet" if entry.pretrained else "none"))
-    net, report = _build_net(cfg, pre, num_outputs, weights)
+    weights = weights_kind(cfg)
+    net, report = get_entry(cfg.model.name).build(cfg, pre, num_outputs, "none" if weights == "run" else weights)
     if weights == "run":
         from cnnlab.models.transfer_source import load_features_from_run
 
