@@ -287,7 +287,7 @@ def demo(
     data, result, metrics = demo_.run(directory, **({"epochs": epochs} if epochs else {}))
     _print_training(result)
     print_metrics(metrics)
-    console.print(f"run directory: {result.run_dir}  (confusion matrix: {result.run_dir / 'confusion_matrix.png'})")
+    console.print(f"confusion matrix plot: {result.run_dir / 'confusion_matrix.png'}")
     console.print(f"next: cnnlab predict {result.run_dir} {data / 'test' / '7'} --top-k 3")
 
 

@@ -64,3 +64,12 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(BadImage, match="decompression bomb"):
         decode(path, 1, None)
+
+
+def test_resize_uses_the_models_interpolation(tmp_path):
+    rng = np.random.default_rng(0)
+    path = _save(Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)), tmp_path / "n.png")
+    bilinear, bicubic = decode(path, 3, (20, 20), "bilinear"), decode(path, 3, (20, 20), "bicubic")
+    expected = np.asarray(Image.open(path).resize((20, 20), Image.Resampling.BICUBIC, reducing_gap=None))
+    assert np.array_equal(bicubic.permute(1, 2, 0).numpy(), expected)
+    assert not torch.equal(bilinear, bicubic)

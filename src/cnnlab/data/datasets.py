@@ -19,7 +19,8 @@ BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def decode_entries(
-    entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, threads: Optional[int] = None
+    entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, threads: Optional[int] = None,
+    interpolation: str = "bilinear",
 ) -> tuple[Optional[torch.Tensor], list[int], list[Skipped]]:
     """Decode every entry once (PIL releases the GIL, so threads scale).
 
@@ -28,7 +29,7 @@ def decode_entries(
     """
     def one(entry: Entry):
         try:
-            img = decode(entry.path, channels, size)
+            img = decode(entry.path, channels, size, interpolation)
             return (img if keep else None), None
         except BadImage as exc:
             return None, str(exc)
@@ -70,9 +71,10 @@ class FileImages(Dataset):
     """Images decoded from disk on access, for datasets too large to keep in memory."""
 
     def __init__(self, paths: Sequence, targets: torch.Tensor, channels: int, size: tuple[int, int],
-                 transform: Optional[BatchTransform] = None):
+                 transform: Optional[BatchTransform] = None, interpolation: str = "bilinear"):
         self.paths, self.targets = list(paths), targets
         self.channels, self.size, self.transform = channels, size, transform
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -82,7 +84,7 @@ class FileImages(Dataset):
         return x[0], y[0]
 
     def __getitems__(self, indices: list[int]):
-        x = torch.stack([decode(self.paths[i], self.channels, self.size) for i in indices])
+        x = torch.stack([decode(self.paths[i], self.channels, self.size, self.interpolation) for i in indices])
         if self.transform is not None:
             x = self.transform(x)
         return x, self.targets[torch.as_tensor(indices)]

@@ -52,7 +52,12 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+            "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+def decode(source: ImageInput, channels: int, size: tuple[int, int] | None,
+           interpolation: str = "bilinear") -> torch.Tensor:
     """Decode, apply EXIF orientation, convert the mode, resize once -> uint8 tensor (C, H, W)."""
     try:
         with warnings.catch_warnings():
@@ -62,7 +67,7 @@ def decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> t
             img = ImageOps.exif_transpose(img)
             img = to_mode(img, channels)
             if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=None)
+                img = img.resize((size[1], size[0]), RESAMPLE[interpolation], reducing_gap=None)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -78,7 +78,7 @@ def _assign_splits(entries: list[Entry], cfg: Config, task: str) -> list[str]:
 
 
 def decode_scan(scan_: Scan, pre: Preprocessing, keep: bool) -> tuple[list[Entry], Optional[torch.Tensor], list[Skipped]]:
-    images, ok, bad = decode_entries(scan_.entries, pre.channels, pre.size, keep=keep)
+    images, ok, bad = decode_entries(scan_.entries, pre.channels, pre.size, keep=keep, interpolation=pre.interpolation)
     return [scan_.entries[i] for i in ok], images, scan_.skipped + bad
 
 
@@ -110,7 +110,8 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
         if images is not None:
             datasets[name] = InMemoryImages(images[t], targets[t])
         else:
-            datasets[name] = FileImages([entries[i].path for i in idx], targets[t], pre.channels, pre.size)
+            datasets[name] = FileImages([entries[i].path for i in idx], targets[t], pre.channels, pre.size,
+                                        interpolation=pre.interpolation)
     if "train" not in datasets:
         raise CnnlabError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
     records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]

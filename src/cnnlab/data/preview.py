@@ -28,7 +28,7 @@ def preview(cfg: Config, data: str | Path, out: str | Path, images: int = 4, ver
             picks.append(e)
             seen.add(str(e.label))
     picks = (picks + [e for e in found.entries if e not in picks])[:images]
-    batch, ok, _ = decode_entries(picks, pre.channels, pre.size, keep=True)
+    batch, ok, _ = decode_entries(picks, pre.channels, pre.size, keep=True, interpolation=pre.interpolation)
     if not ok:
         raise CnnlabError(f"no readable images in {data} to preview")
     augment = build_augmentation(cfg.augment.model_copy(update={"group": 1}), pre.channels, pre.size)

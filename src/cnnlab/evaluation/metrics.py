@@ -35,7 +35,8 @@ def predict_dataset(predictor: Predictor, data: Union[str, Path]) -> tuple[np.nd
     targets, outputs, paths, skipped = [], [], [], list(found.skipped)
     for start in range(0, len(found.entries), CHUNK):
         chunk = found.entries[start:start + CHUNK]
-        images, ok, bad = decode_entries(chunk, predictor.pre.channels, predictor.pre.size, keep=True)
+        images, ok, bad = decode_entries(chunk, predictor.pre.channels, predictor.pre.size, keep=True,
+                                         interpolation=predictor.pre.interpolation)
         skipped += bad
         if ok:
             outputs.append(predictor.outputs(images))

@@ -35,7 +35,7 @@ class Predictor:
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """One image (path, bytes, PIL image or array) -> uint8 tensor (C, H, W) at the model's size."""
-        return decode(image, self.pre.channels, self.pre.size)
+        return decode(image, self.pre.channels, self.pre.size, self.pre.interpolation)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
