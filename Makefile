@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick install clean
+.PHONY: demo test bench install browser clean
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cnnlab demo
 
-test: $(STAMP)
+# The web page is tested in a real headless Chromium: Debian's chromium and chromium-driver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	    echo "note: no chromium/chromedriver and no root apt-get: the browser test will be skipped"; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)

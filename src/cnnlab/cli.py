@@ -182,12 +182,13 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files or folders."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    backend: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime; exported on first use)."),
 ) -> None:
     """Predict the class (and probability) of each image."""
     from cnnlab.data.images import BadImage
     from cnnlab.inference.predictor import load
 
-    predictor = load(run)
+    predictor = load(run, backend=backend)
     files, tensors = [], []
     for f in _expand(images):
         try:
@@ -207,6 +208,35 @@ def predict(
         top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p.top_k)
         table.add_row(p.path, str(p.label), prob, top)
     out.print(table)
+
+
+# ----------------------------------------------------------------------------- export / serve
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: RUN/export)."),
+) -> None:
+    """Export the model with its preprocessing, checked against PyTorch (max abs diff <= 1e-4)."""
+    from cnnlab.inference.export import export
+
+    result = export(run, fmt, out_dir)
+    console.print(f"{result.format}: {result.path} (parity with PyTorch: max abs diff {result.max_abs_diff:.2e})")
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="Run directory."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
+    port: int = typer.Option(8000, help="Port."),
+    backend: str = typer.Option("torch", help="torch or onnx."),
+    max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
+) -> None:
+    """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
+    from cnnlab.inference.server import serve as run_server
+
+    console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    run_server(str(run), host, port, backend, max_upload_mb)
 
 
 # ----------------------------------------------------------------------------- models / summary / config

@@ -40,6 +40,14 @@ def test_export_train_evaluate_predict(trained):
     assert set(preds[0]["top_k"][0]) == {"label", "probability"} and len(preds[0]["top_k"]) == 2
 
 
+def test_export_then_predict_with_onnx_runtime(trained):
+    proc = run("export", trained / "run", "--format", "onnx")
+    assert "max abs diff" in proc.stderr and (trained / "run" / "export" / "model.onnx").is_file()
+    torch_out = json.loads(run("predict", trained / "run", trained / "shapes" / "test", "--json").stdout)
+    onnx_out = json.loads(run("predict", trained / "run", trained / "shapes" / "test", "--json", "--backend", "onnx").stdout)
+    assert [p["label"] for p in torch_out] == [p["label"] for p in onnx_out]
+
+
 def test_summary_of_a_run_and_of_a_preset(trained):
     proc = run("summary", trained / "run")
     assert "input 3x16x16" in proc.stdout and "total params" in proc.stdout
@@ -66,6 +74,9 @@ def test_corrupt_files_are_reported_in_one_line(tmp_path):
     (["predict", "{run}", "{tmp}/missing.png"], "image not found"),
     (["datasets", "export", "imagenet", "{tmp}/x"], "unknown dataset 'imagenet'"),
     (["summary", "vgg99"], "unknown model 'vgg99'"),
+    (["export", "{run}", "--format", "tflite"], "unknown export format 'tflite'"),
+    (["predict", "{run}", "{data}", "--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+    (["train", "{data}", "--out", "{tmp}/r", "--model", "resnet18", "--weights", "{tmp}/none.pth"], "weights not found"),
 ])
 def test_bad_input_is_one_line_and_nonzero(trained, tmp_path, args, message):
     fill = {"tmp": tmp_path, "data": trained / "shapes", "run": trained / "run"}

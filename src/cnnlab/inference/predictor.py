@@ -84,6 +84,28 @@ class Predictor:
         return self.to_predictions(self.outputs(tensors, batch_size), paths, top_k)
 
 
-def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Predictor:
+class OnnxPredictor(Predictor):
+    """The same predictor on ONNX Runtime (exported on first use into RUN/export/)."""
+
+    def __init__(self, run: Run, threads: Optional[int] = None) -> None:
+        from cnnlab.inference.export import export, onnx_session
+
+        path = run.path / "export" / "model.onnx"
+        if not path.is_file():
+            path = export(run.path, "onnx").path
+        self.run, self.device, self.model = run, torch.device("cpu"), None
+        self.classes, self.pre, self.task = run.classes, run.pre, run.task
+        self.session = onnx_session(path, threads)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        out = torch.from_numpy(self.session.run(None, {"image": batch.numpy()})[0])
+        return out.softmax(dim=1) if self.task == "classification" else out
+
+
+def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu", backend: str = "torch") -> Predictor:
     """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``."""
+    if backend == "onnx":
+        return OnnxPredictor(Run.open(run_dir))
+    if backend != "torch":
+        raise CnnlabError(f"unknown backend '{backend}'. Known: torch, onnx")
     return Predictor(Run.open(run_dir), device)

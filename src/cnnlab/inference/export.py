@@ -1,0 +1,78 @@
+"""``cnnlab export RUN --format onnx|torchscript``: a deployable file, its preprocessing beside it, and a
+parity check against PyTorch at export time.
+
+The exported graph takes uint8 images (N, C, H, W) at the model's input size and returns logits
+(classification) or values (regression); the normalisation is inside it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.rundir import CLASSES, PREPROCESSING, Run
+
+PARITY_TOLERANCE = 1e-4
+FORMATS = ("onnx", "torchscript")
+
+
+@dataclass
+class Exported:
+    path: Path
+    format: str
+    max_abs_diff: float
+
+
+def _samples(run: Run, n: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, run.pre.channels, *run.pre.size), dtype=torch.uint8, generator=g)
+
+
+def onnx_session(path: Path, threads: Optional[int] = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str, Path]] = None) -> Exported:
+    if fmt not in FORMATS:
+        raise CnnlabError(f"unknown export format '{fmt}'. Known: {', '.join(FORMATS)}")
+    run = Run.open(run_dir)
+    model = run.load_model("cpu").eval()
+    out_dir = Path(out) if out is not None else run.path / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x = _samples(run)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    if fmt == "onnx":
+        path = out_dir / "model.onnx"
+        torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["output"],
+                          dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+        got = onnx_session(path).run(None, {"image": x.numpy()})[0]
+    else:
+        path = out_dir / "model.torchscript.pt"
+        with torch.no_grad():
+            traced = torch.jit.trace(model, x)
+        traced.save(str(path))
+        with torch.no_grad():
+            got = torch.jit.load(str(path)).eval()(x).numpy()
+    diff = float(np.abs(got - expected).max())
+    if diff > PARITY_TOLERANCE:
+        raise CnnlabError(f"exported {fmt} model disagrees with PyTorch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:g}")
+    for name in (PREPROCESSING, CLASSES):
+        shutil.copy(run.path / name, out_dir / name)
+    (out_dir / "export.json").write_text(json.dumps({
+        "format": fmt, "file": path.name, "input": {"name": "image", "dtype": "uint8",
+                                                   "shape": ["batch", run.pre.channels, *run.pre.size]},
+        "output": "probabilities = softmax(output)" if run.task == "classification" else "regression values",
+        "max_abs_diff": diff, "model": run.config.model.name}, indent=2))
+    return Exported(path, fmt, diff)

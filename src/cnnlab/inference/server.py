@@ -1,0 +1,86 @@
+"""``cnnlab serve RUN``: a web page and a REST API around a run directory (FastAPI + uvicorn).
+
+- ``GET /``: drop or pick an image, see it and the top classes as bars (no external assets);
+- ``POST /predict``: one or several images (multipart, field ``files``) -> top-k classes as JSON;
+- ``GET /health``, ``GET /model``; the OpenAPI schema at ``/docs`` and ``/openapi.json``.
+
+Bad requests get a JSON error and the server keeps serving: too large -> 413, not an image -> 415,
+corrupt or a decompression bomb -> 422. Inference runs in a worker thread, never on the event loop.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import List, Optional
+
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from cnnlab.data.images import BadImage
+from cnnlab.inference.predictor import Predictor, load
+
+MB = 1024 * 1024
+
+
+def _status(reason: str) -> int:
+    return 415 if reason.startswith("not a readable image") else 422
+
+
+def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
+               predictor: Optional[Predictor] = None) -> FastAPI:
+    predictor = predictor or load(run_dir, backend=backend)
+    limit = int(max_upload_mb * MB)
+    app = FastAPI(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
+    page = resources.files("cnnlab.inference").joinpath("static/index.html").read_text()
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if request.url.path == "/predict" and length and length.isdigit() and int(length) > limit + 64 * 1024:
+            return JSONResponse({"detail": f"upload too large: {int(length) / MB:.1f} MB > {max_upload_mb:g} MB"}, 413)
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    def model_info() -> dict:
+        run = predictor.run
+        evaluation = run.path / "evaluation.json"
+        return {
+            "name": run.config.model.name, "task": run.task, "classes": run.classes,
+            "input_size": [run.pre.channels, *run.pre.size], "backend": backend,
+            "training": run.training_info().get("final", {}),
+            "test_accuracy": json.loads(evaluation.read_text()).get("accuracy") if evaluation.is_file() else None,
+        }
+
+    @app.post("/predict")
+    async def predict(files: List[UploadFile] = File(..., description="one or more image files")) -> dict:
+        images = []
+        for f in files:
+            data = await f.read(limit + 1)
+            if len(data) > limit:
+                raise HTTPException(413, f"{f.filename}: upload too large (> {max_upload_mb:g} MB)")
+            try:  # decoding is CPU work: off the event loop
+                images.append(await run_in_threadpool(predictor.preprocess, data))
+            except BadImage as exc:
+                raise HTTPException(_status(str(exc)), f"{f.filename}: {exc}") from None
+        outputs = await run_in_threadpool(predictor.outputs, images)
+        preds = predictor.to_predictions(outputs, [f.filename for f in files], top_k)
+        return {"predictions": [{"filename": p.path, "label": p.label, "probability": p.probability,
+                                 "top_k": p.top_k} for p in preds]}
+
+    return app
+
+
+def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+          max_upload_mb: float = 10.0) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(run_dir, backend, max_upload_mb), host=host, port=port, log_level="info")

@@ -1,0 +1,77 @@
+"""Every endpoint, every bad request, and that the server keeps serving after each."""
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlab.inference.server import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run):
+    return TestClient(create_app(str(tiny_run), max_upload_mb=0.05))
+
+
+def png(size=16, seed=0, fmt="PNG") -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+def upload(client, *blobs, name="x.png"):
+    return client.post("/predict", files=[("files", (f"{i}-{name}", b, "image/png")) for i, b in enumerate(blobs)])
+
+
+def test_health_model_page_and_schema(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/model").json()
+    assert info["classes"] == ["a", "b", "c"] and info["input_size"] == [3, 16, 16] and info["name"] == "cnn-small"
+    assert "train_loss" in info["training"]
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="drop"' in page.text and "http" not in page.text.split("<script>")[0]
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_predict_one_and_several_images(client, tiny_run, bars):
+    import cnnlab
+
+    f = sorted((bars / "b").glob("*.png"))[0]
+    r = upload(client, f.read_bytes())
+    assert r.status_code == 200
+    got = r.json()["predictions"][0]
+    expected = cnnlab.load(tiny_run).predict(f)[0]
+    assert got["label"] == expected.label and got["probability"] == pytest.approx(expected.probability, abs=1e-5)
+    assert [t["label"] for t in got["top_k"]] == [t["label"] for t in expected.top_k]
+    r = upload(client, png(seed=1), png(seed=2), png(seed=3))
+    assert len(r.json()["predictions"]) == 3
+
+
+@pytest.mark.parametrize("blob,status,message", [
+    (b"not an image at all", 415, "not a readable image"),
+    (png()[:60], 422, "corrupt"),
+    (b"", 422, "empty file"),
+])
+def test_bad_images_get_json_errors_and_the_server_keeps_serving(client, blob, status, message):
+    r = upload(client, blob)
+    assert r.status_code == status and message in r.json()["detail"]
+    assert upload(client, png()).status_code == 200
+
+
+def test_too_large_upload_is_413(client):
+    big = png(size=160, fmt="BMP")  # ~77 KB > 0.05 MB
+    r = upload(client, big)
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_decompression_bomb_is_refused(client, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    r = upload(client, png(size=16))
+    assert r.status_code == 422 and "decompression bomb" in r.json()["detail"]
+
+
+def test_no_file_is_a_validation_error(client):
+    assert client.post("/predict").status_code == 422
