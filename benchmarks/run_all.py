@@ -1,6 +1,7 @@
 """Every benchmark in turn; each prints its figure and its ratio to the baseline or target it names."""
 import overhead
 import pipeline
+import serving
 import transfer
 import time_to_accuracy
 
@@ -9,3 +10,4 @@ if __name__ == "__main__":
     overhead.main()
     transfer.main()
     pipeline.main()
+    serving.main()

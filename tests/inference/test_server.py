@@ -61,9 +61,12 @@ def test_bad_images_get_json_errors_and_the_server_keeps_serving(client, blob, s
 
 
 def test_too_large_upload_is_413(client):
-    big = png(size=160, fmt="BMP")  # ~77 KB > 0.05 MB
+    big = png(size=160, fmt="BMP")  # ~77 KB > 0.05 MB: refused while reading the file
     r = upload(client, big)
     assert r.status_code == 413 and "too large" in r.json()["detail"]
+    huge = png(size=400, fmt="BMP")  # ~480 KB: refused from the Content-Length, before reading the body
+    r = upload(client, huge)
+    assert r.status_code == 413 and "upload too large" in r.json()["detail"]
     assert client.get("/health").status_code == 200
 
 

@@ -23,6 +23,12 @@ from cnnlab.inference.predictor import Predictor, load
 MB = 1024 * 1024
 
 
+class _BadUpload(Exception):
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(reason)
+        self.filename, self.reason = filename, reason
+
+
 def _status(reason: str) -> int:
     return 415 if reason.startswith("not a readable image") else 422
 
@@ -33,6 +39,15 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     limit = int(max_upload_mb * MB)
     app = FastAPI(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
     page = resources.files("cnnlab.inference").joinpath("static/index.html").read_text()
+
+    def decode_and_forward(blobs):
+        images = []
+        for filename, data in blobs:
+            try:
+                images.append(predictor.preprocess(data))
+            except BadImage as exc:
+                raise _BadUpload(filename, str(exc)) from None
+        return predictor.outputs(images)
 
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next):
@@ -62,16 +77,16 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
 
     @app.post("/predict")
     async def predict(files: List[UploadFile] = File(..., description="one or more image files")) -> dict:
-        images = []
+        blobs = []
         for f in files:
             data = await f.read(limit + 1)
             if len(data) > limit:
                 raise HTTPException(413, f"{f.filename}: upload too large (> {max_upload_mb:g} MB)")
-            try:  # decoding is CPU work: off the event loop
-                images.append(await run_in_threadpool(predictor.preprocess, data))
-            except BadImage as exc:
-                raise HTTPException(_status(str(exc)), f"{f.filename}: {exc}") from None
-        outputs = await run_in_threadpool(predictor.outputs, images)
+            blobs.append((f.filename, data))
+        try:  # decoding and the forward pass are CPU work: one hop off the event loop for both
+            outputs = await run_in_threadpool(decode_and_forward, blobs)
+        except _BadUpload as exc:
+            raise HTTPException(_status(exc.reason), f"{exc.filename}: {exc.reason}") from None
         preds = predictor.to_predictions(outputs, [f.filename for f in files], top_k)
         return {"predictions": [{"filename": p.path, "label": p.label, "probability": p.probability,
                                  "top_k": p.top_k} for p in preds]}

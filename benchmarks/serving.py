@@ -1,0 +1,161 @@
+"""Serving, measured on loopback (127.0.0.1 only; bounded request counts).
+
+1. Load test: `cnnlab serve` (a subprocess) with the small default CNN; 2,000 /predict requests,
+   8 concurrent: errors, requests/s, p50 and p99 latency.
+2. Serving overhead: p50 latency of one /predict over the bare model forward (decode + forward of
+   the same image in-process), for cnn-small and resnet18 (224x224). Target <= 1.5x.
+3. ONNX Runtime vs PyTorch eager, single-image latency (p50), for cnn-small and resnet18.
+
+Run: .venv/bin/python benchmarks/serving.py
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import torch
+
+import cnnlab
+from cnnlab import demo
+from common import SCRATCH, verdict
+
+REQUESTS, CONCURRENCY = 2000, 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, run_dir, backend="torch"):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run_dir), "--port", str(self.port),
+                                      "--backend", backend], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def p(values, q):
+    return float(np.percentile(values, q)) * 1000
+
+
+async def load_test(url: str, image: bytes) -> dict:
+    latencies, errors = [], 0
+    queue = iter(range(REQUESTS))
+
+    async def worker(client):
+        nonlocal errors
+        for _ in queue:
+            start = time.perf_counter()
+            r = await client.post(f"{url}/predict", files={"files": ("x.png", image, "image/png")})
+            latencies.append(time.perf_counter() - start)
+            errors += r.status_code != 200
+
+    start = time.perf_counter()
+    async with httpx.AsyncClient(timeout=30) as client:
+        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+    wall = time.perf_counter() - start
+    return {"errors": errors, "rps": REQUESTS / wall, "p50": p(latencies, 50), "p99": p(latencies, 99)}
+
+
+def sequential_p50(url: str, image: bytes, n: int = 100) -> float:
+    with httpx.Client(timeout=30) as client:
+        times = []
+        for _ in range(n + 5):
+            start = time.perf_counter()
+            client.post(f"{url}/predict", files={"files": ("x.png", image, "image/png")}).raise_for_status()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[5:]) * 1000
+
+
+def bare_p50(predictor, image: bytes, n: int = 100) -> float:
+    times = []
+    for _ in range(n + 5):
+        start = time.perf_counter()
+        predictor.forward(predictor.preprocess(image).unsqueeze(0))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[5:]) * 1000
+
+
+def make_resnet_run():
+    from PIL import Image
+
+    root, out = SCRATCH / "rgb-small", SCRATCH / "serve-resnet18"
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (root / f"c{k}").mkdir(parents=True, exist_ok=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(root / f"c{k}" / f"{i}.png")
+    cnnlab.train(root, out, model="resnet18", weights="none", epochs=1, batch_size=8, val_split=0.0,
+                 progress=False, overwrite=True)
+    return out, (root / "c0" / "0.png").read_bytes()
+
+
+def main() -> None:
+    mnist_run = SCRATCH / "demo" / "run"
+    if not (mnist_run / "model.safetensors").is_file():
+        demo.run(SCRATCH / "demo", progress=False)
+    digit = next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes()
+    resnet, photo = make_resnet_run()
+
+    server = Server(mnist_run)
+    try:
+        result = asyncio.run(load_test(server.url, digit))
+        print(f"load test  cnn-small, {REQUESTS} requests, {CONCURRENCY} concurrent on loopback: {result['errors']} errors, "
+              f"{result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms")
+        served_small = sequential_p50(server.url, digit)
+    finally:
+        server.stop()
+    server = Server(resnet)
+    try:
+        served_resnet = sequential_p50(server.url, photo, n=40)
+    finally:
+        server.stop()
+    torch.set_num_threads(2)
+    small, big = cnnlab.load(mnist_run), cnnlab.load(resnet)
+    bare_small, bare_resnet = bare_p50(small, digit), bare_p50(big, photo, n=40)
+    for name, served, bare in (("cnn-small", served_small, bare_small), ("resnet18", served_resnet, bare_resnet)):
+        ratio = served / bare
+        print(f"serving overhead  {name}: /predict p50 {served:.2f} ms vs bare decode+forward p50 {bare:.2f} ms: "
+              f"{ratio:.2f}x (target <= 1.5x: {verdict(ratio, 1.5, False)})")
+    for name, run_dir, image in (("cnn-small", mnist_run, digit), ("resnet18", resnet, photo)):
+        eager, onnx = cnnlab.load(run_dir), cnnlab.load(run_dir, backend="onnx")
+        x = eager.preprocess(image).unsqueeze(0)
+        t_eager = statistics.median(_times(lambda: eager.forward(x)))
+        t_onnx = statistics.median(_times(lambda: onnx.forward(x)))
+        print(f"onnx vs eager  {name} single image: PyTorch {t_eager * 1000:.2f} ms, ONNX Runtime {t_onnx * 1000:.2f} ms: "
+              f"ONNX is {t_eager / t_onnx:.2f}x as fast")
+
+
+def _times(fn, n=50):
+    for _ in range(5):
+        fn()
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+if __name__ == "__main__":
+    main()
