@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 datasets_app = typer.Typer(no_args_is_help=True, help="Built-in sample datasets.")
 app.add_typer(datasets_app, name="datasets")
 augment_app = typer.Typer(no_args_is_help=True, help="Data augmentation.")
+diagnose_app = typer.Typer(no_args_is_help=True, help="Diagnostics: backpropagation made visible.")
+app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(augment_app, name="augment")
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -89,6 +91,28 @@ def augment_preview(
     path = preview(cfg, data, out_file, images, versions)
     console.print(f"augmentation: {describe(cfg.augment)}")
     console.print(f"preview: {path}")
+
+
+# ----------------------------------------------------------------------------- diagnose
+@diagnose_app.command("gradients")
+def diagnose_gradients(
+    depth: int = typer.Option(20, min=4, help="Convolution layers in each network."),
+    activation: str = typer.Option("sigmoid", help="Activation of every layer."),
+    steps: int = typer.Option(5, min=1, help="SGD steps the norms are averaged over."),
+    out_file: Path = typer.Option(Path("gradients.png"), "--out", "-o", help="Plot to write."),
+) -> None:
+    """Vanishing gradients: a plain and a residual CNN of the same depth, gradient norm per layer."""
+    from cnnlab.evaluation.diagnostics import plot_experiment, vanishing_gradients
+    from cnnlab.models.layers import ACTIVATIONS
+
+    ACTIVATIONS.get(activation)
+    exp = vanishing_gradients(depth, activation, steps)
+    table = Table("layer", "plain", "residual", title=f"mean gradient norm over {steps} steps ({activation})")
+    for name, a, b in zip(exp.layers, exp.plain, exp.residual):
+        table.add_row(name, f"{a:.2e}", f"{b:.2e}")
+    out.print(table)
+    out.print(f"first/last layer: plain {exp.ratio('plain'):.1e}, residual {exp.ratio('residual'):.1e}")
+    console.print(f"plot: {plot_experiment(exp, out_file)}")
 
 
 # ----------------------------------------------------------------------------- train

@@ -88,6 +88,7 @@ class TrainConfig(_Strict):
     num_nodes: int = Field(1, gt=0)
     precision: str = "32-true"
     progress: bool = True
+    gradient_every: int = Field(0, ge=0)  # record per-layer gradient norms every N steps (0: off)
 
 
 class TransferConfig(_Strict):

@@ -111,6 +111,10 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
                      monitor=monitor, full_batch_size=n_train if cfg.train.mode == "batch" else 0,
                      backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0)
     cbs = standard_callbacks(cfg, out, has_val) + list(callbacks)
+    if cfg.train.gradient_every and not cached:
+        from cnnlab.evaluation.diagnostics import GradientFlow
+
+        cbs.append(GradientFlow(out, cfg.train.gradient_every))
     schedule = None if cached else transfer.schedule_callback(cfg, strategy)
     if schedule is not None:
         cbs.append(schedule)
