@@ -23,6 +23,8 @@ app.add_typer(datasets_app, name="datasets")
 augment_app = typer.Typer(no_args_is_help=True, help="Data augmentation.")
 diagnose_app = typer.Typer(no_args_is_help=True, help="Diagnostics: backpropagation made visible.")
 app.add_typer(diagnose_app, name="diagnose")
+plot_app = typer.Typer(no_args_is_help=True, help="Plots of the course's ideas.")
+app.add_typer(plot_app, name="plot")
 app.add_typer(augment_app, name="augment")
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -113,6 +115,37 @@ def diagnose_gradients(
     out.print(table)
     out.print(f"first/last layer: plain {exp.ratio('plain'):.1e}, residual {exp.ratio('residual'):.1e}")
     console.print(f"plot: {plot_experiment(exp, out_file)}")
+
+
+# ----------------------------------------------------------------------------- plot
+@plot_app.command("activations")
+def plot_activations(out_file: Path = typer.Option(Path("activations.png"), "--out", "-o")) -> None:
+    """Each activation function of the registry and its derivative."""
+    from cnnlab.evaluation.plots import activations_png
+
+    console.print(f"plot: {activations_png(out_file)}")
+
+
+@plot_app.command("features")
+def plot_features(
+    run: Path = typer.Argument(..., help="Run directory."),
+    image: Path = typer.Argument(..., help="An image."),
+    layer: Optional[str] = typer.Option(None, help="A convolution or pooling layer (default: the first conv and pools)."),
+    out_dir: Path = typer.Option(Path("features"), "--out", "-o", help="Folder for the PNGs."),
+) -> None:
+    """First-layer filters, and the feature maps of chosen layers for one image, before and after pooling."""
+    from cnnlab.data.images import BadImage
+    from cnnlab.evaluation.features import plot_features as run_plot
+    from cnnlab.inference.predictor import load
+
+    if not image.is_file():
+        raise CnnlabError(f"image not found: {image}")
+    try:
+        paths = run_plot(load(run), image, out_dir, layer)
+    except BadImage as exc:
+        raise CnnlabError(f"cannot use image {image}: {exc}") from None
+    for p in paths:
+        console.print(f"plot: {p}")
 
 
 # ----------------------------------------------------------------------------- train

@@ -36,3 +36,67 @@ def confusion_matrix_png(matrix: np.ndarray, classes: list[str], path: Path, nor
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def activation_curve(name: str, x):
+    """f(x) and f'(x) of a registered activation (derivative by autograd)."""
+    import torch
+
+    from cnnlab.models.layers import ACTIVATIONS
+
+    layer = ACTIVATIONS.get(name)(1).eval()
+    if name in ("glu", "softmax"):
+        # GLU gates one half with the other (x, x) -> x*sigmoid(x); softmax over (x, 0) -> the first share
+        other = x if name == "glu" else torch.zeros_like(x)
+        inp = torch.stack([x, other], dim=1).requires_grad_(True)
+        y = layer(inp)[:, 0]
+        grads = torch.autograd.grad(y.sum(), inp)[0]
+        grad = grads.sum(1) if name == "glu" else grads[:, 0]
+    else:
+        inp = x.clone().view(-1, 1).requires_grad_(True)
+        y = layer(inp.clone())[:, 0]  # a non-leaf: the in-place activations (relu, elu) need one
+        grad = torch.autograd.grad(y.sum(), inp)[0][:, 0]
+    return y.detach(), grad.detach()
+
+
+def activations_png(path: Path) -> Path:
+    """Each activation function of the registry and its derivative, on [-4, 4]."""
+    import torch
+
+    from cnnlab.models.layers import ACTIVATIONS
+
+    names = [n for n in ACTIVATIONS.names() if n != "silu"]  # silu is swish's alias
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows))
+    x = torch.linspace(-4, 4, 401)
+    for ax, name in zip(axes.flat, names):
+        y, grad = activation_curve(name, x)
+        ax.plot(x, y, label="f(x)")
+        ax.plot(x, grad, "--", label="f'(x)")
+        ax.axhline(0, color="#bbb", lw=0.5)
+        ax.set_title(name)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def image_grid_png(maps, path: Path, title: str, cols: int = 8) -> Path:
+    """Channels of a (C, H, W) tensor side by side, each scaled to its own range."""
+    maps = maps.detach().float()
+    n = maps.shape[0]
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(maps[i], cmap="viridis")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
