@@ -117,6 +117,18 @@ def diagnose_gradients(
     console.print(f"plot: {plot_experiment(exp, out_file)}")
 
 
+# ----------------------------------------------------------------------------- report
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: Optional[Path] = typer.Option(None, help="Labelled test data (default: the data of the last evaluate)."),
+) -> None:
+    """Write RUN/report.html: run, model, curves, evaluation, mistakes with Grad-CAM, augmentation."""
+    from cnnlab.evaluation.report import build_report
+
+    console.print(f"report: {build_report(run, data)}")
+
+
 # ----------------------------------------------------------------------------- plot
 @plot_app.command("activations")
 def plot_activations(out_file: Path = typer.Option(Path("activations.png"), "--out", "-o")) -> None:

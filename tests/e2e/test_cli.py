@@ -75,11 +75,17 @@ def test_corrupt_files_are_reported_in_one_line(tmp_path):
     (["datasets", "export", "imagenet", "{tmp}/x"], "unknown dataset 'imagenet'"),
     (["summary", "vgg99"], "unknown model 'vgg99'"),
     (["export", "{run}", "--format", "tflite"], "unknown export format 'tflite'"),
+    (["plot", "features", "{run}", "{tmp}/missing.png"], "image not found"),
+    (["plot", "features", "{run}", "{bad}"], "cannot use image"),
+    (["plot", "features", "{run}", "{image}", "--layer", "conv99"], "no convolution or pooling layer 'conv99'"),
+    (["report", "{tmp}/norun"], "run directory not found"),
     (["predict", "{run}", "{data}", "--backend", "tensorrt"], "unknown backend 'tensorrt'"),
     (["train", "{data}", "--out", "{tmp}/r", "--model", "resnet18", "--weights", "{tmp}/none.pth"], "weights not found"),
 ])
 def test_bad_input_is_one_line_and_nonzero(trained, tmp_path, args, message):
-    fill = {"tmp": tmp_path, "data": trained / "shapes", "run": trained / "run"}
+    (tmp_path / "bad.png").write_text("not an image")
+    image = next((trained / "shapes" / "test" / "circle").glob("*.png"))
+    fill = {"tmp": tmp_path, "data": trained / "shapes", "run": trained / "run", "bad": tmp_path / "bad.png", "image": image}
     proc = run(*[a.format(**fill) for a in args], check=False)
     assert proc.returncode == 2
     assert message in proc.stderr

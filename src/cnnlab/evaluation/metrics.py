@@ -76,10 +76,8 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
-def evaluate(run: Union[str, Path, Predictor], data: Union[str, Path], json_path: Optional[Union[str, Path]] = None,
-             plot: bool = True) -> dict:
-    """Evaluate a run on DATA (its test/ split if it has one); also writes evaluation.json and the
-    confusion-matrix PNGs into the run directory."""
+def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True):
+    """``evaluate`` that also returns the targets, model outputs and paths behind the figures."""
     predictor = run if isinstance(run, Predictor) else load(run)
     y_true, outputs, paths, skipped = predict_dataset(predictor, data)
     if predictor.task == "classification":
@@ -99,4 +97,11 @@ def evaluate(run: Union[str, Path, Predictor], data: Union[str, Path], json_path
         Path(json_path).write_text(text)
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} unusable files[/] (listed in evaluation.json)")
-    return result
+    return result, y_true, outputs, paths
+
+
+def evaluate(run: Union[str, Path, Predictor], data: Union[str, Path], json_path: Optional[Union[str, Path]] = None,
+             plot: bool = True) -> dict:
+    """Evaluate a run on DATA (its test/ split if it has one); also writes evaluation.json and the
+    confusion-matrix PNGs into the run directory."""
+    return evaluate_with_outputs(run, data, json_path, plot)[0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 
@@ -96,6 +97,53 @@ def image_grid_png(maps, path: Path, title: str, cols: int = 8) -> Path:
         if i < n:
             ax.imshow(maps[i], cmap="viridis")
     fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def training_curves_png(rows: list[dict], path: Path, phase_epoch: Optional[int] = None) -> Path:
+    """Loss and accuracy per epoch (train and validation) and the learning rate; the fine-tuning phase
+    change as a dashed line."""
+    epochs = [int(r["epoch"]) for r in rows]
+
+    def series(key):
+        return [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
+
+    acc_keys = [k for k in ("train_acc", "val_acc") if rows and k in rows[0]]
+    panels = [("loss", ["train_loss", "val_loss"])] + ([("accuracy", acc_keys)] if acc_keys else []) + [("learning rate", ["lr"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
+    for ax, (title, keys) in zip(np.atleast_1d(axes), panels):
+        for key in keys:
+            if rows and key in rows[0]:
+                ax.plot(epochs, series(key), "o-", ms=3, label=key.replace("_", " "))
+        if phase_epoch is not None:
+            ax.axvline(phase_epoch - 0.5, color="#c33", ls="--", lw=1, label="backbone unfrozen")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if title == "learning rate":
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def gradient_flow_png(rows: list[dict], path: Path, max_layers: int = 8) -> Path:
+    """Per-layer gradient norms over training (log scale), input-side layers first."""
+    layers = [k for k in rows[0] if k not in ("step", "epoch")]
+    pick = [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers)))]
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    colours = plt.cm.viridis(np.linspace(0, 1, len(pick)))
+    for name, colour in zip(pick, colours):
+        ax.semilogy(steps, [max(float(r[name]), 1e-30) for r in rows], color=colour, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("gradient norm")
+    ax.set_title("gradient flow per layer (dark: input side, light: output side)")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -1,0 +1,195 @@
+"""``cnnlab report RUN [--data DATA]``: one self-contained HTML file (images embedded) about a run:
+what was trained on what, the model, the training curves, the evaluation, the most confident
+mistakes with Grad-CAM heatmaps, the augmentation, and the gradient flow."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluation import plots
+from cnnlab.inference.predictor import Predictor, load
+from cnnlab.rundir import SKIPPED, SPLIT, Run, read_csv
+
+REPORT = "report.html"
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}pre{background:#f7f7f7;padding:.6rem;overflow:auto}
+.grid{display:flex;flex-wrap:wrap;gap:.8rem}.card{text-align:center;font-size:.8rem}.card img{width:112px;height:112px;
+image-rendering:pixelated}img.plot{max-width:100%}"""
+
+
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _img(path: Path, alt: str, cls: str = "plot") -> str:
+    return f'<img class="{cls}" alt="{html.escape(alt)}" src="{_png_uri(path)}">'
+
+
+def _table(header: list[str], rows: list[list], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+
+
+def _thumb(image: torch.Tensor, heat: Optional[torch.Tensor] = None) -> str:
+    """A (C, H, W) uint8 image, optionally with a Grad-CAM heatmap over it, as a PNG data URI."""
+    from cnnlab.evaluation.plots import plt
+
+    fig, ax = plt.subplots(figsize=(1.4, 1.4))
+    arr = image.permute(1, 2, 0).numpy()
+    ax.imshow(arr[:, :, 0] if arr.shape[2] == 1 else arr, cmap="gray" if arr.shape[2] == 1 else None)
+    if heat is not None:
+        ax.imshow(heat.numpy(), cmap="jet", alpha=0.45)
+    ax.axis("off")
+    fig.subplots_adjust(0, 0, 1, 1)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def grad_cam(predictor: Predictor, image: torch.Tensor, target: int) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, via Captum) on the last convolution layer, at the image's size."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    convs = [m for m in predictor.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    model = predictor.model.eval()
+    x = image.unsqueeze(0).float().div(255).requires_grad_(True)
+    attr = LayerGradCam(model, convs[-1]).attribute(x, target=target, relu_attributions=True)
+    heat = LayerAttribution.interpolate(attr, tuple(image.shape[1:]))[0, 0].detach()
+    return heat / heat.max() if heat.max() > 0 else heat
+
+
+def _run_section(run: Run) -> str:
+    info = run.training_info()
+    split = read_csv(run.path / SPLIT)
+    counts = Counter((r["split"], r["label"]) for r in split)
+    splits = [s for s in ("train", "val", "test") if any(k[0] == s for k in counts)]
+    rows = [[c, *[counts.get((s, c), 0) for s in splits]] for c in (run.classes or ["(targets)"])]
+    skipped = read_csv(run.path / SKIPPED)
+    parts = [
+        f"<p>Model <b>{html.escape(run.config.model.name)}</b>, strategy <b>{html.escape(str(info.get('strategy', '?')))}</b>, "
+        f"weights {html.escape(str(run.config.model.weights or 'none'))}; trained {info.get('epochs', '?')} epochs in "
+        f"{info.get('seconds', '?')} s on {html.escape(str(info.get('device', '?')))}; best epoch {info.get('best_epoch')}.</p>",
+        "<h3>Dataset</h3>", _table(["class", *splits], rows),
+        f"<p>{len(skipped)} files skipped.</p>" + (_table(["file", "reason"], [[r["path"], r["reason"]] for r in skipped[:50]])
+                                                  if skipped else ""),
+        "<h3>Resolved config</h3>", f"<pre>{html.escape(run.config.to_yaml())}</pre>",
+    ]
+    return "<h2>The run</h2>" + "".join(parts)
+
+
+def _model_section(predictor: Predictor) -> str:
+    from cnnlab.models.summary import summarize
+
+    pre = predictor.pre
+    s = summarize(predictor.model, (pre.channels, *pre.size))
+    rows = [[r.name, r.kind, str(list(r.output_shape)), f"{r.params:,}"] for r in s.rows]
+    strategy = predictor.run.training_info().get("strategy", "full")
+    trained = {"feature-extract": "the head only", "fine-tune": f"the head and the top {predictor.run.config.transfer.unfreeze} blocks",
+               "two-phase": f"the head, then the top {predictor.run.config.transfer.unfreeze} blocks"}.get(strategy, "all layers")
+    return (f"<h2>The model</h2><p>Input {pre.channels}x{pre.size[0]}x{pre.size[1]}, mean {pre.mean}, std {pre.std}. "
+            f"Total parameters {s.total:,}; trained: {trained} (strategy {strategy}).</p>"
+            + _table(["layer", "type", "output shape", "params"], rows, "summary"))
+
+
+def _curves_section(run: Run, tmp: Path) -> str:
+    rows = run.metrics()
+    if not rows:
+        raise CnnlabError(f"{run.path} has no metrics yet (metrics.csv is missing or empty): train it first")
+    phase = run.config.transfer.head_epochs or max(1, run.config.train.epochs // 3)
+    phase_epoch = phase if run.training_info().get("strategy") == "two-phase" else None
+    path = plots.training_curves_png(rows, tmp / "curves.png", phase_epoch)
+    return "<h2>Training</h2>" + _img(path, "training curves: loss, accuracy and learning rate per epoch")
+
+
+def _evaluation_section(predictor: Predictor, data, tmp: Path) -> str:
+    from cnnlab.evaluation.metrics import evaluate_with_outputs
+
+    result, y_true, outputs, paths = evaluate_with_outputs(predictor, data)
+    if predictor.task != "classification":
+        return (f"<h2>Evaluation</h2><p>{result['n']} images: MAE {result['mae']:.4f}, RMSE {result['rmse']:.4f}, "
+                f"R² {result['r2']:.4f}</p>")
+    rows = [[c, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
+            for c, v in result["per_class"].items()]
+    rows += [[f"{a} avg", f"{result[f'precision_{a}']:.4f}", f"{result[f'recall_{a}']:.4f}", f"{result[f'f1_{a}']:.4f}",
+              result["n"]] for a in ("macro", "weighted")]
+    cm = np.asarray(result["confusion_matrix"])
+    counts = plots.confusion_matrix_png(cm, predictor.classes, tmp / "cm.png")
+    normed = plots.confusion_matrix_png(cm, predictor.classes, tmp / "cmn.png", normalize=True)
+    section = (f"<h2>Evaluation</h2><p>On {html.escape(str(data))}: accuracy <b id='accuracy'>{result['accuracy']:.4f}</b> "
+               f"over {result['n']} images.</p>" + _table(["class", "precision", "recall", "f1", "support"], rows, "metrics")
+               + '<div class="grid">' + _img(counts, "confusion matrix (counts)") + _img(normed, "confusion matrix (row-normalised)")
+               + "</div>")
+    return section + _mistakes_section(predictor, y_true, outputs, paths)
+
+
+def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths: list, n: int = 8, cams: int = 3) -> str:
+    probs, pred = outputs.max(dim=1)
+    y = torch.as_tensor(y_true, dtype=torch.long)
+    wrong = torch.nonzero(pred != y).flatten()
+    wrong = wrong[probs[wrong].argsort(descending=True)][:n]
+    right = torch.nonzero(pred == y).flatten()
+    right = right[probs[right].argsort(descending=True)][:cams]
+    cards = []
+    for rank, i in enumerate(wrong.tolist() + right.tolist()):
+        image = predictor.preprocess(paths[i])
+        heat = grad_cam(predictor, image, int(pred[i])) if (rank < cams or i in right.tolist()) else None
+        ok = "right" if pred[i] == y[i] else "wrong"
+        cards.append(f'<div class="card"><img alt="{ok}: {html.escape(Path(paths[i]).name)}" src="{_thumb(image, heat)}"><br>'
+                     f"true {html.escape(predictor.classes[int(y[i])])}<br>pred {html.escape(predictor.classes[int(pred[i])])} "
+                     f"({float(probs[i]):.2f})<br>{ok}{' + Grad-CAM' if heat is not None else ''}</div>")
+    title = (f"<h2>Most confident mistakes</h2><p>{len(torch.nonzero(pred != y))} of {len(y)} test images are wrong. "
+             f"The {len(wrong)} most confident mistakes, then {len(right)} confident right answers; Grad-CAM heatmaps "
+             f"show where the last convolution layer looked for the predicted class.</p>")
+    return title + '<div class="grid">' + "".join(cards) + "</div>"
+
+
+def _augment_section(run: Run, data, tmp: Path) -> str:
+    from cnnlab.data.augment import describe
+
+    text = describe(run.config.augment)
+    source = data or run.config.data.path
+    if text == "none" or not source or not Path(source).exists():
+        return f"<h2>Augmentation</h2><p>{html.escape(text)}</p>"
+    from cnnlab.data.preview import preview
+
+    path = preview(run.config, source, tmp / "aug.png", images=3, versions=5)
+    return f"<h2>Augmentation</h2><p>{html.escape(text)}</p>" + _img(path, "augmentation preview")
+
+
+def _gradients_section(run: Run, tmp: Path) -> str:
+    rows = read_csv(run.path / "gradients.csv")
+    if not rows:
+        return ""
+    return "<h2>Gradient flow</h2>" + _img(plots.gradient_flow_png(rows, tmp / "grad.png"), "gradient norms per layer")
+
+
+def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = None) -> Path:
+    predictor = load(run_dir)
+    run = predictor.run
+    if data is None and (run.path / "evaluation.json").is_file():
+        data = json.loads((run.path / "evaluation.json").read_text()).get("data")
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        body = [f"<h1>cnnlab report: {html.escape(run.path.name)}</h1>", _run_section(run), _model_section(predictor),
+                _curves_section(run, tmp)]
+        body.append(_evaluation_section(predictor, data, tmp) if data else
+                    "<h2>Evaluation</h2><p>No test data given: run <code>cnnlab report RUN --data DATA</code>.</p>")
+        body += [_augment_section(run, data, tmp), _gradients_section(run, tmp)]
+    out = run.path / REPORT
+    out.write_text(f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab report</title>'
+                   f'<link rel="icon" href="data:,"><style>{STYLE}</style></head><body>{"".join(body)}</body></html>')
+    return out
