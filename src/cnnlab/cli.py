@@ -129,6 +129,29 @@ def report(
     console.print(f"report: {build_report(run, data)}")
 
 
+@app.command(context_settings=EXTRA)
+def compare(
+    ctx: typer.Context,
+    data: Path = typer.Argument(..., help="Labelled data (with a test/ split, or --test-split)."),
+    models: str = typer.Option(..., "--models", help="Comma-separated names, e.g. cnn-small,resnet18,vgg16."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs for every model."),
+    budget: Optional[float] = typer.Option(None, help="Training seconds at most for every model."),
+    out_dir: Path = typer.Option(Path("compare"), "--out", "-o", help="Folder for the runs and the leaderboard."),
+) -> None:
+    """Train each model on the same split with the same budget; write a leaderboard (md, csv, html)."""
+    from cnnlab.evaluation.compare import _cells, COLUMNS, compare as run_compare
+
+    overrides = parse_extra(ctx.args)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    entries = run_compare(data, [m.strip() for m in models.split(",") if m.strip()], out_dir, budget, **overrides)
+    table = Table(*COLUMNS[:-1], title="leaderboard")
+    for e in entries:
+        table.add_row(*_cells(e)[:-1])
+    out.print(table)
+    console.print(f"leaderboard: {out_dir / 'leaderboard.html'} (also .md, .csv)")
+
+
 # ----------------------------------------------------------------------------- plot
 @plot_app.command("activations")
 def plot_activations(out_file: Path = typer.Option(Path("activations.png"), "--out", "-o")) -> None:

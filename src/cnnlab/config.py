@@ -89,6 +89,7 @@ class TrainConfig(_Strict):
     precision: str = "32-true"
     progress: bool = True
     gradient_every: int = Field(0, ge=0)  # record per-layer gradient norms every N steps (0: off)
+    max_time: Optional[float] = Field(None, gt=0)  # seconds of training at most (a budget), then stop
 
 
 class TransferConfig(_Strict):

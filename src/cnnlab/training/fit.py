@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import timedelta
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -121,7 +122,8 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     console.print(f"model: {cfg.model.name}, strategy {strategy}{' (cached features)' if cached else ''}, "
                   f"augmentation: {describe(cfg.augment)}")
     trainer = L.Trainer(
-        max_epochs=cfg.train.epochs, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+        max_epochs=cfg.train.epochs, max_time=timedelta(seconds=cfg.train.max_time) if cfg.train.max_time else None,
+        accelerator=cfg.train.accelerator, devices=cfg.train.devices,
         strategy=cfg.train.distributed, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
         accumulate_grad_batches=accumulation(cfg, n_train), callbacks=cbs, logger=False,
         enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,

@@ -1,0 +1,115 @@
+"""``cnnlab compare DATA --models a,b,c``: the same split, the same budget, one leaderboard.
+
+Answers "which backbone for my data?": accuracy, macro F1, parameters (total and trained), training
+time, prediction latency per image on this machine, and a link to each run's report.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from cnnlab.console import console
+from cnnlab.errors import CnnlabError
+from cnnlab.rundir import SPLIT, read_csv
+
+
+@dataclass
+class Entry:
+    model: str
+    accuracy: float
+    f1_macro: float
+    params: int
+    trained_params: int
+    train_seconds: float
+    latency_ms: float
+    report: str
+
+
+def trained_parameters(net: torch.nn.Module, strategy: str, unfreeze: int) -> int:
+    """Parameters the strategy lets train (at the end of training, for two-phase)."""
+    total = sum(p.numel() for p in net.parameters())
+    if strategy == "full" or not hasattr(net, "blocks"):
+        return total
+    head = total - sum(p.numel() for p in net.features.parameters())
+    if strategy == "feature-extract":
+        return head
+    blocks = net.blocks()[len(net.blocks()) - unfreeze:] if unfreeze else []
+    return head + sum(p.numel() for block in blocks for m in block for p in m.parameters())
+
+
+def latency_ms(predictor, image, n: int = 30) -> float:
+    x = predictor.preprocess(image).unsqueeze(0)
+    for _ in range(3):
+        predictor.forward(x)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        predictor.forward(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def compare(data: str | Path, models: list[str], out: str | Path, budget: Optional[float] = None,
+            **overrides: Any) -> list[Entry]:
+    from cnnlab.evaluation.report import build_report
+    from cnnlab.inference.predictor import load
+    from cnnlab.training.fit import train
+
+    if len(models) < 1:
+        raise CnnlabError("give at least one model: --models cnn-small,resnet18")
+    out = Path(out)
+    entries = []
+    for name in models:
+        console.print(f"[bold]{name}[/]")
+        run_dir = out / name.replace(":", "_")
+        result = train(data, run_dir, overwrite=True, model=name, **({"max_time": budget} if budget else {}),
+                       **overrides)
+        report = build_report(run_dir, data)
+        evaluation = json.loads((run_dir / "evaluation.json").read_text())
+        predictor = load(run_dir)
+        strategy = predictor.run.training_info().get("strategy", "full")
+        sample = read_csv(run_dir / SPLIT)[0]["path"]
+        entries.append(Entry(
+            model=name, accuracy=evaluation["accuracy"], f1_macro=evaluation["f1_macro"],
+            params=sum(p.numel() for p in predictor.model.parameters()),
+            trained_params=trained_parameters(predictor.model.net, strategy, predictor.run.config.transfer.unfreeze),
+            train_seconds=result.seconds, latency_ms=latency_ms(predictor, sample),
+            report=str(report.relative_to(out)),
+        ))
+    entries.sort(key=lambda e: (-e.accuracy, -e.f1_macro))
+    write_leaderboard(entries, out)
+    return entries
+
+
+COLUMNS = ["model", "accuracy", "f1_macro", "params", "trained_params", "train_seconds", "latency_ms", "report"]
+
+
+def _cells(e: Entry) -> list[str]:
+    return [e.model, f"{e.accuracy:.4f}", f"{e.f1_macro:.4f}", f"{e.params:,}", f"{e.trained_params:,}",
+            f"{e.train_seconds:.1f}", f"{e.latency_ms:.2f}", e.report]
+
+
+def write_leaderboard(entries: list[Entry], out: Path) -> None:
+    with (out / "leaderboard.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS)
+        writer.writeheader()
+        writer.writerows(asdict(e) for e in entries)
+    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(_cells(e)[:-1] + [f"[report]({e.report})"]) + " |" for e in entries]
+    (out / "leaderboard.md").write_text("\n".join(md) + "\n")
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(e)[:-1])
+                   + f'<td><a href="{html.escape(e.report)}">report</a></td></tr>' for e in entries)
+    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    (out / "leaderboard.html").write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab leaderboard</title>'
+        '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:'
+        'collapse}td,th{border:1px solid #ddd;padding:.3rem .7rem}th{background:#f4f4f4}</style></head><body>'
+        f"<h1>cnnlab leaderboard</h1><table><tr>{head}</tr>{rows}</table></body></html>")

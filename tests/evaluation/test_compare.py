@@ -1,0 +1,36 @@
+import csv
+
+import cnnlab
+from cnnlab.evaluation.compare import compare, trained_parameters
+from cnnlab.models.registry import build_model, resolve_preprocessing
+from cnnlab.config import load_config
+
+
+def test_leaderboard_for_two_models_on_the_same_split(tmp_path, shapes_dir):
+    entries = compare(shapes_dir, ["cnn-small", "lenet5"], tmp_path / "cmp", epochs=2, progress=False, lr=0.01)
+    assert {e.model for e in entries} == {"cnn-small", "lenet5"}
+    assert entries[0].accuracy >= entries[1].accuracy  # sorted, best first
+    rows = list(csv.DictReader((tmp_path / "cmp" / "leaderboard.csv").open()))
+    assert [r["model"] for r in rows] == [e.model for e in entries]
+    for e in entries:
+        assert (tmp_path / "cmp" / e.report).is_file() and e.latency_ms > 0 and e.params == e.trained_params
+    assert "[report](" in (tmp_path / "cmp" / "leaderboard.md").read_text()
+    assert "<a href=" in (tmp_path / "cmp" / "leaderboard.html").read_text()
+    splits = [(tmp_path / "cmp" / m / "split.csv").read_text() for m in ("cnn-small", "lenet5")]
+    assert splits[0] == splits[1]  # the same images in the same splits
+
+
+def test_budget_stops_training(tmp_path, bars):
+    result = cnnlab.train(bars, tmp_path / "run", epochs=500, max_time=2, progress=False)
+    assert result.epochs < 500 and result.seconds < 30
+
+
+def test_trained_parameters_follow_the_strategy():
+    cfg = load_config(None, {"model": "resnet18", "weights": "none", "input_size": 32})
+    net = build_model(cfg, resolve_preprocessing(cfg), 3).net
+    total = sum(p.numel() for p in net.parameters())
+    head = sum(p.numel() for p in net.head.parameters())
+    layer4 = sum(p.numel() for p in net.features.layer4.parameters())
+    assert trained_parameters(net, "full", 2) == total
+    assert trained_parameters(net, "feature-extract", 2) == head
+    assert trained_parameters(net, "fine-tune", 1) == head + layer4
