@@ -78,3 +78,14 @@ def test_decompression_bomb_is_refused(client, monkeypatch):
 
 def test_no_file_is_a_validation_error(client):
     assert client.post("/predict").status_code == 422
+
+
+def test_serving_with_the_onnx_backend(tiny_run, bars):
+    import cnnlab
+
+    client = TestClient(create_app(str(tiny_run), backend="onnx"))
+    assert client.get("/model").json()["backend"] == "onnx"
+    f = sorted((bars / "a").glob("*.png"))[0]
+    got = upload(client, f.read_bytes()).json()["predictions"][0]
+    expected = cnnlab.load(tiny_run).predict(f)[0]
+    assert got["label"] == expected.label and got["probability"] == pytest.approx(expected.probability, abs=1e-5)

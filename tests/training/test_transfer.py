@@ -118,3 +118,31 @@ def test_transfer_from_a_previous_run_to_other_classes(tmp_path, tiny_run, shape
 def test_a_run_of_another_model_is_refused(tmp_path, tiny_run, shapes_dir):
     with pytest.raises(CnnlabError, match="holds a cnn-small, not a resnet18"):
         cnnlab.train(shapes_dir, tmp_path / "run", model="resnet18", weights=str(tiny_run), epochs=1)
+
+
+def test_transfer_beats_scratch_on_another_dataset_with_few_images(tmp_path):
+    """The evidence at CI size: a CNN pretrained on MNIST (3 epochs) transfers to scikit-learn's 8x8 digits
+    with 10 images per class better than the same model from scratch (benchmarks/transfer.py: full size)."""
+    import shutil
+
+    import numpy as np
+
+    from cnnlab.data.samples import export
+
+    export("mnist-5k", tmp_path / "mnist")
+    export("digits", tmp_path / "digits")
+    rng = np.random.default_rng(1)
+    for c in range(10):
+        files = sorted((tmp_path / "digits" / "train" / str(c)).glob("*.png"))
+        (tmp_path / "few" / "train" / str(c)).mkdir(parents=True)
+        for i in rng.choice(len(files), 10, replace=False):
+            shutil.copy(files[i], tmp_path / "few" / "train" / str(c))
+    shutil.copytree(tmp_path / "digits" / "test", tmp_path / "few" / "test")
+    cnnlab.train(tmp_path / "mnist" / "train", tmp_path / "pre", epochs=3, lr=0.003, schedule="onecycle",
+                 val_split=0.0, progress=False)
+    common = {"progress": False, "batch_size": 10, "val_split": 0.0, "lr": 0.003, "epochs": 20, "seed": 1}
+    cnnlab.train(tmp_path / "few", tmp_path / "scratch", input_size=28, **common)
+    cnnlab.train(tmp_path / "few", tmp_path / "transfer", weights=str(tmp_path / "pre"), head_epochs=7, **common)
+    scratch = cnnlab.evaluate(tmp_path / "scratch", tmp_path / "few")["accuracy"]
+    transferred = cnnlab.evaluate(tmp_path / "transfer", tmp_path / "few")["accuracy"]
+    assert transferred >= scratch + 0.02, (scratch, transferred)
