@@ -9,6 +9,11 @@
     model.safetensors    the network weights (best epoch when there is a validation set)
     training.json        wall time, epochs run, best epoch, final metrics
     checkpoints/         Lightning checkpoints (last.ckpt, best.ckpt) for --resume
+    gradients.csv        per-layer gradient norms (with --gradient-every)
+  added by later stages:
+    evaluation.json, confusion_matrix*.png   cnnlab evaluate
+    report.html                              cnnlab report
+    export/                                  cnnlab export (model.onnx / model.torchscript.pt + preprocessing)
 
 Imports torch and the model definitions only, so prediction and serving start fast.
 """

@@ -1,4 +1,3 @@
-import pytest
 
 import cnnlab
 from cnnlab import rundir

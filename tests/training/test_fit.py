@@ -140,7 +140,7 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path):
 
 
 def test_regression_from_a_csv_manifest(tmp_path):
-    data = write_images(tmp_path / "imgs", {"a": 12, "b": 12, "c": 12})
+    write_images(tmp_path / "imgs", {"a": 12, "b": 12, "c": 12})
     files = sorted((tmp_path / "imgs").rglob("*.png"))
     target = {"a": 0.0, "b": 1.0, "c": 2.0}
     lines = ["path,target"] + [f"imgs/{f.parent.name}/{f.name},{target[f.parent.name]}" for f in files]

@@ -8,7 +8,6 @@ from lightning.pytorch.callbacks import Callback
 import cnnlab
 from cnnlab import rundir
 from cnnlab.errors import CnnlabError
-from conftest import TINY
 
 RESNET = {"model": "resnet18", "input_size": 32, "batch_size": 16, "progress": False, "lr": 0.01}
 

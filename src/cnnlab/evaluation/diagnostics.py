@@ -106,7 +106,7 @@ def vanishing_gradients(depth: int = 20, activation: str = "sigmoid", steps: int
         model = deep_cnn(depth, activation, residual)
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         totals: dict[str, float] = {}
-        for step in range(steps):
+        for _step in range(steps):
             idx = torch.randperm(len(y))[:32]
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()

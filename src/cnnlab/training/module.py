@@ -10,7 +10,6 @@ import torchmetrics
 from torch import nn
 
 from cnnlab.config import OptimConfig
-from cnnlab.models.preprocess import ImageModel
 from cnnlab.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
