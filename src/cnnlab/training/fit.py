@@ -20,7 +20,7 @@ from cnnlab.console import console
 from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError
-from cnnlab.data.augment import build_augmentation, describe
+from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
 from cnnlab.models.transfer_source import adopt_source_run
 from cnnlab.training import transfer
@@ -101,8 +101,7 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
 
     strategy = transfer.resolve_strategy(cfg, weights_kind(cfg))
     transfer.check(cfg, strategy, model.net)
-    augmenting = build_augmentation(cfg.augment, prepared.pre.channels, prepared.pre.size) is not None
-    cached = transfer.can_cache(cfg, strategy, augmenting)
+    cached = transfer.can_cache(cfg, strategy, augmenting=bool(resolved(cfg.augment)))
     if cached:  # the frozen backbone runs once; the head trains on its features
         prepared = replace(prepared, datasets=transfer.cache_features(model, prepared))
     has_val = prepared.size("val") > 0
