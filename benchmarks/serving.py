@@ -23,6 +23,7 @@ import torch
 
 import cnnlab
 from cnnlab import demo
+from cnnlab.evaluation.compare import latency_ms
 from common import SCRATCH, verdict
 
 REQUESTS, CONCURRENCY = 2000, 8
@@ -138,23 +139,10 @@ def main() -> None:
         print(f"serving overhead  {name}: /predict p50 {served:.2f} ms vs bare decode+forward p50 {bare:.2f} ms: "
               f"{ratio:.2f}x (target <= 1.5x: {verdict(ratio, 1.5, False)})")
     for name, run_dir, image in (("cnn-small", mnist_run, digit), ("resnet18", resnet, photo)):
-        eager, onnx = cnnlab.load(run_dir), cnnlab.load(run_dir, backend="onnx")
-        x = eager.preprocess(image).unsqueeze(0)
-        t_eager = statistics.median(_times(lambda: eager.forward(x)))
-        t_onnx = statistics.median(_times(lambda: onnx.forward(x)))
-        print(f"onnx vs eager  {name} single image: PyTorch {t_eager * 1000:.2f} ms, ONNX Runtime {t_onnx * 1000:.2f} ms: "
+        t_eager = latency_ms(cnnlab.load(run_dir), image, n=50)
+        t_onnx = latency_ms(cnnlab.load(run_dir, backend="onnx"), image, n=50)
+        print(f"onnx vs eager  {name} single image: PyTorch {t_eager:.2f} ms, ONNX Runtime {t_onnx:.2f} ms: "
               f"ONNX is {t_eager / t_onnx:.2f}x as fast")
-
-
-def _times(fn, n=50):
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 if __name__ == "__main__":

@@ -141,6 +141,10 @@ class Config(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
 
+    def head_epochs(self) -> int:
+        """Two-phase fine-tuning: the head-only epochs before the top blocks join (default: a third)."""
+        return self.transfer.head_epochs or max(1, self.train.epochs // 3)
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from cnnlab.console import console
@@ -33,13 +34,7 @@ def first_last_ratio(norms: dict[str, float], k: int = 2) -> Optional[float]:
     return (sum(values[:k]) / k) / last if last > 0 else None
 
 
-def _callback_base():
-    from lightning.pytorch.callbacks import Callback
-
-    return Callback
-
-
-class GradientFlow(_callback_base()):
+class GradientFlow(Callback):
     """Every ``every`` steps: the gradient norm of each layer into RUN/gradients.csv; warns once about
     vanishing gradients."""
 

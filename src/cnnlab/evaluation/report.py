@@ -109,8 +109,7 @@ def _curves_section(run: Run, tmp: Path) -> str:
     rows = run.metrics()
     if not rows:
         raise CnnlabError(f"{run.path} has no metrics yet (metrics.csv is missing or empty): train it first")
-    phase = run.config.transfer.head_epochs or max(1, run.config.train.epochs // 3)
-    phase_epoch = phase if run.training_info().get("strategy") == "two-phase" else None
+    phase_epoch = run.config.head_epochs() if run.training_info().get("strategy") == "two-phase" else None
     path = plots.training_curves_png(rows, tmp / "curves.png", phase_epoch)
     return "<h2>Training</h2>" + _img(path, "training curves: loss, accuracy and learning rate per epoch")
 
@@ -143,10 +142,10 @@ def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths
     wrong = wrong[probs[wrong].argsort(descending=True)][:n]
     right = torch.nonzero(pred == y).flatten()
     right = right[probs[right].argsort(descending=True)][:cams]
-    cards = []
+    cards, right_ids = [], set(right.tolist())
     for rank, i in enumerate(wrong.tolist() + right.tolist()):
         image = predictor.preprocess(paths[i])
-        heat = grad_cam(predictor, image, int(pred[i])) if (rank < cams or i in right.tolist()) else None
+        heat = grad_cam(predictor, image, int(pred[i])) if (rank < cams or i in right_ids) else None
         ok = "right" if pred[i] == y[i] else "wrong"
         cards.append(f'<div class="card"><img alt="{ok}: {html.escape(Path(paths[i]).name)}" src="{_thumb(image, heat)}"><br>'
                      f"true {html.escape(predictor.classes[int(y[i])])}<br>pred {html.escape(predictor.classes[int(pred[i])])} "

@@ -32,10 +32,6 @@ def resolve_strategy(cfg: Config, weights_kind: str) -> str:
     return "two-phase" if weights_kind != "none" else "full"
 
 
-def head_epochs(cfg: Config) -> int:
-    return cfg.transfer.head_epochs or max(1, cfg.train.epochs // 3)
-
-
 def check(cfg: Config, strategy: str, net: nn.Module) -> None:
     """Bad combinations fail before training, with what to do instead."""
     if strategy in ("fine-tune", "two-phase"):
@@ -84,7 +80,7 @@ def freeze_batchnorm_stats(model: nn.Module) -> None:
 def schedule_callback(cfg: Config, strategy: str) -> Optional[TransferSchedule]:
     if strategy == "full":
         return None
-    return TransferSchedule(strategy, cfg.transfer.unfreeze, head_epochs(cfg), cfg.optim.lr * cfg.transfer.backbone_lr_mult)
+    return TransferSchedule(strategy, cfg.transfer.unfreeze, cfg.head_epochs(), cfg.optim.lr * cfg.transfer.backbone_lr_mult)
 
 
 # ----------------------------------------------------------------------------- feature caching
