@@ -13,6 +13,7 @@ from cnnlab.config import Config
 from cnnlab.data.augment import build_augmentation
 from cnnlab.data.datasets import batch_collate
 from cnnlab.data.prepare import Prepared
+from cnnlab.memory import tune_allocator
 
 
 def loader_batch_size(cfg: Config) -> int:
@@ -28,6 +29,7 @@ def accumulation(cfg: Config, n_train: int) -> int:
 class ImageDataModule(L.LightningDataModule):
     def __init__(self, prepared: Prepared, cfg: Config) -> None:
         super().__init__()
+        tune_allocator()  # batches and activations reuse freed memory instead of faulting in new pages
         self.prepared, self.cfg = prepared, cfg
         self.batch_size = loader_batch_size(cfg)
         self.augment = build_augmentation(cfg.augment, prepared.pre.channels, prepared.pre.size)
