@@ -74,8 +74,10 @@ def build_augmentation(cfg: AugmentConfig, channels: int, size: tuple[int, int])
         steps.append(v2.RandomVerticalFlip(ops["vflip"]))
     if {"rotation", "translate", "zoom"} & ops.keys():
         t = ops.get("translate")
+        # fill=None: grid_sample's zero padding fills the corners. The default fill=0 appends a mask
+        # channel and blends it back, a third more work for the same zeros (nearest interpolation).
         steps.append(v2.RandomAffine(degrees=ops.get("rotation", 0.0), translate=(t, t) if t else None,
-                                     scale=tuple(ops["zoom"]) if "zoom" in ops else None))
+                                     scale=tuple(ops["zoom"]) if "zoom" in ops else None, fill=None))
     colour = {k: ops[k] for k in ("brightness", "contrast") if k in ops}
     if channels == 3:  # saturation and hue need colour
         colour.update({k: ops[k] for k in ("saturation", "hue") if k in ops})
@@ -84,7 +86,9 @@ def build_augmentation(cfg: AugmentConfig, channels: int, size: tuple[int, int])
     if "noise" in ops:
         steps.append(v2.GaussianNoise(sigma=ops["noise"], clip=True))
     if set(ops) - {"hflip", "vflip"}:
-        # Convert once, first: each v2 op on uint8 converts to float and back. The batch leaves as float
-        # in [0, 1], which the model's Normalize accepts (flips alone stay uint8).
+        # Convert to float once, first (each v2 op on uint8 converts to float and back), and back to
+        # uint8 once, last: the batch stays a quarter of the size on its way to the model, whose
+        # Normalize makes it float on the model's device. Flips alone never leave uint8.
         steps.insert(0, v2.ToDtype(torch.float32, scale=True))
+        steps.append(v2.ToDtype(torch.uint8, scale=True))
     return GroupedTransform(v2.Compose(steps), cfg.group)
