@@ -10,6 +10,7 @@
    Target: cnnlab >= 1.5x the baseline.
 2. Data-wait share: the part of a training epoch spent waiting for the next batch, for the default
    CNN on mnist-5k and for resnet18 on the JPEG folder.
+   With a GPU, also resnet18's training throughput with augmentation in the loader vs on the GPU.
 3. Augmentation helps: cnn-small on 500 mnist-5k training images (50 per class), with and without
    light geometric augmentation, tested on the 1,000 test digits.
 
@@ -91,6 +92,7 @@ class DataWait(Callback):
     def __init__(self) -> None:
         self.wait = 0.0
         self.total = 0.0
+        self.images = 0
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.epoch_start = self.last = time.perf_counter()
@@ -100,15 +102,17 @@ class DataWait(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.last = time.perf_counter()
+        self.images += len(batch[0])
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.total += time.perf_counter() - self.epoch_start
 
 
-def data_wait(data, out, **overrides) -> float:
+def data_wait(data, out, **overrides) -> tuple[float, float]:
+    """(share of the epochs spent waiting for data, training images per second)."""
     probe = DataWait()
     cnnlab.train(data, out, overwrite=True, progress=False, val_split=0.0, callbacks=[probe], **overrides)
-    return probe.wait / probe.total
+    return probe.wait / probe.total, probe.images / probe.total
 
 
 def augmentation_helps() -> tuple[float, float]:
@@ -147,11 +151,19 @@ def main() -> None:
           f"ImageFolder+PIL baseline {base:.0f} img/s, cnnlab {mine:.0f} img/s (without its malloc setting "
           f"{untuned:.0f}); paired ratios {', '.join(f'{r:.2f}' for r in ratios)}; "
           f"median {ratio:.2f}x (target >= 1.5x: {verdict(ratio, 1.5, True)})")
-    mnist = data_wait(mnist_5k() / "train", SCRATCH / "wait-mnist", epochs=2)
-    resnet = data_wait(jpeg_folder(256), SCRATCH / "wait-resnet", epochs=1, model="resnet18", weights="none",
-                       strategy="full", batch_size=32, **AUGMENT)
+    mnist, _ = data_wait(mnist_5k() / "train", SCRATCH / "wait-mnist", epochs=2)
+    resnet, _ = data_wait(jpeg_folder(256), SCRATCH / "wait-resnet", epochs=1, model="resnet18", weights="none",
+                          strategy="full", batch_size=32, **AUGMENT)
     print(f"data-wait share of an epoch  cnn-small on mnist-5k: {mnist * 100:.1f}%, "
           f"resnet18 on 256 JPEGs (224x224, augmented): {resnet * 100:.1f}%")
+    if torch.cuda.is_available():  # augmenting in the loader (CPU) vs on the GPU after the copy
+        runs = {where: data_wait(root, SCRATCH / f"gpu-{where}", epochs=2, model="resnet18", weights="none",
+                                 strategy="full", batch_size=128, precision="16-mixed", where=where, **AUGMENT)
+                for where in ("loader", "device")}
+        print("GPU resnet18, 2,000 JPEGs, augmented: " + "; ".join(
+            f"augment in {w}: {rate:.0f} img/s, data-wait {share * 100:.1f}%" for w, (share, rate) in runs.items()))
+    else:
+        print("GPU augmentation: no GPU here, skipped")
     off, on = augmentation_helps()
     print(f"augmentation helps  cnn-small on 500 mnist-5k images, test on 1,000: without {off * 100:.1f}%, "
           f"with rotation/translate/zoom {on * 100:.1f}% (+{(on - off) * 100:.1f} points)")

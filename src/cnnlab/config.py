@@ -118,6 +118,9 @@ class AugmentConfig(_Strict):
     hue: Optional[float] = Field(None, ge=0.0, le=0.5)
     noise: Optional[float] = Field(None, ge=0.0, le=1.0)  # Gaussian noise std, in [0, 1] pixel units
     group: int = Field(8, gt=0)  # images that share one draw of random parameters
+    # where batches are augmented: in the data loader (CPU), or on the model's device after the copy
+    # there (GPU: the CPU only decodes); auto = the device when it is not the CPU
+    where: Literal["auto", "loader", "device"] = "auto"
 
     @field_validator("zoom", "crop_scale")
     @classmethod

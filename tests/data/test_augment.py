@@ -81,19 +81,26 @@ def test_bad_augmentation_settings(flags, message):
         load_config(None, flags)
 
 
-def test_training_batches_are_augmented_and_evaluation_batches_are_not(tmp_path, bars):
+@pytest.mark.parametrize("where,in_loader", [("auto", True), ("loader", True), ("device", False)])
+def test_training_batches_are_augmented_and_evaluation_batches_are_not(tmp_path, bars, where, in_loader):
     from lightning.pytorch.callbacks import Callback
 
     seen = {}
 
     class Spy(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["loader transform"] = trainer.train_dataloader.dataset.transform
+
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.setdefault("train", batch[0])
 
         def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
             seen.setdefault("val", batch[0])
 
-    result = cnnlab.train(bars, tmp_path / "run", epochs=1, vflip=1.0, val_split=0.5, callbacks=[Spy()], **TINY)
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, vflip=1.0, val_split=0.5, where=where,
+                          callbacks=[Spy()], **TINY)
+    # auto on the CPU augments in the loader; "device" after the copy to the model's device
+    assert (seen["loader transform"] is not None) == in_loader
     cfg = load_config(result.run_dir / "config.yaml")
     datasets = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed)).datasets
     train_imgs = {bytes(img.flip(-2).numpy()) for img in datasets["train"].images}

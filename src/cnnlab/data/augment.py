@@ -53,8 +53,9 @@ class GroupedTransform:
         self.transform, self.group = transform, group
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        per_image = 4 * batch[0].numel()
-        size = max(1, min(self.group, CHUNK_BYTES // per_image))
+        size = self.group
+        if batch.device.type == "cpu":  # a GPU has no such cache to fit, and launches per group cost more
+            size = max(1, min(size, CHUNK_BYTES // (4 * batch[0].numel())))
         return torch.cat([self.transform(chunk) for chunk in batch.split(size)])
 
     def __repr__(self) -> str:

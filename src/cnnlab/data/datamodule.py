@@ -42,10 +42,27 @@ class ImageDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.cfg.seed) if shuffle else None,
         )
 
+    def augments_on_device(self) -> bool:
+        """Augment after the copy to the model's device (``augment.where``; auto: when not the CPU)."""
+        if self.augment is None or self.cfg.augment.where == "loader":
+            return False
+        if self.cfg.augment.where == "device":
+            return True
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type != "cpu"
+
     def train_dataloader(self) -> DataLoader:
         train = copy.copy(self.prepared.datasets["train"])
-        train.transform = self.augment  # training batches only; val/test see the plain images
+        # training batches only; val/test see the plain images
+        train.transform = None if self.augments_on_device() else self.augment
         return self._loader(train, shuffle=True)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batch-level augmentation on the device, for training batches only."""
+        if self.trainer is not None and self.trainer.training and self.augments_on_device():
+            x, y = batch
+            batch = (self.augment(x), y)
+        return batch
 
     def val_dataloader(self):
         ds = self.prepared.datasets.get("val")
