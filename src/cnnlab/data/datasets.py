@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from cnnlab.data.images import BadImage, decode
 from cnnlab.data.sources import Entry, Skipped
@@ -18,12 +19,21 @@ from cnnlab.data.sources import Entry, Skipped
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
+@lru_cache(maxsize=1)
+def decoder_pool() -> ThreadPoolExecutor:
+    """One thread per core: the decoders release the GIL, and more threads only fight over the cores
+    with torch's own."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="cnnlab-decode")
+
+
+if hasattr(os, "register_at_fork"):  # a forked loader worker has none of the parent's threads
+    os.register_at_fork(after_in_child=decoder_pool.cache_clear)
+
+
 def decode_entries(
-    entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, threads: Optional[int] = None,
-    interpolation: str = "bilinear",
+    entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, interpolation: str = "bilinear",
 ) -> tuple[Optional[torch.Tensor], list[int], list[Skipped]]:
-    """Decode every entry once, on one thread per core (the decoders release the GIL; more threads
-    only fight over the cores with torch's own), each straight into its row of the result.
+    """Decode every entry once, on the decoder threads, each straight into its row of the result.
 
     Returns the stacked uint8 images (if ``keep``), the indices of the usable entries and the
     skipped ones with their reasons.
@@ -39,8 +49,7 @@ def decode_entries(
             images[i] = img
         return None
 
-    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-        errors = list(pool.map(one, range(len(entries)), chunksize=64))
+    errors = list(decoder_pool().map(one, range(len(entries))))
     ok = [i for i, err in enumerate(errors) if err is None]
     skipped = [Skipped(entries[i].path, err) for i, err in enumerate(errors) if err is not None]
     if keep and len(ok) < len(entries):
@@ -86,8 +95,14 @@ class FileImages(Dataset):
         x, y = self.__getitems__([index])
         return x[0], y[0]
 
+    def _decode(self, index: int) -> torch.Tensor:
+        return decode(self.paths[index], self.channels, self.size, self.interpolation)
+
     def __getitems__(self, indices: list[int]):
-        x = torch.stack([decode(self.paths[i], self.channels, self.size, self.interpolation) for i in indices])
+        if get_worker_info() is None and len(indices) > 1:  # the main process: every core decodes
+            x = torch.stack(list(decoder_pool().map(self._decode, indices)))
+        else:  # a loader worker: the workers are the parallelism
+            x = torch.stack([self._decode(i) for i in indices])
         if self.transform is not None:
             x = self.transform(x)
         return x, self.targets[torch.as_tensor(indices)]
