@@ -100,3 +100,17 @@ def test_corrupt_jpeg_body_behind_a_good_header_is_a_bad_image(tmp_path):
     with pytest.raises(BadImage, match="corrupt") as err:
         decode(path, 3, None)
     assert ".cpp" not in str(err.value)  # a reason for people, not a source location
+
+
+def test_a_large_jpeg_is_scaled_while_decoding_and_matches_a_full_decode(tmp_path, monkeypatch):
+    import cnnlab.data.images as images
+    from torchvision.transforms.v2 import functional as F
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize((1600, 1200), Image.BICUBIC)
+    path = _save(photo, tmp_path / "photo.jpg", quality=90)
+    full = F.resize(decode(path, 3, None), [48, 48], antialias=True)
+    monkeypatch.setattr(images, "decode_image", lambda *a, **k: pytest.fail("decoded at full size"))
+    scaled = decode(path, 3, (48, 48))  # 1200 >= 2 x 48: libjpeg decodes at 1/8 scale (200x150)
+    diff = (scaled.int() - full.int()).abs()
+    assert scaled.shape == (3, 48, 48) and diff.float().mean() < 1.5 and diff.max() <= 8

@@ -6,8 +6,9 @@ Imports neither Lightning nor the training code.
 Pillow reads the header first (format, mode, size, and the decompression-bomb check). Plain
 8-bit JPEG and PNG files are then decoded by ``torchvision.io`` (libjpeg-turbo, libpng) straight
 into a CHW tensor; other formats and modes (WebP, transparency, palettes, CMYK, 16-bit) go
-through Pillow's conversions. Every image is resized once, by torchvision's
-antialiased tensor resize, which stays within 2 levels of Pillow's resize.
+through Pillow's conversions, as do JPEGs at least twice the model's input on both sides, which
+libjpeg scales down while decoding (a 12-megapixel photo to 224x224: 170 -> 13 ms). Every image is
+resized once, by torchvision's antialiased tensor resize, which stays within 2 levels of Pillow's.
 Measured on 256x256 JPEGs to 224x224: 0.6-0.9 ms per image, against 2.3-2.8 ms all in Pillow.
 """
 from __future__ import annotations
@@ -68,11 +69,17 @@ INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": Interpolatio
 TORCHVISION_FORMATS = {"JPEG", "PNG"}  # decoded by torchvision.io when 8-bit L or RGB (its WebP has no grayscale)
 
 
-def _decode(source: ImageInput, channels: int) -> torch.Tensor:
-    """Full-size uint8 (C, H, W), upright, in the model's channels."""
+def _decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """uint8 (C, H, W), upright, in the model's channels: full size, or for a JPEG at least twice the
+    target on both sides, no larger than needed for ``size``."""
     img = _open(source)  # the header only
+    if size is not None and img.format == "JPEG" and min(img.size) >= 2 * max(size):
+        # A photo many times the model's input: libjpeg scales by 1/2, 1/4 or 1/8 while decoding (the
+        # DCT), never below the size asked for, so the antialiased resize that follows still has
+        # the pixels it needs. 10-20x faster for a phone photo going to 224x224.
+        img.draft("L" if channels == 1 else "RGB", (max(size), max(size)))
     fast = (img.format in TORCHVISION_FORMATS and img.mode in ("L", "RGB") and "transparency" not in img.info
-            and isinstance(source, (str, Path, bytes)))
+            and isinstance(source, (str, Path, bytes)) and img.decoderconfig == ())
     if fast:
         img.close()
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
@@ -93,7 +100,7 @@ def decode(source: ImageInput, channels: int, size: tuple[int, int] | None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            tensor = _decode(source, channels)
+            tensor = _decode(source, channels, size)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
