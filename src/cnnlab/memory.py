@@ -15,6 +15,7 @@ win too.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -22,17 +23,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20  # glibc's upper limit for this setting
 TRIM_THRESHOLD = 256 << 20
 
-_state: dict[str, bool] = {}
-
-
+@functools.cache
 def tune_allocator() -> bool:
     """Apply the settings once; True if glibc's malloc is now tuned by cnnlab."""
-    if "tuned" not in _state:
-        _state["tuned"] = _apply()
-    return _state["tuned"]
-
-
-def _apply() -> bool:
     if os.environ.get("CNNLAB_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):

@@ -36,9 +36,8 @@ def preview(cfg: Config, data: str | Path, out: str | Path, images: int = 4, ver
     for img in batch:
         copies = img.unsqueeze(0).repeat(versions, 1, 1, 1)
         augmented = augment(copies) if augment is not None else copies
-        to_float = lambda t: t.float() / 255 if t.dtype == torch.uint8 else t.float()  # noqa: E731
-        rows.append(torch.cat([to_float(img.unsqueeze(0)), to_float(augmented)]))
-    grid = torch.cat(rows)
+        rows.append(torch.cat([img.unsqueeze(0), augmented]))
+    grid = torch.cat(rows).float() / 255  # augmentation keeps uint8
     if min(pre.size) < MIN_TILE:
         factor = -(-MIN_TILE // min(pre.size))
         grid = F.interpolate(grid, scale_factor=factor, mode="nearest")
