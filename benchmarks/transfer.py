@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,7 +108,29 @@ def caching(n_images: int = 160, epochs: int = 3) -> dict:
     return {"ratio": ratio}
 
 
+def ci_setting_spread() -> dict:
+    """The setting of tests/training/test_transfer.py over its 5 seeds: the per-seed gain, its spread, and
+    how far the mean sits above the test's required margin, in standard errors of the mean."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "training"))
+    from test_transfer import MARGIN, PER_CLASS, SEEDS, few_shot_transfer
+
+    root = SCRATCH / "few-shot"
+    shutil.rmtree(root, ignore_errors=True)
+    results = few_shot_transfer(root)
+    gains = [t - s for s, t in results]
+    mean, spread = statistics.mean(gains), statistics.stdev(gains)
+    sem = spread / len(gains) ** 0.5
+    print(f"CI transfer test   digits 0-4 -> 5-9, {PER_CLASS} images/class, {SEEDS} seeds: gains "
+          f"{', '.join(f'{g:+.3f}' for g in gains)}; mean {mean:+.3f}, seed-to-seed spread (sd) {spread:.3f}, "
+          f"standard error of the mean {sem:.3f}; the test asserts mean >= {MARGIN}: "
+          f"{(mean - MARGIN) / sem:.1f} standard errors of room (target >= 3: {verdict((mean - MARGIN) / sem, 3, True)})")
+    return {"gains": gains, "sem": sem}
+
+
 def main() -> None:
+    ci_setting_spread()
     evidence()
     evidence_other_dataset()
     caching()

@@ -119,29 +119,60 @@ def test_a_run_of_another_model_is_refused(tmp_path, tiny_run, shapes_dir):
         cnnlab.train(shapes_dir, tmp_path / "run", model="resnet18", weights=str(tiny_run), epochs=1)
 
 
-def test_transfer_beats_scratch_on_another_dataset_with_few_images(tmp_path):
-    """The evidence at CI size: a CNN pretrained on MNIST (3 epochs) transfers to scikit-learn's 8x8 digits
-    with 10 images per class better than the same model from scratch (benchmarks/transfer.py: full size)."""
+SEEDS = 5
+PER_CLASS = 2
+MARGIN = 0.03
+
+
+def few_shot_transfer(root, seeds=SEEDS, per_class=PER_CLASS):
+    """Digits 5-9 with ``per_class`` images a class, from scratch and from a cnn-small pretrained on digits 0-4.
+
+    Each seed draws its own training images and trains both models with that seed; returns
+    [(scratch accuracy, transferred accuracy)] on the 500 test digits 5-9. benchmarks/transfer.py prints
+    the spread of this exact setting.
+    """
     import shutil
 
     import numpy as np
 
     from cnnlab.data.samples import export
 
-    export("mnist-5k", tmp_path / "mnist")
-    export("digits", tmp_path / "digits")
-    rng = np.random.default_rng(1)
-    for c in range(10):
-        files = sorted((tmp_path / "digits" / "train" / str(c)).glob("*.png"))
-        (tmp_path / "few" / "train" / str(c)).mkdir(parents=True)
-        for i in rng.choice(len(files), 10, replace=False):
-            shutil.copy(files[i], tmp_path / "few" / "train" / str(c))
-    shutil.copytree(tmp_path / "digits" / "test", tmp_path / "few" / "test")
-    cnnlab.train(tmp_path / "mnist" / "train", tmp_path / "pre", epochs=3, lr=0.003, schedule="onecycle",
-                 val_split=0.0, progress=False)
-    common = {"progress": False, "batch_size": 10, "val_split": 0.0, "lr": 0.003, "epochs": 20, "seed": 1}
-    cnnlab.train(tmp_path / "few", tmp_path / "scratch", input_size=28, **common)
-    cnnlab.train(tmp_path / "few", tmp_path / "transfer", weights=str(tmp_path / "pre"), head_epochs=7, **common)
-    scratch = cnnlab.evaluate(tmp_path / "scratch", tmp_path / "few")["accuracy"]
-    transferred = cnnlab.evaluate(tmp_path / "transfer", tmp_path / "few")["accuracy"]
-    assert transferred >= scratch + 0.02, (scratch, transferred)
+    export("mnist-5k", root / "mnist")
+
+    def subset(split, dst, classes, n=None, seed=0):
+        rng = np.random.default_rng(seed)
+        for c in classes:
+            files = sorted((root / "mnist" / split / c).glob("*.png"))
+            if n:
+                files = [files[i] for i in rng.choice(len(files), n, replace=False)]
+            (dst / c).mkdir(parents=True, exist_ok=True)
+            for f in files:
+                shutil.copy(f, dst / c / f.name)
+
+    low, high = [str(i) for i in range(5)], [str(i) for i in range(5, 10)]
+    subset("train", root / "source", low)
+    cnnlab.train(root / "source", root / "pre", epochs=2, lr=0.003, schedule="onecycle", val_split=0.0,
+                 progress=False, overwrite=True)
+    results = []
+    for seed in range(seeds):
+        target = root / f"target-{seed}"
+        subset("train", target / "train", high, per_class, seed)
+        subset("test", target / "test", high)
+        common = {"progress": False, "batch_size": 10, "val_split": 0.0, "lr": 0.003, "epochs": 15, "seed": seed,
+                  "overwrite": True}
+        cnnlab.train(target, root / f"scratch-{seed}", **common)
+        cnnlab.train(target, root / f"transfer-{seed}", weights=str(root / "pre"), head_epochs=5, **common)
+        results.append((cnnlab.evaluate(root / f"scratch-{seed}", target, plot=False)["accuracy"],
+                        cnnlab.evaluate(root / f"transfer-{seed}", target, plot=False)["accuracy"]))
+    return results
+
+
+def test_transfer_beats_scratch_with_few_images_on_the_mean_of_five_seeds(tmp_path):
+    """Transfer from digits 0-4 to digits 5-9 with 2 images a class. One seed's gain is noisy (its spread is
+    about 0.05), so the test asserts on the mean of 5 seeds, whose standard error is about 0.02: the mean gain
+    measured here is about 0.09, three standard errors above the required 0.03."""
+    import statistics
+
+    results = few_shot_transfer(tmp_path)
+    gains = [transferred - scratch for scratch, transferred in results]
+    assert statistics.mean(gains) >= MARGIN, results
