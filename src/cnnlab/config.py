@@ -87,6 +87,7 @@ class TrainConfig(_Strict):
     distributed: str = "auto"  # Lightning strategy: auto, ddp, fsdp, ...
     num_nodes: int = Field(1, gt=0)
     precision: str = "32-true"
+    deterministic: bool = False  # deterministic algorithms only (cuDNN deterministic, no benchmark, cuBLAS workspace)
     progress: bool = True
     gradient_every: int = Field(0, ge=0)  # record per-layer gradient norms every N steps (0: off)
     max_time: Optional[float] = Field(None, gt=0)  # seconds of training at most (a budget), then stop

@@ -20,14 +20,16 @@ Imports torch and the model definitions only, so prediction and serving start fa
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Union
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from cnnlab import files
 from cnnlab.config import Config, validate
 from cnnlab.errors import CnnlabError
 from cnnlab.models.preprocess import ImageModel, Preprocessing
@@ -41,19 +43,31 @@ METRICS = "metrics.csv"
 WEIGHTS = "model.safetensors"
 TRAINING = "training.json"
 CHECKPOINTS = "checkpoints"
+BEST, LAST = "best", "last"  # checkpoints/best.ckpt, checkpoints/last.ckpt
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
 
 
-def save_weights(module: torch.nn.Module, path: Path) -> None:
+def checkpoint(run_dir: Path, which: str = LAST) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"{which}.ckpt"
+
+
+def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """The weights as safetensors, atomically; non-finite weights are never written."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(path))
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CnnlabError(f"not writing {path}: {len(broken)} tensors hold NaN or infinite values "
+                          f"(first: {broken[0]}); training diverged")
+    with files.atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    files.write_text(path, buf.getvalue())
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -97,14 +111,22 @@ class Run:
         return read_csv(self.path / METRICS)
 
     def training_info(self) -> dict:
-        file = self.path / TRAINING
+        return self.training_file(self.path)
+
+    @staticmethod
+    def training_file(path: Path) -> dict:
+        file = Path(path) / TRAINING
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def load_model(self, device: Union[str, torch.device] = "cpu") -> ImageModel:
         from cnnlab.models.registry import build_model
 
         model = build_model(self.config, self.pre, self.num_outputs)
-        state = load_file(str(self.path / WEIGHTS), device="cpu")
+        state = files.load_safetensors(self.path / WEIGHTS)
+        broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if broken:
+            raise CnnlabError(f"{self.path / WEIGHTS} holds NaN or infinite values ({len(broken)} tensors, first: "
+                              f"{broken[0]}): the model cannot predict; train it again with a lower --lr")
         try:
             model.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:

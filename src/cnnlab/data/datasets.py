@@ -30,6 +30,25 @@ if hasattr(os, "register_at_fork"):  # a forked loader worker has none of the pa
     os.register_at_fork(after_in_child=decoder_pool.cache_clear)
 
 
+class Batch(list):
+    """A training batch's indices and the seed its augmentation draws from (set by the data module's
+    batch sampler; pickled with the indices to loader workers)."""
+
+    seed: Optional[int] = None
+
+
+def augment(transform: Optional[BatchTransform], x: torch.Tensor, indices) -> torch.Tensor:
+    """Apply ``transform`` with the batch's own seed when it has one, leaving the global generator alone."""
+    if transform is None:
+        return x
+    seed = getattr(indices, "seed", None)
+    if seed is None:
+        return transform(x)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(x)
+
+
 def decode_entries(
     entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, interpolation: str = "bilinear",
 ) -> tuple[Optional[torch.Tensor], list[int], list[Skipped]]:
@@ -73,10 +92,7 @@ class InMemoryImages(Dataset):
 
     def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices)
-        x = self.images[idx]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.targets[idx]
+        return augment(self.transform, self.images[idx], indices), self.targets[idx]
 
 
 class FileImages(Dataset):
@@ -103,9 +119,7 @@ class FileImages(Dataset):
             x = torch.stack(list(decoder_pool().map(self._decode, indices)))
         else:  # a loader worker: the workers are the parallelism
             x = torch.stack([self._decode(i) for i in indices])
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.targets[torch.as_tensor(indices)]
+        return augment(self.transform, x, indices), self.targets[torch.as_tensor(indices)]
 
 
 def batch_collate(batch):

@@ -30,7 +30,9 @@ class Preprocessing:
             self.std = self.std * self.channels
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        from cnnlab import files
+
+        files.write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> "Preprocessing":

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file
 from torch import nn
 
 from cnnlab.config import Config
@@ -35,7 +34,10 @@ def adopt_source_run(cfg: Config) -> Config:
 
 
 def load_features_from_run(net: nn.Module, run_dir: Path, name: str) -> LoadReport:
-    state = load_file(str(run_dir / "model.safetensors"))
+    from cnnlab import files
+    from cnnlab.rundir import WEIGHTS
+
+    state = files.load_safetensors(Path(run_dir) / WEIGHTS)
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     try:
         net.features.load_state_dict(features, strict=True)

@@ -1,6 +1,7 @@
 """Where a model's starting weights come from: ``--weights imagenet | none | FILE | RUN_DIR``.
 
-Files never execute code: safetensors, or ``torch.load(..., weights_only=True)``. The classifier head
+Files never execute code and are checked before they are read (``cnnlab.files``): safetensors, or
+``torch.load(..., weights_only=True)`` on a plain torch.save archive. The classifier head
 of a file is always skipped (the new head fits the new classes); key matching is reported.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, WeightsError
 
 
 @dataclass
@@ -51,19 +52,15 @@ def kind(weights: Optional[str]) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """A state dict from a .safetensors file or a torch.save file (a Lightning checkpoint too), checked
+    before it is read: no zip bombs, no code, no malformed headers (``cnnlab.files``)."""
+    from cnnlab import files
 
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a plain state dict"
-        raise CnnlabError(f"{path} is not a weights file that loads safely (a state dict of tensors): "
-                          f"{str(exc).splitlines()[0][:160]}") from None
+    state = files.load_safetensors(path) if path.suffix == ".safetensors" else files.load_torch(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a Lightning checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CnnlabError(f"{path} does not hold a state dict of tensors")
+        raise WeightsError(f"{path} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

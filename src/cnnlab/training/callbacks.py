@@ -8,24 +8,45 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from cnnlab.config import Config
+from cnnlab.rundir import BEST, CHECKPOINTS, LAST, METRICS, read_csv, write_csv
+from cnnlab.training.checkpoint import RandomState
 from cnnlab.training.module import PROGRESS_EVERY
-from cnnlab.rundir import CHECKPOINTS, METRICS, read_csv, write_csv
 
 METRIC_ORDER = ("train_loss", "train_acc", "val_loss", "val_acc", "train_mae", "train_rmse", "train_r2",
                 "val_mae", "val_rmse", "val_r2")
 
 
 class EpochMetricsCSV(Callback):
-    """One row per epoch: losses and metrics, learning rate(s), epoch time. Survives --resume."""
+    """One row per epoch: losses and metrics, learning rate(s), epoch time. Survives --resume.
+
+    The rows and the training seconds so far travel in every checkpoint, so a resumed run rewrites
+    metrics.csv as of its checkpoint (a kill between the checkpoint and the CSV loses no row) and its
+    training time adds up across sessions.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / METRICS
         self.rows: list[dict] = []
         self._start = 0.0
+        self.previous_seconds = 0.0  # training time of earlier sessions of this run (from the checkpoint)
+        self._session_start = time.perf_counter()
+        self._restored: list[dict] | None = None
+
+    def elapsed(self) -> float:
+        return self.previous_seconds + time.perf_counter() - self._session_start
+
+    def state_dict(self) -> dict:
+        return {"rows": [dict(r) for r in self.rows], "seconds": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = [dict(r) for r in state_dict.get("rows", [])]
+        self.previous_seconds = float(state_dict.get("seconds", 0.0))
+        self._session_start = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After the checkpoint is restored: on resume, keep the rows of the epochs that the checkpoint has already completed.
-        self.rows = [r for r in read_csv(self.path) if int(r["epoch"]) < trainer.current_epoch]
+        # After the checkpoint is restored: keep the rows of the epochs that the checkpoint has completed.
+        rows = self._restored if self._restored is not None else read_csv(self.path)
+        self.rows = [r for r in rows if int(r["epoch"]) < trainer.current_epoch]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -59,10 +80,16 @@ def monitored(cfg: Config, has_val: bool) -> tuple[str, str]:
 
 def standard_callbacks(cfg: Config, run_dir: Path, has_val: bool) -> list[Callback]:
     monitor, mode = monitored(cfg, has_val)
+    folder = Path(run_dir) / CHECKPOINTS
     callbacks: list[Callback] = [
         EpochMetricsCSV(run_dir),
-        ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINTS, filename="best", monitor=monitor, mode=mode,
-                        save_top_k=1, save_last=True, enable_version_counter=False),
+        RandomState(),
+        # Both at the end of each training epoch (after its validation, and after the metrics row is
+        # added, since Lightning runs checkpoint callbacks last): best when the monitor improves, last always.
+        ModelCheckpoint(dirpath=folder, filename=BEST, monitor=monitor, mode=mode, save_top_k=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+        ModelCheckpoint(dirpath=folder, filename=LAST, monitor=None, save_top_k=1, every_n_epochs=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
     ]
     if cfg.train.progress:
         # Rich's bar redraws from a thread of its own, which takes ~10% of a small CNN's throughput on a

@@ -1,7 +1,6 @@
 """``cnnlab.train``: config -> data -> model -> Lightning -> run directory."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import timedelta
@@ -11,20 +10,20 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
-from cnnlab import rundir
+from cnnlab import files, rundir
 from cnnlab.config import Config, load_config, with_overrides
 from cnnlab.console import console
 from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Diverged
 from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
 from cnnlab.models.transfer_source import adopt_source_run
 from cnnlab.training import transfer
-from cnnlab.training.callbacks import monitored, standard_callbacks
+from cnnlab.training.callbacks import EpochMetricsCSV, monitored, standard_callbacks
+from cnnlab.training.checkpoint import AtomicCheckpointIO
 from cnnlab.training.module import ImageTask
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -44,8 +43,8 @@ class TrainResult:
 
 def _write_inputs(out: Path, cfg: Config, prepared: Prepared) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / rundir.CONFIG).write_text(cfg.to_yaml())
-    (out / rundir.CLASSES).write_text(json.dumps(prepared.classes, indent=2))
+    files.write_text(out / rundir.CONFIG, cfg.to_yaml())
+    files.write_json(out / rundir.CLASSES, prepared.classes)
     prepared.pre.save(out / rundir.PREPROCESSING)
     rundir.write_csv(out / rundir.SPLIT, ("path", "label", "split"), prepared.records)
     rundir.write_csv(out / rundir.SKIPPED, ("path", "reason"), ((s.path, s.reason) for s in prepared.skipped))
@@ -69,10 +68,14 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
         if out is None:
             raise CnnlabError("--resume needs the run directory to continue: --out RUN")
         out = Path(out)
-        ckpt = out / rundir.CHECKPOINTS / "last.ckpt"
-        if not (out / rundir.CONFIG).is_file() or not ckpt.is_file():
-            raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} and checkpoints/last.ckpt")
+        ckpt = rundir.checkpoint(out, rundir.LAST)
+        if not (out / rundir.CONFIG).is_file():
+            raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} (start it with cnnlab train DATA "
+                              f"--out {out})")
         cfg = load_config(out / rundir.CONFIG, overrides)
+        if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
+            console.print(f"{out} has no checkpoint yet: starting its training again from the beginning")
+            return cfg, out, None
         return cfg, out, ckpt
     cfg = with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
     if data is not None:
@@ -88,9 +91,14 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
           callbacks: Sequence[Callback] = (), **overrides: Any) -> TrainResult:
     """Train a model on DATA and write everything into the run directory ``out``."""
     cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+    if ckpt is not None:
+        done = _already_complete(out)
+        if done is not None:
+            return done
+        epoch = int(files.load_torch(ckpt).get("epoch", -1)) + 1
+        console.print(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
     cfg = resolve_model_config(adopt_source_run(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    started = time.perf_counter()
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
     num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
     model, report = build_for_training(cfg, prepared.pre, num_outputs)
@@ -109,8 +117,10 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     n_train = prepared.size("train")
     task = ImageTask(transfer.CachedHead(model.net.head) if cached else model, cfg.task, num_outputs, cfg.optim,
                      monitor=monitor, full_batch_size=n_train if cfg.train.mode == "batch" else 0,
-                     backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0)
+                     backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0,
+                     check_gradients=cfg.train.precision not in ("16-mixed", "16"))
     cbs = standard_callbacks(cfg, out, has_val) + list(callbacks)
+    progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
     if cfg.train.gradient_every and not cached:
         from cnnlab.evaluation.diagnostics import GradientFlow
 
@@ -126,28 +136,54 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
         strategy=cfg.train.distributed, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
         accumulate_grad_batches=accumulation(cfg, n_train), callbacks=cbs, logger=False,
         enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=out, log_every_n_steps=10,
+        default_root_dir=out, log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
+        deterministic=cfg.train.deterministic or None, benchmark=False if cfg.train.deterministic else None,
     )
-    trainer.fit(task, datamodule=ImageDataModule(prepared, cfg), ckpt_path=ckpt, weights_only=True if ckpt else None)
-    return _finish(trainer, model, out, started, monitor, strategy)
+    try:
+        trainer.fit(task, datamodule=ImageDataModule(prepared, cfg), ckpt_path=ckpt, weights_only=True if ckpt else None)
+    except Diverged as exc:
+        best_epoch = _keep_best(model, out)
+        files.write_json(out / rundir.TRAINING, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
+                                                 "seconds": round(progress.elapsed(), 2)})
+        kept = f"; the weights of epoch {best_epoch}, the best before it, are in {out / rundir.WEIGHTS}" \
+            if best_epoch is not None else ""
+        raise Diverged(f"{exc}{kept}") from None
+    return _finish(trainer, model, out, progress.elapsed(), monitor, strategy)
 
 
-def _finish(trainer: L.Trainer, model, out: Path, started: float, monitor: str, strategy: str) -> TrainResult:
-    best_path = out / rundir.CHECKPOINTS / "best.ckpt"
-    best_epoch = None
-    if best_path.is_file():
-        state = torch.load(best_path, map_location="cpu", weights_only=True)
-        best_epoch = int(state.get("epoch", -1))
-        prefix = "model.net."
-        best = {k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
-        unknown = model.net.load_state_dict(best, strict=False).unexpected_keys
-        assert not unknown, unknown  # the checkpoint holds this model's weights (all, or the head when cached)
+def _already_complete(out: Path) -> Optional[TrainResult]:
+    """A run whose training finished: --resume changes nothing (runs before this field count as finished)."""
+    info = rundir.Run.training_file(out)
+    if not info or not info.get("complete", True) or not (out / rundir.WEIGHTS).is_file():
+        return None
+    console.print(f"{out} is already complete: {info.get('epochs')} epochs in {info.get('seconds')} s; "
+                  f"nothing to resume (train further with a new run: --weights {out})")
+    return TrainResult(out, float(info.get("seconds", 0.0)), int(info.get("epochs", 0)), info.get("best_epoch"),
+                       info.get("final", {}))
+
+
+def _keep_best(model, out: Path) -> Optional[int]:
+    """Load the best checkpoint's weights into ``model`` and write model.safetensors; the epoch, or None."""
+    best_path = rundir.checkpoint(out, rundir.BEST)
+    if not best_path.is_file():
+        return None
+    state = files.load_torch(best_path)
+    prefix = "model.net."
+    best = {k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
+    unknown = model.net.load_state_dict(best, strict=False).unexpected_keys
+    assert not unknown, unknown  # the checkpoint holds this model's weights (all, or the head when cached)
     rundir.save_weights(model.net, out / rundir.WEIGHTS)
-    seconds = time.perf_counter() - started
+    return int(state.get("epoch", -1))
+
+
+def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, strategy: str) -> TrainResult:
+    best_epoch = _keep_best(model, out)
+    if best_epoch is None:
+        rundir.save_weights(model.net, out / rundir.WEIGHTS)
     rows = rundir.read_csv(out / rundir.METRICS)
     final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
-    info = {"seconds": round(seconds, 2), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
+    info = {"complete": True, "seconds": round(seconds, 2), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
             "monitor": monitor, "stopped_early": trainer.current_epoch < trainer.max_epochs,
             "strategy": strategy, "final": final, "device": str(trainer.strategy.root_device)}
-    (out / rundir.TRAINING).write_text(json.dumps(info, indent=2))
+    files.write_json(out / rundir.TRAINING, info)
     return TrainResult(out, seconds, trainer.current_epoch, best_epoch, final)

@@ -10,6 +10,7 @@ import torchmetrics
 from torch import nn
 
 from cnnlab.config import OptimConfig
+from cnnlab.errors import Diverged
 from cnnlab.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -72,8 +73,12 @@ class ImageTask(L.LightningModule):
     """Classification (logits + cross-entropy) or regression (linear output + MSE)."""
 
     def __init__(self, model: nn.Module, task: str, num_outputs: int, optim: OptimConfig,
-                 monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0) -> None:
+                 monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0,
+                 check_gradients: bool = True) -> None:
         super().__init__()
+        # Stop at the first non-finite gradient, before the optimiser step (not with fp16 loss scaling,
+        # whose scaler skips such steps by design).
+        self.check_gradients = check_gradients
         self.model, self.task, self.optim_cfg, self.monitor = model, task, optim, monitor
         self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
@@ -134,8 +139,15 @@ class ImageTask(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._epoch_sums = torch.zeros(3, device=self.device)
 
+    def _diverged(self, what: str, value: float) -> Diverged:
+        return Diverged(f"training diverged in epoch {self.current_epoch}, step {self.global_step}: {what} is {value}. "
+                        f"Lower the learning rate (--lr, now {self.optim_cfg.lr:g}), or with mixed precision try "
+                        f"--precision 32-true")
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(batch, "train")
+        if not torch.isfinite(loss):  # before backward: no non-finite value ever reaches the weights
+            raise self._diverged("the loss", float(loss))
         if batch_idx % PROGRESS_EVERY == 0:  # the progress bar redraws every 10th step anyway
             self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
         if self.full_batch_size:
@@ -143,6 +155,15 @@ class ImageTask(L.LightningModule):
             k = self.trainer.accumulate_grad_batches
             loss = loss * len(batch[1]) * k / self.full_batch_size
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if not self.check_gradients:
+            return
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            if not torch.isfinite(norm):
+                raise self._diverged("the gradient norm", float(norm))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")

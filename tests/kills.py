@@ -1,0 +1,57 @@
+"""Kill a training run with SIGKILL at a chosen point, resume it, and compare it with an uninterrupted run
+(tests/training/test_resume.py and benchmarks/faults.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# The child trains through the Python API with a callback that SIGKILLs its own process at (epoch, batch):
+# batch None kills right after the epoch's checkpoints are written; "save" kills in the middle of writing
+# last.ckpt (after the temp file is written, before it replaces the old one).
+_CHILD = r"""
+import json, os, signal, sys
+import torch
+from lightning.pytorch.callbacks import Callback
+import cnnlab
+from cnnlab.training import checkpoint as ck
+
+torch.set_num_threads(1)
+data, out, epoch, batch, settings = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+
+class Kill(Callback):
+    def on_train_batch_start(self, trainer, pl_module, b, batch_idx):
+        if batch not in ("end", "save") and trainer.current_epoch == epoch and batch_idx == int(batch):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        # Checkpoint callbacks run after this one: the kill lands once this epoch's files are all written.
+        if batch == "end" and trainer.current_epoch == epoch + 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+if batch == "save":
+    original = torch.save
+    def dying_save(obj, f, *a, **k):
+        original(obj, f, *a, **k)
+        if "last" in str(f) and obj.get("epoch") == epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+    ck.torch.save = dying_save
+cnnlab.train(data, out, callbacks=[Kill()], **settings)
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict) -> subprocess.CompletedProcess:
+    """Train in a child that SIGKILLs itself at (epoch, batch), then ``--resume`` it to the end."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(data), str(out), str(epoch), str(batch),
+                            json.dumps(settings)], env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, (child.returncode, child.stderr[-2000:])
+    return subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
