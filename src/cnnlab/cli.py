@@ -4,7 +4,6 @@ Errors a person can fix are one line on stderr and exit code 2; ``--debug`` show
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -281,18 +280,23 @@ def predict(
     from cnnlab.inference.predictor import load
 
     predictor = load(run, backend=backend)
-    files, tensors = [], []
+    files, tensors, skipped = [], [], []
     for f in _expand(images):
         try:
             tensors.append(predictor.preprocess(f))
             files.append(str(f))
         except BadImage as exc:
-            console.print(f"[yellow]skipped[/] {f}: {exc}")
+            skipped.append(f"{f}: {exc}")
     if not files:
-        raise CnnlabError("none of the images could be read")
+        more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+        raise CnnlabError(f"none of the images could be read ({skipped[0]}{more})")
+    for line in skipped:
+        console.print(f"[yellow]skipped[/] {escape(line)}", soft_wrap=True)
     preds = predictor.to_predictions(predictor.outputs(tensors), files, top_k)
     if as_json:
-        out.print_json(json.dumps([p.to_dict() for p in preds]))
+        from cnnlab.files import dumps
+
+        out.print(dumps([p.to_dict() for p in preds]), markup=False, highlight=False, soft_wrap=True)
         return
     table = Table("image", "label", "probability", f"top {top_k}")
     for p in preds:
@@ -310,6 +314,9 @@ def export_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: RUN/export)."),
 ) -> None:
     """Export the model with its preprocessing, checked against PyTorch (max abs diff <= 1e-4)."""
+    from cnnlab.inference.extras import require_serve
+
+    require_serve("cnnlab export")
     from cnnlab.inference.export import export
 
     result = export(run, fmt, out_dir)
@@ -325,6 +332,9 @@ def serve(
     max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
 ) -> None:
     """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
+    from cnnlab.inference.extras import require_serve
+
+    require_serve("cnnlab serve")
     from cnnlab.inference.server import serve as run_server
 
     console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")

@@ -21,6 +21,7 @@ import errno
 import json
 import math
 import os
+import re
 import struct
 import tempfile
 import zipfile
@@ -85,6 +86,14 @@ def write_bytes(path: PathLike, data: bytes) -> Path:
 
 def write_text(path: PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig, path: PathLike, **kwargs) -> Path:
+    """A matplotlib figure saved atomically, in the format of ``path``'s suffix."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
+    return path
 
 
 def finite(obj: Any) -> Any:
@@ -155,7 +164,12 @@ def load_torch(path: PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler's refusals and any damage: one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        refusal = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+        if refusal:
+            raise _refuse(path, f"it asks to run code or build objects, which cnnlab never does "
+                                f"({refusal.group(1).strip()[:200]})") from None
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
         raise _refuse(path, f"it does not load as plain tensors and containers ({first[:200]})") from None
 
 

@@ -57,7 +57,7 @@ def test_loading_never_executes_code_from_the_file(tmp_path):
             return (open, (str(marker), "w"))
 
     torch.save({"conv1.weight": Evil()}, tmp_path / "evil.pth")
-    with pytest.raises(CnnlabError, match="not a weights file that loads safely"):
+    with pytest.raises(CnnlabError, match="is not a safe model file"):
         build(tmp_path / "evil.pth")
     assert not marker.exists()
 

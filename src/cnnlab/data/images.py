@@ -59,8 +59,12 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit levels map onto 8-bit ones by /257 (65535 -> 255, 0x8080 -> 128), the same for every image;
+        # a 32-bit image holding 8-bit values stays as it is, a wider one is scaled by its own range.
         arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
+        top = arr.max(initial=0)
+        scale = 1.0 if img.mode == "I" and top <= 255 else 257.0 if img.mode != "I" or top <= 65535 else top / 255
+        img = Image.fromarray(np.clip(np.rint(arr / scale), 0, 255).astype(np.uint8))
     return img.convert("L" if channels == 1 else "RGB")
 
 

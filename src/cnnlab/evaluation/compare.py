@@ -6,6 +6,7 @@ time, prediction latency per image on this machine, and a link to each run's rep
 from __future__ import annotations
 
 import csv
+import io
 import html
 import json
 import statistics
@@ -16,6 +17,7 @@ from typing import Any, Optional
 
 import torch
 
+from cnnlab import files
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import SPLIT, read_csv
@@ -98,17 +100,19 @@ def _cells(e: Entry) -> list[str]:
 
 
 def write_leaderboard(entries: list[Entry], out: Path) -> None:
-    with (out / "leaderboard.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, COLUMNS)
-        writer.writeheader()
-        writer.writerows(asdict(e) for e in entries)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, COLUMNS)
+    writer.writeheader()
+    writer.writerows(asdict(e) for e in entries)
+    files.write_text(out / "leaderboard.csv", buf.getvalue())
     md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join(_cells(e)[:-1] + [f"[report]({e.report})"]) + " |" for e in entries]
-    (out / "leaderboard.md").write_text("\n".join(md) + "\n")
+    files.write_text(out / "leaderboard.md", "\n".join(md) + "\n")
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(e)[:-1])
                    + f'<td><a href="{html.escape(e.report)}">report</a></td></tr>' for e in entries)
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    (out / "leaderboard.html").write_text(
+    files.write_text(
+        out / "leaderboard.html",
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab leaderboard</title>'
         '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:'
         'collapse}td,th{border:1px solid #ddd;padding:.3rem .7rem}th{background:#f4f4f4}</style></head><body>'

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from cnnlab import files
 from cnnlab.console import console
 
 GRADIENTS = "gradients.csv"
@@ -125,6 +126,6 @@ def plot_experiment(exp: GradientExperiment, path: Path) -> Path:
     ax.set_title(f"{len(exp.plain)} conv layers, {exp.activation}: gradient flow back to the first layer")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    files.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

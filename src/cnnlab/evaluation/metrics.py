@@ -5,7 +5,6 @@ The figures are scikit-learn's, computed on the predictions of the same Predicto
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Union
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
+from cnnlab import files
 from cnnlab.console import console
 from cnnlab.data.datasets import decode_entries
 from cnnlab.data.sources import Skipped, only_split, scan
@@ -91,10 +91,9 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
         cm = np.asarray(result["confusion_matrix"])
         confusion_matrix_png(cm, predictor.classes, run_dir / "confusion_matrix.png")
         confusion_matrix_png(cm, predictor.classes, run_dir / "confusion_matrix_normalized.png", normalize=True)
-    text = json.dumps(result, indent=2)
-    (run_dir / "evaluation.json").write_text(text)
+    files.write_json(run_dir / "evaluation.json", result)
     if json_path is not None:
-        Path(json_path).write_text(text)
+        files.write_json(json_path, result)
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} unusable files[/] (listed in evaluation.json)")
     return result, y_true, outputs, paths

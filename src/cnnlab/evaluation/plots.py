@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cnnlab import files  # noqa: E402
+
 
 def confusion_matrix_png(matrix: np.ndarray, classes: list[str], path: Path, normalize: bool = False) -> Path:
     """Heatmap: rows = true class, columns = predicted, each cell annotated with its count (or share)."""
@@ -34,7 +36,7 @@ def confusion_matrix_png(matrix: np.ndarray, classes: list[str], path: Path, nor
                         color="white" if m[i, j] > threshold else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    files.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -81,7 +83,7 @@ def activations_png(path: Path) -> Path:
         ax.axis("off")
     axes.flat[0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    files.save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -98,7 +100,7 @@ def image_grid_png(maps, path: Path, title: str, cols: int = 8) -> Path:
             ax.imshow(maps[i], cmap="viridis")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    files.save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -126,7 +128,7 @@ def training_curves_png(rows: list[dict], path: Path, phase_epoch: Optional[int]
             ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    files.save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -145,6 +147,6 @@ def gradient_flow_png(rows: list[dict], path: Path, max_layers: int = 8) -> Path
     ax.set_title("gradient flow per layer (dark: input side, light: output side)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    files.save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path

@@ -15,6 +15,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
@@ -189,6 +190,6 @@ def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = N
                     "<h2>Evaluation</h2><p>No test data given: run <code>cnnlab report RUN --data DATA</code>.</p>")
         body += [_augment_section(run, data, tmp), _gradients_section(run, tmp)]
     out = run.path / REPORT
-    out.write_text(f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab report</title>'
+    files.write_text(out, f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab report</title>'
                    f'<link rel="icon" href="data:,"><style>{STYLE}</style></head><body>{"".join(body)}</body></html>')
     return out

@@ -6,8 +6,6 @@ The exported graph takes uint8 images (N, C, H, W) at the model's input size and
 """
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -15,6 +13,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import CLASSES, PREPROCESSING, Run
 
@@ -35,8 +34,10 @@ def _samples(run: Run, n: int = 4) -> torch.Tensor:
 
 
 def onnx_session(path: Path, threads: Optional[int] = None):
+    """An ONNX Runtime session, after checking that the file's external data stays inside its folder."""
     import onnxruntime as ort
 
+    files.check_onnx(path)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -55,24 +56,26 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
         expected = model(x).numpy()
     if fmt == "onnx":
         path = out_dir / "model.onnx"
-        torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["output"],
-                          dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
-        got = onnx_session(path).run(None, {"image": x.numpy()})[0]
+        with files.atomic_path(path) as tmp:
+            torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["output"],
+                              dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+            got = onnx_session(tmp).run(None, {"image": x.numpy()})[0]
     else:
         path = out_dir / "model.torchscript.pt"
         with torch.no_grad():
             traced = torch.jit.trace(model, x)
-        traced.save(str(path))
-        with torch.no_grad():
-            got = torch.jit.load(str(path)).eval()(x).numpy()
+        with files.atomic_path(path) as tmp:
+            traced.save(str(tmp))
+            with torch.no_grad():  # the file this call has just written, never one it was given
+                got = torch.jit.load(str(tmp)).eval()(x).numpy()
     diff = float(np.abs(got - expected).max())
     if diff > PARITY_TOLERANCE:
         raise CnnlabError(f"exported {fmt} model disagrees with PyTorch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:g}")
     for name in (PREPROCESSING, CLASSES):
-        shutil.copy(run.path / name, out_dir / name)
-    (out_dir / "export.json").write_text(json.dumps({
+        files.write_bytes(out_dir / name, (run.path / name).read_bytes())
+    files.write_json(out_dir / "export.json", {
         "format": fmt, "file": path.name, "input": {"name": "image", "dtype": "uint8",
                                                    "shape": ["batch", run.pre.channels, *run.pre.size]},
         "output": "probabilities = softmax(output)" if run.task == "classification" else "regression values",
-        "max_abs_diff": diff, "model": run.config.model.name}, indent=2))
+        "max_abs_diff": diff, "model": run.config.model.name})
     return Exported(path, fmt, diff)

@@ -41,7 +41,14 @@ class Predictor:
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 batch (N, C, H, W) -> class probabilities (N, K), or regression values (N, 1)."""
         out = self.model(batch.to(self.device)).float()
-        return out.softmax(dim=1).cpu() if self.task == "classification" else out.cpu()
+        return self._probabilities(out.cpu())
+
+    def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        bad = int((~torch.isfinite(out)).any(dim=1).sum())
+        if bad:
+            raise CnnlabError(f"the model in {self.run.path} gives NaN or infinite outputs for {bad} of {len(out)} "
+                              f"images, so it cannot predict; its weights are broken: train it again (lower --lr)")
+        return out.softmax(dim=1) if self.task == "classification" else out
 
     def outputs(self, images: Iterable[torch.Tensor], batch_size: int = 128) -> torch.Tensor:
         chunks, batch = [], []
@@ -88,6 +95,9 @@ class OnnxPredictor(Predictor):
     """The same predictor on ONNX Runtime (exported on first use into RUN/export/)."""
 
     def __init__(self, run: Run, threads: Optional[int] = None) -> None:
+        from cnnlab.inference.extras import require_serve
+
+        require_serve("--backend onnx")
         from cnnlab.inference.export import export, onnx_session
 
         path = run.path / "export" / "model.onnx"
@@ -98,8 +108,7 @@ class OnnxPredictor(Predictor):
         self.session = onnx_session(path, threads)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        out = torch.from_numpy(self.session.run(None, {"image": batch.numpy()})[0])
-        return out.softmax(dim=1) if self.task == "classification" else out
+        return self._probabilities(torch.from_numpy(self.session.run(None, {"image": batch.numpy()})[0]))
 
 
 def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu", backend: str = "torch") -> Predictor:
