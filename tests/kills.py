@@ -17,7 +17,6 @@ import json, os, signal, sys
 import torch
 from lightning.pytorch.callbacks import Callback
 import cnnlab
-from cnnlab.training import checkpoint as ck
 
 torch.set_num_threads(1)
 data, out, epoch, batch, settings = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
@@ -33,12 +32,14 @@ class Kill(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 if batch == "save":
-    original = torch.save
-    def dying_save(obj, f, *a, **k):
-        original(obj, f, *a, **k)
-        if "last" in str(f) and obj.get("epoch") == epoch:
-            os.kill(os.getpid(), signal.SIGKILL)
-    ck.torch.save = dying_save
+    real_replace, saves = os.replace, []
+    def dying_replace(src, dst):
+        if str(dst).endswith("last.ckpt"):
+            saves.append(dst)
+            if len(saves) == epoch + 1:  # the temp file of this epoch's last.ckpt is complete, not yet in place
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+    os.replace = dying_replace
 cnnlab.train(data, out, callbacks=[Kill()], **settings)
 """
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Union
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from cnnlab import files
 from cnnlab.config import Config, validate
@@ -58,8 +58,7 @@ def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] |
     if broken:
         raise CnnlabError(f"not writing {path}: {len(broken)} tensors hold NaN or infinite values "
                           f"(first: {broken[0]}); training diverged")
-    with files.atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    files.write_bytes(path, save(state, metadata=metadata))
 
 
 def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable]) -> None:

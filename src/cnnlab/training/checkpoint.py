@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import io
 import random
 from typing import Any, Optional
 
@@ -23,8 +24,11 @@ from cnnlab import files
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
-        with files.atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        # Serialised in memory first (as Lightning does), so that a full disk is an OSError of the write,
+        # which files.write_bytes turns into one line, and not a RuntimeError from inside torch's zip writer.
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        files.write_bytes(path, buf.getbuffer())
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
         return files.load_torch(path, map_location="cpu")

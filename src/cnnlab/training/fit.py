@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from cnnlab import files, rundir
@@ -130,6 +131,8 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
         cbs.append(schedule)
     console.print(f"model: {cfg.model.name}, strategy {strategy}{' (cached features)' if cached else ''}, "
                   f"augmentation: {describe(cfg.augment)}")
+    if cfg.train.deterministic:  # Lightning sets deterministic algorithms and the cuBLAS workspace; cuDNN too
+        torch.backends.cudnn.deterministic = True
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs, max_time=timedelta(seconds=cfg.train.max_time) if cfg.train.max_time else None,
         accelerator=cfg.train.accelerator, devices=cfg.train.devices,
