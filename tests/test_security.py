@@ -155,6 +155,7 @@ def _onnx_with_external(path, location):
 @pytest.mark.parametrize("where", ["parent", "absolute", "symlink"])
 def test_onnx_external_data_outside_its_folder_is_refused(tmp_path, tiny_run, bars, where):
     run = shutil.copytree(tiny_run, tmp_path / "run")
+    shutil.rmtree(run / "export", ignore_errors=True)  # another test may have exported the shared run
     secret = tmp_path / "secret.bin"
     secret.write_bytes(struct.pack("<f", 1.0))
     location = {"parent": "../../secret.bin", "absolute": str(secret), "symlink": "link.bin"}[where]
@@ -270,3 +271,14 @@ def test_exif_orientation_is_the_same_in_training_and_serving(tmp_path):
     served = decode(path.read_bytes(), 1, (20, 10))
     assert ok == [0] and torch.equal(trained[0], served)
     assert served[0, :8].float().mean() > 200  # upright: the white half on top
+
+
+# ----------------------------------------------------------------------------- missing extras
+@pytest.mark.parametrize("command", [["serve", "{run}"], ["export", "{run}"], ["predict", "{run}", "{image}", "--backend", "onnx"]])
+def test_serve_and_export_without_the_serve_extra_name_the_install_command(tiny_run, bars, command):
+    args = [a.format(run=tiny_run, image=next(bars.rglob("*.png"))) for a in command]
+    code = ("import sys; sys.modules['fastapi'] = None; sys.modules['onnxruntime'] = None; "
+            f"sys.argv = ['cnnlab', *{args!r}]; from cnnlab.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert_one_line_refusal(proc, "needs the serve extra", "pip install 'cnnlab[serve]'")

@@ -140,7 +140,7 @@ class ImageTask(L.LightningModule):
         self._epoch_sums = torch.zeros(3, device=self.device)
 
     def _diverged(self, what: str, value: float) -> Diverged:
-        return Diverged(f"training diverged in epoch {self.current_epoch}, step {self.global_step}: {what} is {value}. "
+        return Diverged(f"training diverged in epoch {self.current_epoch}, step {self.global_step}: {what} is {value:g}. "
                         f"Lower the learning rate (--lr, now {self.optim_cfg.lr:g}), or with mixed precision try "
                         f"--precision 32-true")
 
@@ -157,13 +157,17 @@ class ImageTask(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if not self.check_gradients:
+        """Before each update: gradients and the statistics the forward pass updated (BatchNorm's running
+        mean and variance can overflow while the normalised loss stays finite) must all be finite."""
+        named = [(f"the gradient of {n}", p.grad) for n, p in self.model.named_parameters()
+                 if p.grad is not None] if self.check_gradients else []
+        named += [(f"the running statistic {n}", b) for n, b in self.model.named_buffers() if b.is_floating_point()]
+        if not named:
             return
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if grads:
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-            if not torch.isfinite(norm):
-                raise self._diverged("the gradient norm", float(norm))
+        norms = torch.stack(torch._foreach_norm([t for _, t in named]))
+        if not bool(torch.isfinite(norms).all()):  # one sync per step; only on failure find which
+            i = int((~torch.isfinite(norms)).nonzero()[0])
+            raise self._diverged(named[i][0], float(norms[i]))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")
