@@ -1,4 +1,5 @@
 """Every benchmark in turn; each prints its figure and its ratio to the baseline or target it names."""
+import faults
 import overhead
 import pipeline
 import serving
@@ -11,3 +12,4 @@ if __name__ == "__main__":
     transfer.main()
     pipeline.main()
     serving.main()
+    faults.main()

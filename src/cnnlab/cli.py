@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cnnlab.console import console, out
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cnnlab: from a folder of labelled images to a trained, measured and deployed CNN.")
@@ -429,6 +429,9 @@ def main() -> None:
         sys.argv.remove("--debug")
     try:
         app()
+    except Interrupted as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/]", soft_wrap=True)
+        sys.exit(130)
     except CnnlabError as exc:
         if debug:
             raise

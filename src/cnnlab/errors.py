@@ -18,3 +18,7 @@ class Diverged(CnnlabError):
 
 class MissingExtra(CnnlabError):
     """An optional dependency group is not installed; the message names the install command."""
+
+
+class Interrupted(CnnlabError):
+    """Ctrl-C during training: the CLI exits with 130 and says how to continue."""

@@ -8,7 +8,8 @@
     metrics.csv          per-epoch train/val loss and accuracy, learning rate, time
     model.safetensors    the network weights (best epoch when there is a validation set)
     training.json        wall time, epochs run, best epoch, final metrics
-    checkpoints/         Lightning checkpoints (last.ckpt, best.ckpt) for --resume
+    checkpoints/         Lightning checkpoints: last.ckpt (every epoch, with every random state) for
+                         --resume, best.ckpt (the best epoch by the monitored metric)
     gradients.csv        per-layer gradient norms (with --gradient-every)
   added by later stages:
     evaluation.json, confusion_matrix*.png   cnnlab evaluate

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from datetime import timedelta
 import warnings
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerStatus
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -18,7 +20,7 @@ from cnnlab.config import Config, load_config, with_overrides
 from cnnlab.console import console
 from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
-from cnnlab.errors import CnnlabError, Diverged
+from cnnlab.errors import CnnlabError, Diverged, Interrupted
 from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
 from cnnlab.models.transfer_source import adopt_source_run
@@ -144,6 +146,15 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     )
     try:
         trainer.fit(task, datamodule=ImageDataModule(prepared, cfg), ckpt_path=ckpt, weights_only=True if ckpt else None)
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        # Lightning turns Ctrl-C into sys.exit(1) after ignoring further SIGINTs: give them back, and say how to go on.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        kept = files.load_torch(rundir.checkpoint(out)).get("epoch") if rundir.checkpoint(out).is_file() else None
+        where = f"; epochs up to {kept} are kept in its checkpoint" if kept is not None else ""
+        raise Interrupted(f"interrupted in epoch {trainer.current_epoch}{where}; continue with: "
+                          f"cnnlab train --resume --out {out}") from None
     except Diverged as exc:
         best_epoch = _keep_best(model, out)
         files.write_json(out / rundir.TRAINING, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
