@@ -211,8 +211,11 @@ def train(
 def _print_training(result) -> None:
     m = result.metrics
     parts = [f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "val_mae") if k in m]
-    console.print(f"trained {result.epochs} epochs in {result.seconds:.1f}s: {', '.join(parts)}")
-    console.print(f"run directory: [bold]{result.run_dir}[/]")
+    console.print(f"trained {result.epochs} epochs in {result.seconds:.1f}s; last epoch: {', '.join(parts)}",
+                  soft_wrap=True)
+    if result.best_epoch is not None:
+        console.print(f"model.safetensors holds the best epoch, {result.best_epoch} (counting from 0, as metrics.csv)")
+    console.print(f"run directory: [bold]{escape(str(result.run_dir))}[/]", soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- evaluate / predict
@@ -220,9 +223,15 @@ def print_metrics(result: dict) -> None:
     if "classes" not in result:
         out.print(f"n={result['n']}  MAE {result['mae']:.4f}  RMSE {result['rmse']:.4f}  R² {result['r2']:.4f}")
         return
-    table = Table("class", "precision", "recall", "f1", "support", title=f"evaluation on {result['n']} images")
+    what = {"test": "held-out test", "val": "held-out validation", "all": "all"}.get(result.get("split"), "")
+    table = Table("class", "precision", "recall", "f1", "support",
+                  title=f"evaluation on {result['n']} {what} images".replace("  ", " "))
+
+    def cell(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
     for name, row in result["per_class"].items():
-        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+        table.add_row(name, cell(row["precision"]), cell(row["recall"]), cell(row["f1"]), str(row["support"]))
     table.add_section()
     for avg in ("macro", "weighted", "micro"):
         table.add_row(f"{avg} avg", f"{result[f'precision_{avg}']:.4f}", f"{result[f'recall_{avg}']:.4f}",
@@ -241,13 +250,19 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     data: Path = typer.Argument(..., help="Labelled data: its test/ split if it has one, else all of it."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON to FILE."),
+    split: str = typer.Option("auto", help="auto: the run's own held-out images (test, else val) or another "
+                                            "dataset's test/ split; test, val; all: every image."),
 ) -> None:
     """Accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion matrix."""
     from cnnlab.evaluation.metrics import evaluate as run_evaluate
 
-    result = run_evaluate(run, data, json_path=json_file)
+    result = run_evaluate(run, data, json_path=json_file, split=split)
     print_metrics(result)
-    if "confusion_matrix" in result:
+    if result.get("absent_classes"):
+        console.print(f"no images of {', '.join(result['absent_classes'])}: n/a, and left out of the macro and "
+                      f"weighted averages", soft_wrap=True)
+    console.print(f"metrics: {result['file']}", soft_wrap=True)
+    if "confusion_matrix" in result and Path(result["file"]).name == "evaluation.json":
         console.print(f"confusion matrix plot: {Path(run) / 'confusion_matrix.png'}")
 
 

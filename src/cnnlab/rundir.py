@@ -12,7 +12,8 @@
                          --resume, best.ckpt (the best epoch by the monitored metric)
     gradients.csv        per-layer gradient norms (with --gradient-every)
   added by later stages:
-    evaluation.json, confusion_matrix*.png   cnnlab evaluate
+    evaluation.json, confusion_matrix*.png   cnnlab evaluate on the run's own held-out images
+    evaluations/<data>.json                  cnnlab evaluate on other data (or --split all)
     report.html                              cnnlab report
     export/                                  cnnlab export (model.onnx / model.torchscript.pt + preprocessing)
 
@@ -44,6 +45,8 @@ METRICS = "metrics.csv"
 WEIGHTS = "model.safetensors"
 TRAINING = "training.json"
 CHECKPOINTS = "checkpoints"
+EVALUATION = "evaluation.json"  # the run's own held-out evaluation: its headline
+EVALUATIONS = "evaluations"  # evaluations/<data>.json: other data, or the training images (--split all)
 BEST, LAST = "best", "last"  # checkpoints/best.ckpt, checkpoints/last.ckpt
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
 

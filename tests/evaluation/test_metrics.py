@@ -5,6 +5,7 @@ import pytest
 from sklearn import metrics as skm
 
 import cnnlab
+from cnnlab import rundir
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics
 from conftest import write_images
@@ -37,14 +38,17 @@ def test_evaluate_run_json_contract_and_plots(tiny_run, bars, tmp_path):
             "recall_weighted", "f1_weighted", "precision_micro", "recall_micro", "f1_micro", "per_class",
             "confusion_matrix"}
     assert keys <= set(saved)
-    assert saved["classes"] == ["a", "b", "c"] and np.array(saved["confusion_matrix"]).sum() == 60
+    # the run's own data: only its 6 held-out validation images (split.csv), never the 54 it trained on
+    held_out = [r for r in rundir.read_csv(tiny_run / rundir.SPLIT) if r["split"] == "val"]
+    assert saved["split"] == "val" and np.array(saved["confusion_matrix"]).sum() == len(held_out) == 6
+    assert saved["classes"] == ["a", "b", "c"]
     assert set(saved["per_class"]["a"]) == {"precision", "recall", "f1", "support"}
     assert saved == json.loads(json.dumps(result))
     assert (tiny_run / "confusion_matrix.png").stat().st_size > 1000
 
 
 def test_evaluate_agrees_with_predict(tiny_run, bars):
-    result = cnnlab.evaluate(tiny_run, bars)
+    result = cnnlab.evaluate(tiny_run, bars, split="all")
     files = sorted(bars.rglob("*.png"))
     preds = cnnlab.load(tiny_run).predict(files)
     correct = sum(p.label == f.parent.name for p, f in zip(preds, files))

@@ -32,6 +32,7 @@ class Prepared:
     records: list[tuple[str, str, str]]  # (path, label, split) of every image used
     skipped: list[Skipped] = field(default_factory=list)
     in_memory: bool = True
+    notes: list[str] = field(default_factory=list)  # layout warnings from the scan, one line each
 
     def size(self, split: str) -> int:
         ds = self.datasets.get(split)
@@ -115,4 +116,5 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
     if "train" not in datasets:
         raise CnnlabError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
     records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]
-    return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None)
+    return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None,
+                    notes=found.notes)

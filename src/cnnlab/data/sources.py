@@ -15,6 +15,8 @@ from cnnlab.data.images import IGNORED_NAMES, IMAGE_EXTENSIONS
 from cnnlab.errors import CnnlabError
 
 SPLIT_NAMES = ("train", "val", "test")
+# Folder names of the splits: the Kaggle and fastai "valid" and the spelled-out "validation" are val too.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 Label = Union[str, float]
 
 
@@ -37,6 +39,7 @@ class Scan:
     entries: list[Entry]
     classes: list[str]
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # layout warnings, one line each
 
     @property
     def given_splits(self) -> bool:
@@ -107,6 +110,7 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
     if not root.exists():
         raise CnnlabError(f"dataset not found: {root} (give a folder of class sub-folders or a CSV manifest)")
     skipped: list[Skipped] = []
+    notes: list[str] = []
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise CnnlabError(f"{root} is a file, not a dataset: give a folder of class sub-folders or a .csv manifest")
@@ -114,11 +118,20 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
     elif task == "regression":
         raise CnnlabError(f"regression needs a CSV manifest (path,target), got the folder {root}")
     else:
-        split_dirs = [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
+        split_dirs = [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()]
         entries = []
         if split_dirs:
+            splits = [SPLIT_FOLDERS[d.name] for d in split_dirs]
+            twice = sorted({s for s in splits if splits.count(s) > 1})
+            if twice:
+                names = [d.name for d in split_dirs if SPLIT_FOLDERS[d.name] in twice]
+                raise CnnlabError(f"{root} has {' and '.join(names)}: both are the {twice[0]} split; keep one")
             for d in split_dirs:
-                entries += _class_folders(d, d.name, skipped)
+                entries += _class_folders(d, SPLIT_FOLDERS[d.name], skipped)
+            others = [p.name for p in sorted(root.iterdir()) if p.is_dir() and not _ignored(p) and p.name not in SPLIT_FOLDERS]
+            if others:
+                notes.append(f"{root}: ignoring the folder{'s' if len(others) > 1 else ''} {', '.join(others)} beside "
+                             f"the splits (split folders: train, val or valid or validation, test)")
         else:
             entries = _class_folders(root, None, skipped)
     if not entries:
@@ -126,7 +139,7 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
     classes = [] if task == "regression" else sorted({str(e.label) for e in entries})
     if task == "classification" and len(classes) < 2:
         raise CnnlabError(f"{root} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two")
-    return Scan(root, entries, classes, skipped)
+    return Scan(root, entries, classes, skipped, notes)
 
 
 def only_split(scan_: Scan, split: str) -> Scan:
@@ -138,4 +151,4 @@ def only_split(scan_: Scan, split: str) -> Scan:
         have = sorted({e.split for e in scan_.entries if e.split})
         raise CnnlabError(f"{scan_.root} has no '{split}' split (it has: {', '.join(have)})")
     skipped = [s for s in scan_.skipped if split in s.path.parts] if scan_.root.is_dir() else scan_.skipped
-    return Scan(scan_.root, chosen, scan_.classes, skipped)
+    return Scan(scan_.root, chosen, scan_.classes, skipped, scan_.notes)

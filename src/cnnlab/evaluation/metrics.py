@@ -5,6 +5,8 @@ The figures are scikit-learn's, computed on the predictions of the same Predicto
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -15,26 +17,68 @@ from sklearn import metrics as skm
 from cnnlab import files
 from cnnlab.console import console
 from cnnlab.data.datasets import decode_entries
-from cnnlab.data.sources import Skipped, only_split, scan
+from cnnlab.data.sources import Entry, Skipped, only_split, scan
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
+from cnnlab.rundir import EVALUATION, EVALUATIONS, SPLIT, read_csv
 
 CHUNK = 2048  # images decoded at a time: bounded memory on large test sets
 
 
-def predict_dataset(predictor: Predictor, data: Union[str, Path]) -> tuple[np.ndarray, torch.Tensor, list, list[Skipped]]:
-    """Targets, model outputs, paths and skipped files for the test split of DATA (or all of it)."""
-    found = only_split(scan(data, predictor.task), "test")
+SPLITS = ("auto", "test", "val", "all")
+
+
+@dataclass
+class Chosen:
+    """The images an evaluation scores, and what they are."""
+
+    entries: list
+    skipped: list
+    split: str  # test, val or all
+    own: bool  # the run's own dataset (its held-out images come from split.csv)
+
+
+def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "auto") -> Chosen:
+    """The run's own data: its held-out images from split.csv (test, else val; ``all`` for every image).
+    Other data: its test/ split if it has one, else all of it."""
+    if split not in SPLITS:
+        raise CnnlabError(f"unknown split '{split}'. Known: {', '.join(SPLITS)}")
+    run = predictor.run
+    own_path = run.config.data.path
+    own = own_path is not None and Path(data).expanduser().resolve() == Path(own_path).resolve()
+    if own and split != "all" and (run.path / SPLIT).is_file():
+        rows = read_csv(run.path / SPLIT)
+        held = {s for r in rows for s in [r["split"]] if s in ("test", "val")}
+        which = split if split != "auto" else "test" if "test" in held else "val" if "val" in held else None
+        if which is None or which not in held:
+            raise CnnlabError(f"{run.path} has no held-out {which or 'test or val'} images of {data}: it trained on "
+                              f"every one. Evaluate on other data, or score its training images with --split all")
+        entries = [Entry(Path(r["path"]), r["label"], which) for r in rows if r["split"] == which]
+        return Chosen(entries, [], which, True)
+    found = scan(data, predictor.task)
+    if split == "all" or not found.given_splits:
+        if own:
+            console.print(f"[yellow]warning:[/] scoring every image of {data}, the training images included: "
+                          f"the figures are optimistic", soft_wrap=True)
+        return Chosen(found.entries, list(found.skipped), "all", own)
+    part = only_split(found, "test" if split == "auto" else split)
+    return Chosen(part.entries, list(part.skipped), "test" if split == "auto" else split, own)
+
+
+def predict_dataset(predictor: Predictor, data: Union[str, Path],
+                    split: str = "auto") -> tuple[np.ndarray, torch.Tensor, list, list[Skipped], Chosen]:
+    """Targets, model outputs, paths and skipped files of the images ``choose_images`` picks."""
+    chosen = choose_images(predictor, data, split)
     if predictor.task == "classification":
-        unknown = sorted(set(found.classes) - set(predictor.classes))
+        unknown = sorted({str(e.label) for e in chosen.entries} - set(predictor.classes))
         if unknown:
             raise CnnlabError(f"{data} has classes the model was not trained on: {', '.join(unknown)} "
                               f"(the model knows: {', '.join(predictor.classes)})")
     index = {c: i for i, c in enumerate(predictor.classes)}
-    targets, outputs, paths, skipped = [], [], [], list(found.skipped)
-    for start in range(0, len(found.entries), CHUNK):
-        chunk = found.entries[start:start + CHUNK]
+    targets, outputs, paths, skipped = [], [], [], list(chosen.skipped)
+    for start in range(0, len(chosen.entries), CHUNK):
+        chunk = chosen.entries[start:start + CHUNK]
         images, ok, bad = decode_entries(chunk, predictor.pre.channels, predictor.pre.size, keep=True,
                                          interpolation=predictor.pre.interpolation)
         skipped += bad
@@ -46,19 +90,28 @@ def predict_dataset(predictor: Predictor, data: Union[str, Path]) -> tuple[np.nd
             paths.append(str(e.path))
     if not targets:
         raise CnnlabError(f"no usable images in {data}")
-    return np.asarray(targets), torch.cat(outputs), paths, skipped
+    return np.asarray(targets), torch.cat(outputs), paths, skipped, chosen
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """scikit-learn's figures. Classes with no image in ``y_true`` have no recall: they are n/a (None) per
+    class and left out of the macro and weighted averages, which would otherwise count them as 0."""
     labels = list(range(len(classes)))
+    present = sorted({int(t) for t in y_true})
     y_pred = probs.argmax(axis=1)
     result: dict = {"classes": classes, "n": int(len(y_true)), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
     for avg in ("macro", "weighted", "micro"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=avg, zero_division=0)
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels if avg == "micro" else present,
+                                                         average=avg, zero_division=0)
         result.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
-    result["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                           for i, c in enumerate(classes)}
+    result["per_class"] = {
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} if s[i] else
+        {"precision": None, "recall": None, "f1": None, "support": 0}
+        for i, c in enumerate(classes)}
+    absent = [c for i, c in enumerate(classes) if not s[i]]
+    if absent:
+        result["absent_classes"] = absent
     result["top_k_accuracy"] = {
         str(k): float(skm.top_k_accuracy_score(y_true, probs, k=k, labels=labels))
         for k in (2, 3, 5) if k < len(classes)
@@ -76,31 +129,45 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
-def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True):
+def _name(data: Union[str, Path]) -> str:
+    path = Path(data).expanduser().resolve()
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name) or "data"
+
+
+def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True,
+                          split: str = "auto"):
     """``evaluate`` that also returns the targets, model outputs and paths behind the figures."""
     predictor = run if isinstance(run, Predictor) else load(run)
-    y_true, outputs, paths, skipped = predict_dataset(predictor, data)
+    y_true, outputs, paths, skipped, chosen = predict_dataset(predictor, data, split)
     if predictor.task == "classification":
         result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
     else:
         result = regression_metrics(y_true, outputs.numpy()[:, 0])
     result["data"] = str(data)
+    result["split"] = chosen.split
     result["skipped"] = [{"path": str(s.path), "reason": s.reason} for s in skipped]
     run_dir = predictor.run.path
-    if plot and predictor.task == "classification":
+    # The run's own held-out images are its headline (evaluation.json, the confusion-matrix PNGs, the
+    # server's /model); any other data, or the training images, go to evaluations/<name>.json.
+    headline = chosen.own and chosen.split != "all"
+    where = run_dir / EVALUATION if headline else \
+        run_dir / EVALUATIONS / f"{_name(data)}{'' if chosen.split in ('all', 'test') else '-' + chosen.split}.json"
+    result["file"] = str(where)
+    if plot and headline and predictor.task == "classification":
         cm = np.asarray(result["confusion_matrix"])
         confusion_matrix_png(cm, predictor.classes, run_dir / "confusion_matrix.png")
         confusion_matrix_png(cm, predictor.classes, run_dir / "confusion_matrix_normalized.png", normalize=True)
-    files.write_json(run_dir / "evaluation.json", result)
+    files.write_json(where, result)
     if json_path is not None:
         files.write_json(json_path, result)
     if skipped:
-        console.print(f"[yellow]skipped {len(skipped)} unusable files[/] (listed in evaluation.json)")
+        console.print(f"[yellow]skipped {len(skipped)} unusable files[/] (listed in {where})", soft_wrap=True)
     return result, y_true, outputs, paths
 
 
 def evaluate(run: Union[str, Path, Predictor], data: Union[str, Path], json_path: Optional[Union[str, Path]] = None,
-             plot: bool = True) -> dict:
-    """Evaluate a run on DATA (its test/ split if it has one); also writes evaluation.json and the
-    confusion-matrix PNGs into the run directory."""
-    return evaluate_with_outputs(run, data, json_path, plot)[0]
+             plot: bool = True, split: str = "auto") -> dict:
+    """Evaluate a run on DATA. On the run's own data: its held-out images (test, else val, from split.csv),
+    written to evaluation.json with the confusion-matrix PNGs; on other data: its test/ split if it has
+    one, else all of it, written to evaluations/<name>.json."""
+    return evaluate_with_outputs(run, data, json_path, plot, split)[0]

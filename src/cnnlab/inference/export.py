@@ -6,6 +6,8 @@ The exported graph takes uint8 images (N, C, H, W) at the model's input size and
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -15,7 +17,7 @@ import torch
 
 from cnnlab import files
 from cnnlab.errors import CnnlabError
-from cnnlab.rundir import CLASSES, PREPROCESSING, Run
+from cnnlab.rundir import CLASSES, PREPROCESSING, WEIGHTS, Run
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
@@ -31,6 +33,20 @@ class Exported:
 def _samples(run: Run, n: int = 4) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (n, run.pre.channels, *run.pre.size), dtype=torch.uint8, generator=g)
+
+
+def weights_sha256(run: Run) -> str:
+    return hashlib.sha256((run.path / WEIGHTS).read_bytes()).hexdigest()
+
+
+def check_current(run: Run, folder: Path) -> None:
+    """Refuse an export made from other weights than the run's model.safetensors (trained again since)."""
+    info = folder / "export.json"
+    recorded = json.loads(info.read_text()).get("weights_sha256") if info.is_file() else None
+    if recorded != weights_sha256(run):
+        why = "records no weights hash" if recorded is None else "was made from other weights (trained again since?)"
+        raise CnnlabError(f"the export in {folder} {why} than {run.path / WEIGHTS}: export it again with "
+                          f"cnnlab export {run.path}")
 
 
 def onnx_session(path: Path, threads: Optional[int] = None):
@@ -77,5 +93,5 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
         "format": fmt, "file": path.name, "input": {"name": "image", "dtype": "uint8",
                                                    "shape": ["batch", run.pre.channels, *run.pre.size]},
         "output": "probabilities = softmax(output)" if run.task == "classification" else "regression values",
-        "max_abs_diff": diff, "model": run.config.model.name})
+        "max_abs_diff": diff, "model": run.config.model.name, "weights_sha256": weights_sha256(run)})
     return Exported(path, fmt, diff)

@@ -98,11 +98,12 @@ class OnnxPredictor(Predictor):
         from cnnlab.inference.extras import require_serve
 
         require_serve("--backend onnx")
-        from cnnlab.inference.export import export, onnx_session
+        from cnnlab.inference.export import check_current, export, onnx_session
 
         path = run.path / "export" / "model.onnx"
         if not path.is_file():
             path = export(run.path, "onnx").path
+        check_current(run, path.parent)
         self.run, self.device, self.model = run, torch.device("cpu"), None
         self.classes, self.pre, self.task = run.classes, run.pre, run.task
         self.session = onnx_session(path, threads)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import time
 from datetime import timedelta
@@ -59,6 +60,12 @@ def _report_data(prepared: Prepared, out: Path) -> None:
     pre = prepared.pre
     console.print(f"data: {sizes} images, {what}, input {pre.channels}x{pre.size[0]}x{pre.size[1]}"
                   f"{' (in memory)' if prepared.in_memory else ''}")
+    for note in prepared.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    if not prepared.size("val") and not prepared.size("test"):
+        console.print("[yellow]note:[/] no held-out images (no val/ or test/ folder, --val-split and --test-split "
+                      "are 0): evaluate this run on other data, or its figures will be on images it trained on",
+                      soft_wrap=True)
     if prepared.skipped:
         first = "; ".join(f"{s.path.name}: {s.reason}" for s in prepared.skipped[:3])
         more = f" and {len(prepared.skipped) - 3} more" if len(prepared.skipped) > 3 else ""
@@ -84,8 +91,15 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
     if data is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(data).resolve())})})
     out = Path(out) if out is not None else Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / rundir.CONFIG).exists() and not overwrite:
-        raise CnnlabError(f"{out} already holds a run: choose another --out, continue it with --resume, or --overwrite")
+    if (out / rundir.CONFIG).exists():
+        if not overwrite:
+            raise CnnlabError(f"{out} already holds a run: choose another --out, continue it with --resume, or "
+                              f"replace it with --overwrite (overwrite=True in Python)")
+        # Nothing of the old run may survive: an old export, evaluation or report would describe another model.
+        old = sorted(out.iterdir())
+        for item in old:
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+        console.print(f"--overwrite: removed the previous run in {out} ({len(old)} entries)")
     return cfg, out, None
 
 
