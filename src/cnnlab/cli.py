@@ -4,15 +4,15 @@ Errors a person can fix are one line on stderr and exit code 2; ``--debug`` show
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from cnnlab.console import console, out
+from cnnlab.console import console, new_table, out
 from cnnlab.errors import CnnlabError, Interrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,6 +27,39 @@ app.add_typer(plot_app, name="plot")
 app.add_typer(augment_app, name="augment")
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _config_epilog() -> str:
+    """Every config key as a flag, grouped by section, with its default, allowed values and meaning
+    (from the config's field descriptions, as ``cnnlab config`` prints them)."""
+    from cnnlab.config import SECTION_TITLES, key_docs
+
+    shown = {"path", "name", "epochs"}  # DATA, --model and --epochs are the command's own
+    lines, section = ["[bold]Every config key is a flag[/] (also as --section.key, and in a --config YAML file):"], None
+    for doc in key_docs():
+        if doc.name in shown:
+            continue
+        if doc.section != section:
+            section = doc.section
+            lines += ["", f"[bold]{SECTION_TITLES[section]}[/]"]
+        default = "" if doc.default is None else f" (default {doc.default})".replace("True", "true").replace("False", "false")
+        flag = doc.name.replace("_", "-")
+        lines.append(f"  --{flag} {escape('[' + doc.allowed + ']')}  {doc.description}{default}")
+    return "\n".join(lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"cnnlab {version('cnnlab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """cnnlab: from a folder of labelled images to a trained, measured and deployed CNN."""
 
 
 def parse_extra(args: List[str]) -> dict:
@@ -55,7 +88,7 @@ def datasets_list() -> None:
     """List the built-in sample datasets."""
     from cnnlab.data.samples import DESCRIPTIONS
 
-    table = Table("name", "description")
+    table = new_table("name", "description")
     for name, text in DESCRIPTIONS.items():
         table.add_row(name, text)
     out.print(table)
@@ -108,7 +141,7 @@ def diagnose_gradients(
 
     ACTIVATIONS.get(activation)
     exp = vanishing_gradients(depth, activation, steps)
-    table = Table("layer", "plain", "residual", title=f"mean gradient norm over {steps} steps ({activation})")
+    table = new_table("layer", "plain", "residual", title=f"mean gradient norm over {steps} steps ({activation})")
     for name, a, b in zip(exp.layers, exp.plain, exp.residual):
         table.add_row(name, f"{a:.2e}", f"{b:.2e}")
     out.print(table)
@@ -144,7 +177,7 @@ def compare(
     if epochs is not None:
         overrides["epochs"] = epochs
     entries = run_compare(data, [m.strip() for m in models.split(",") if m.strip()], out_dir, budget, **overrides)
-    table = Table(*COLUMNS[:-1], title="leaderboard")
+    table = new_table(*COLUMNS[:-1], title="leaderboard")
     for e in entries:
         table.add_row(*_cells(e)[:-1])
     out.print(table)
@@ -183,13 +216,13 @@ def plot_features(
 
 
 # ----------------------------------------------------------------------------- train
-@app.command(context_settings=EXTRA)
+@app.command(context_settings=EXTRA, epilog=_config_epilog())
 def train(
     ctx: typer.Context,
     data: Optional[Path] = typer.Argument(None, help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see: cnnlab models)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see: cnnlab models); default cnn-small."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write; default runs/<model>-<time>."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training set; default 10."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: bool = typer.Option(False, help="Continue the interrupted run in --out to the same end."),
     overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
@@ -224,7 +257,7 @@ def print_metrics(result: dict) -> None:
         out.print(f"n={result['n']}  MAE {result['mae']:.4f}  RMSE {result['rmse']:.4f}  R² {result['r2']:.4f}")
         return
     what = {"test": "held-out test", "val": "held-out validation", "all": "all"}.get(result.get("split"), "")
-    table = Table("class", "precision", "recall", "f1", "support",
+    table = new_table("class", "precision", "recall", "f1", "support",
                   title=f"evaluation on {result['n']} {what} images".replace("  ", " "))
 
     def cell(v):
@@ -239,7 +272,7 @@ def print_metrics(result: dict) -> None:
     out.print(table)
     tops = "  ".join(f"top-{k} {v:.4f}" for k, v in result.get("top_k_accuracy", {}).items())
     out.print(f"accuracy {result['accuracy']:.4f}  {tops}")
-    cm = Table("true \\ pred", *result["classes"], title="confusion matrix")
+    cm = new_table("true \\ pred", *result["classes"], title="confusion matrix")
     for name, row in zip(result["classes"], result["confusion_matrix"]):
         cm.add_row(name, *(str(v) for v in row))
     out.print(cm)
@@ -288,6 +321,8 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files or folders."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write path,label,probability,top_k rows to FILE "
+                                                                "instead of printing a table (large folders)."),
     backend: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime; exported on first use)."),
 ) -> None:
     """Predict the class (and probability) of each image."""
@@ -313,7 +348,15 @@ def predict(
 
         out.print(dumps([p.to_dict() for p in preds]), markup=False, highlight=False, soft_wrap=True)
         return
-    table = Table("image", "label", "probability", f"top {top_k}")
+    if csv_file is not None:
+        from cnnlab.rundir import write_csv
+
+        write_csv(csv_file, ("path", "label", "probability", "top_k"),
+                  ((p.path, p.label, "" if p.probability is None else p.probability,
+                    "; ".join(f"{t['label']} {t['probability']:.4f}" for t in p.top_k)) for p in preds))
+        console.print(f"{len(preds)} predictions: {csv_file}")
+        return
+    table = new_table("image", "label", "probability", f"top {top_k}")
     for p in preds:
         prob = "" if p.probability is None else f"{p.probability:.4f}"
         top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p.top_k)
@@ -362,7 +405,7 @@ def models() -> None:
     """List the models cnnlab can build."""
     from cnnlab.models.registry import MODELS
 
-    table = Table("name", "description", "default input")
+    table = new_table("name", "description", "default input")
     for name in MODELS.names():
         e = MODELS.get(name)
         table.add_row(name, e.description, f"{e.default_channels}x{e.default_size}x{e.default_size}")
@@ -401,7 +444,7 @@ def summary(
         pre = resolve_preprocessing(cfg)
         net = build_model(cfg, pre, classes or (1000 if pretrained else 10))
     s = summarize(net, (pre.channels, *pre.size))
-    table = Table("layer", "type", "output shape", "params", title=f"{model}: input {pre.channels}x{pre.size[0]}x{pre.size[1]}")
+    table = new_table("layer", "type", "output shape", "params", title=f"{model}: input {pre.channels}x{pre.size[0]}x{pre.size[1]}")
     for row in s.rows:
         table.add_row(row.name, row.kind, str(list(row.output_shape)), f"{row.params:,}")
     out.print(table)
@@ -416,10 +459,11 @@ def summary(
 
 @app.command("config")
 def show_config() -> None:
-    """Print the default config as YAML: every key can go in a --config file or be given as a flag."""
-    from cnnlab.config import Config
+    """Print the default config as YAML, each key with its meaning and allowed values: every key can go in a
+    --config file or be given as a flag."""
+    from cnnlab.config import commented_yaml
 
-    out.print(Config().to_yaml(), markup=False)
+    out.print(commented_yaml(), markup=False, highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- demo
@@ -438,10 +482,22 @@ def demo(
     console.print(f"next: cnnlab predict {result.run_dir} {data / 'test' / '7'} --top-k 3")
 
 
+def quiet_third_parties() -> None:
+    """Without --debug, a person sees cnnlab's own lines: no warnings or info logs from the libraries."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # loader workers and other child processes too
+    logging.disable(logging.INFO)  # Lightning sets its loggers to INFO when it is imported, later
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
+    else:
+        quiet_third_parties()
     try:
         app()
     except Interrupted as exc:

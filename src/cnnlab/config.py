@@ -6,8 +6,9 @@ command line; unknown keys are errors that list the valid ones.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,41 +23,52 @@ class _Strict(BaseModel):
 class ConvBlock(_Strict):
     """One convolution block: ``repeat`` convolutions (+BN +activation), then optional pooling."""
 
-    filters: int = Field(gt=0)
-    kernel: int = Field(3, gt=0)
-    stride: int = Field(1, gt=0)
-    padding: Union[Literal["same", "valid"], int] = "same"
-    repeat: int = Field(1, gt=0)
-    batch_norm: Optional[bool] = None  # None: the model's batch_norm
-    pool: Optional[Literal["max", "avg", "none"]] = None  # None: the model's pool
+    filters: int = Field(gt=0, description='output channels of each convolution')
+    kernel: int = Field(3, gt=0, description='kernel side in pixels')
+    stride: int = Field(1, gt=0, description='convolution stride')
+    padding: Union[Literal["same", "valid"], int] = Field(
+        "same", description='same (keep the size), valid (none) or pixels')
+    repeat: int = Field(1, gt=0, description='convolutions in the block before pooling')
+    batch_norm: Optional[bool] = Field(None, description="batch normalisation (default: the model's)")
+    pool: Optional[Literal["max", "avg", "none"]] = Field(None, description="pooling (default: the model's)")
 
 
 class DataConfig(_Strict):
-    path: Optional[str] = None
-    val_split: float = Field(0.1, ge=0.0, lt=1.0)
-    test_split: float = Field(0.0, ge=0.0, lt=1.0)
-    batch_size: int = Field(64, gt=0)
-    num_workers: int = Field(0, ge=0)
-    cache: Literal["auto", "memory", "disk"] = "auto"
-    cache_limit_mb: int = Field(2048, gt=0)
-    target_column: Optional[str] = None  # CSV manifest column holding the label/target
+    path: Optional[str] = Field(
+        None, description='the dataset: a folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest')
+    val_split: float = Field(
+        0.1, ge=0.0, lt=1.0, description='share of the data held out for validation when no val/ folder is given')
+    test_split: float = Field(
+        0.0, ge=0.0, lt=1.0, description='share held out for testing when no test/ folder is given')
+    batch_size: int = Field(64, gt=0, description='images per step (and per chunk in batch mode)')
+    num_workers: int = Field(0, ge=0, description='data loader worker processes (0: the main process)')
+    cache: Literal["auto", "memory", "disk"] = Field(
+        "auto", description='decoded images: in memory, decoded from disk each time, or auto (memory when they fit)')
+    cache_limit_mb: int = Field(2048, gt=0, description='largest decoded dataset kept in memory with cache auto, in MB')
+    target_column: Optional[str] = Field(None, description='CSV manifest column holding the label or target')
 
 
 class ModelConfig(_Strict):
-    name: str = "cnn-small"
-    activation: str = "relu"
-    blocks: Optional[list[ConvBlock]] = None  # None: the preset's blocks
-    batch_norm: bool = True
-    pool: Literal["max", "avg", "none"] = "max"
-    pool_size: int = Field(2, gt=0)
-    pool_stride: Optional[int] = Field(None, gt=0)
-    residual: bool = False
-    head: Optional[Literal["flatten", "gap", "original"]] = None  # None: flatten (custom CNN), gap (backbones)
-    dense: Optional[list[int]] = None  # None: [128] (custom CNN), [] (backbones)
-    dropout: float = Field(0.25, ge=0.0, lt=1.0)
-    input_size: Optional[int] = Field(None, gt=0)  # None: from the model or the data
-    in_channels: Optional[Literal[1, 3]] = None  # None: from the model or the data
-    weights: Optional[str] = None  # imagenet | none | FILE | RUN_DIR; None: imagenet for backbones, none for CNNs
+    name: str = Field("cnn-small", description='model to build (see: cnnlab models)')
+    activation: str = Field("relu", description='activation function of every layer')
+    blocks: Optional[list[ConvBlock]] = Field(
+        None, description="the custom CNN's convolution blocks (default: the preset's)")
+    batch_norm: bool = Field(True, description="batch normalisation after each convolution")
+    pool: Literal["max", "avg", "none"] = Field("max", description="pooling after each block")
+    pool_size: int = Field(2, gt=0, description='pooling window')
+    pool_stride: Optional[int] = Field(None, gt=0, description='pooling stride (default: the window)')
+    residual: bool = Field(False, description='skip connections around each block')
+    head: Optional[Literal["flatten", "gap", "original"]] = Field(
+        None, description="flatten (custom CNN), gap (global average pooling, backbones) or original (VGG-16's own classifier)")
+    dense: Optional[list[int]] = Field(
+        None, description='fully connected layers before the output (default: [128] for CNNs, none for backbones)')
+    dropout: float = Field(0.25, ge=0.0, lt=1.0, description='dropout before each dense layer and the output')
+    input_size: Optional[int] = Field(
+        None, gt=0, description="image side in pixels (default: the model's or the data's)")
+    in_channels: Optional[Literal[1, 3]] = Field(
+        None, description="1 (grayscale) or 3 (RGB) (default: the model's or the data's)")
+    weights: Optional[str] = Field(
+        None, description='starting weights: imagenet, none, a .safetensors/.pth file or a run directory (default: imagenet for backbones)')
 
     @field_validator("dense", mode="before")
     @classmethod
@@ -65,63 +77,70 @@ class ModelConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    schedule: Literal["none", "step", "cosine", "plateau", "onecycle"] = "none"
-    step_size: int = Field(10, gt=0)
-    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adam", description='optimiser')
+    lr: float = Field(1e-3, gt=0.0, description='learning rate')
+    weight_decay: float = Field(0.0, ge=0.0, description='L2 weight decay')
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description='momentum (sgd, rmsprop)')
+    nesterov: bool = Field(False, description='Nesterov momentum (sgd)')
+    schedule: Literal["none", "step", "cosine", "plateau", "onecycle"] = Field(
+        "none", description='learning-rate schedule')
+    step_size: int = Field(10, gt=0, description='epochs between step-schedule decays')
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description='decay factor of the step and plateau schedules')
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, gt=0)
-    mode: Literal["minibatch", "stochastic", "batch"] = "minibatch"
-    early_stopping: bool = False
-    patience: int = Field(3, ge=0)
-    min_delta: float = Field(0.0, ge=0.0)
-    monitor: Literal["val_loss", "val_acc", "train_loss"] = "val_loss"
-    accelerator: str = "auto"
-    devices: Union[int, str] = "auto"
-    distributed: str = "auto"  # Lightning strategy: auto, ddp, fsdp, ...
-    num_nodes: int = Field(1, gt=0)
-    precision: str = "32-true"
-    deterministic: bool = False  # deterministic algorithms only (cuDNN deterministic, no benchmark, cuBLAS workspace)
-    progress: bool = True
-    gradient_every: int = Field(0, ge=0)  # record per-layer gradient norms every N steps (0: off)
-    max_time: Optional[float] = Field(None, gt=0)  # seconds of training at most (a budget), then stop
+    epochs: int = Field(10, gt=0, description='passes over the training set')
+    mode: Literal["minibatch", "stochastic", "batch"] = Field(
+        "minibatch", description='gradient descent: minibatch, stochastic (one image a step) or batch (one exact full-batch step an epoch)')
+    early_stopping: bool = Field(False, description='stop when the monitored loss stops improving')
+    patience: int = Field(3, ge=0, description='epochs without improvement before early stopping')
+    min_delta: float = Field(0.0, ge=0.0, description='smallest change that counts as an improvement')
+    monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
+        "val_loss", description='metric for the best checkpoint and early stopping')
+    accelerator: str = Field("auto", description='cpu, gpu or auto (Lightning)')
+    devices: Union[int, str] = Field("auto", description='devices to train on, or auto')
+    distributed: str = Field("auto", description='Lightning strategy: auto, ddp, ...')
+    num_nodes: int = Field(1, gt=0, description='machines to train on')
+    precision: str = Field("32-true", description='32-true, 16-mixed or bf16-mixed')
+    deterministic: bool = Field(
+        False, description='deterministic algorithms only (cuDNN deterministic, no benchmark, cuBLAS workspace)')
+    progress: bool = Field(True, description='show a progress bar')
+    gradient_every: int = Field(0, ge=0, description='record per-layer gradient norms every N steps (0: off)')
+    max_time: Optional[float] = Field(None, gt=0, description='seconds of training at most (a budget), then stop')
 
 
 class TransferConfig(_Strict):
     """How a pretrained backbone is reused: which parts train, and at what learning rate."""
 
-    strategy: Literal["auto", "feature-extract", "fine-tune", "full", "two-phase"] = "auto"
-    unfreeze: int = Field(2, ge=0)  # top blocks/stages trained in fine-tune and two-phase
-    backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0)  # backbone lr = lr x this
-    head_epochs: Optional[int] = Field(None, gt=0)  # two-phase: head-only epochs; None: a third of them
-    cache_features: bool = True  # frozen backbone, no augmentation: compute features once
+    strategy: Literal["auto", "feature-extract", "fine-tune", "full", "two-phase"] = Field(
+        "auto", description='how a pretrained backbone trains: feature-extract, fine-tune, full, two-phase, or auto')
+    unfreeze: int = Field(2, ge=0, description='top blocks trained in fine-tune and two-phase')
+    backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description='backbone learning rate = lr x this')
+    head_epochs: Optional[int] = Field(None, gt=0, description='two-phase: head-only epochs first (default: a third)')
+    cache_features: bool = Field(True, description='frozen backbone, no augmentation: compute its features once')
 
 
 class AugmentConfig(_Strict):
     """Training-time augmentation: a preset, with any operation set explicitly on top of it."""
 
-    preset: Literal["none", "light", "standard", "strong"] = "none"
-    rotation: Optional[float] = Field(None, ge=0.0, le=180.0)  # degrees, +/-
-    translate: Optional[float] = Field(None, ge=0.0, lt=1.0)  # fraction of width/height, +/-
-    zoom: Optional[tuple[float, float]] = None  # affine scale range, e.g. [0.9, 1.1]
-    crop_scale: Optional[tuple[float, float]] = None  # random resized crop area range, within (0, 1]
-    hflip: Optional[float] = Field(None, ge=0.0, le=1.0)  # probability
-    vflip: Optional[float] = Field(None, ge=0.0, le=1.0)
-    brightness: Optional[float] = Field(None, ge=0.0)
-    contrast: Optional[float] = Field(None, ge=0.0)
-    saturation: Optional[float] = Field(None, ge=0.0)
-    hue: Optional[float] = Field(None, ge=0.0, le=0.5)
-    noise: Optional[float] = Field(None, ge=0.0, le=1.0)  # Gaussian noise std, in [0, 1] pixel units
-    group: int = Field(8, gt=0)  # images that share one draw of random parameters
+    preset: Literal["none", "light", "standard", "strong"] = Field(
+        "none", description='augmentation preset; every operation below goes on top of it')
+    rotation: Optional[float] = Field(None, ge=0.0, le=180.0, description='random rotation, degrees +/-')
+    translate: Optional[float] = Field(None, ge=0.0, lt=1.0, description='random shift, fraction of width/height +/-')
+    zoom: Optional[tuple[float, float]] = Field(None, description='random scale range, e.g. [0.9, 1.1]')
+    crop_scale: Optional[tuple[float, float]] = Field(None, description='random resized crop area range, within (0, 1]')
+    hflip: Optional[float] = Field(None, ge=0.0, le=1.0, description='horizontal flip probability')
+    vflip: Optional[float] = Field(None, ge=0.0, le=1.0, description='vertical flip probability')
+    brightness: Optional[float] = Field(None, ge=0.0, description='brightness jitter')
+    contrast: Optional[float] = Field(None, ge=0.0, description='contrast jitter')
+    saturation: Optional[float] = Field(None, ge=0.0, description='saturation jitter (RGB)')
+    hue: Optional[float] = Field(None, ge=0.0, le=0.5, description='hue jitter (RGB)')
+    noise: Optional[float] = Field(None, ge=0.0, le=1.0, description='Gaussian noise std, in [0, 1] pixel units')
+    group: int = Field(8, gt=0, description='images that share one draw of random parameters')
     # where batches are augmented: in the data loader (CPU), or on the model's device after the copy
     # there (GPU: the CPU only decodes); auto = the device when it is not the CPU
-    where: Literal["auto", "loader", "device"] = "auto"
+    where: Literal["auto", "loader", "device"] = Field(
+        "auto", description='augment in the data loader (CPU) or on the device after the copy; auto: the device when not the CPU')
 
     @field_validator("zoom", "crop_scale")
     @classmethod
@@ -136,8 +155,9 @@ class AugmentConfig(_Strict):
 
 
 class Config(_Strict):
-    task: Literal["classification", "regression"] = "classification"
-    seed: int = 0
+    task: Literal["classification", "regression"] = Field(
+        "classification", description='classification (softmax) or regression (one linear output)')
+    seed: int = Field(0, description='seed of the split, initialisation, order and augmentation')
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -166,6 +186,58 @@ def key_paths() -> dict[str, str]:
             paths[name] = f"{section}.{name}"
     paths.update(_ALIASES)
     return paths
+
+
+SECTION_TITLES = {"": "General", "data": "Data", "model": "Model", "optim": "Optimisation", "train": "Training",
+                  "augment": "Augmentation", "transfer": "Transfer learning"}
+
+
+@dataclass
+class KeyDoc:
+    section: str  # "" for the top-level keys
+    name: str
+    default: Any
+    allowed: str  # "a|b|c" for choices, "true|false", else the value's type
+    description: str
+
+
+def _allowed(annotation: Any) -> str:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Literal:
+        return "|".join(map(str, get_args(annotation)))
+    if annotation is bool or bool in args:
+        return "true|false"
+    if args and get_origin(annotation) is Union:
+        return "|".join(_allowed(a) for a in args)
+    if get_origin(annotation) in (list, tuple):
+        return "list"
+    return getattr(annotation, "__name__", str(annotation)).replace("str", "text")
+
+
+def key_docs() -> list[KeyDoc]:
+    """Every config key with its default, its allowed values and its one line of meaning, by section:
+    the one source of ``cnnlab config`` and ``cnnlab train --help``."""
+    docs = [KeyDoc("", n, f.default, _allowed(f.annotation), f.description or "")
+            for n, f in Config.model_fields.items() if n not in _SECTIONS]
+    for section in _SECTIONS:
+        for n, f in Config.model_fields[section].annotation.model_fields.items():
+            docs.append(KeyDoc(section, n, f.default, _allowed(f.annotation), f.description or ""))
+    return docs
+
+
+def commented_yaml(cfg: Optional["Config"] = None) -> str:
+    """The config as YAML with each key's meaning and allowed values as a comment."""
+    tree = (cfg or Config()).model_dump(mode="json")
+    lines = []
+    for doc in key_docs():
+        if doc.section and (not lines or lines[-1] != f"{doc.section}:") and \
+                all(not line.startswith(f"{doc.section}:") for line in lines):
+            lines.append(f"{doc.section}:")
+        value = tree[doc.section][doc.name] if doc.section else tree[doc.name]
+        text = yaml.safe_dump({doc.name: value}, default_flow_style=True, width=10**6).strip()[1:-1]
+        indent = "  " if doc.section else ""
+        lines.append(f"{indent}{text}  # {doc.description} [{doc.allowed}]")
+    return "\n".join(lines) + "\n"
 
 
 def all_keys() -> list[str]:

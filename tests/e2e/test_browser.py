@@ -63,18 +63,25 @@ def test_page_uploads_an_image_and_shows_the_prediction(server, browser, tiny_ru
     assert browser.find_element(By.ID, "label").text == expected.label
     bars_shown = browser.find_elements(By.CSS_SELECTOR, "#bars .row")
     assert len(bars_shown) == 3  # three classes, each with its probability bar
-    assert browser.find_element(By.ID, "preview").is_displayed()
+    preview = browser.find_element(By.ID, "preview")
+    assert preview.is_displayed() and preview.size["width"] == 224  # the 16x16 image, scaled up to be seen
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
 
 
-def test_page_shows_the_servers_error_for_a_bad_file(server, browser, tmp_path):
+def test_page_shows_the_servers_error_for_a_bad_file(server, browser, tmp_path, bars):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
+    good = sorted((bars / "a").glob("*.png"))[0]
     browser.get(server)
+    browser.find_element(By.ID, "file").send_keys(str(good))  # a prediction first, then the bad file
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#bars .row"))
     browser.find_element(By.ID, "file").send_keys(str(bad))
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "error").text)
     assert "not a readable image" in browser.find_element(By.ID, "error").text
+    # nothing of the previous prediction stays beside the error, and no broken-image icon
+    assert not browser.find_elements(By.CSS_SELECTOR, "#bars .row")
+    assert not browser.find_element(By.ID, "preview").is_displayed()

@@ -1,5 +1,6 @@
 """Every endpoint, every bad request, and that the server keeps serving after each."""
 import io
+import re
 
 import numpy as np
 import pytest
@@ -89,3 +90,30 @@ def test_serving_with_the_onnx_backend(tiny_run, bars):
     got = upload(client, f.read_bytes()).json()["predictions"][0]
     expected = cnnlab.load(tiny_run).predict(f)[0]
     assert got["label"] == expected.label and got["probability"] == pytest.approx(expected.probability, abs=1e-5)
+
+
+def test_api_docs_work_offline(client):
+    page = client.get("/docs").text
+    scripts = re.findall(r'src="([^"]+\.js)"', page) + re.findall(r'href="([^"]+\.css)"', page)
+    assert scripts and all(s.startswith("/") for s in scripts)  # served here, no CDN
+    assert all(client.get(s).status_code == 200 for s in scripts)
+
+
+def test_a_single_file_field_is_accepted_and_a_missing_one_says_which_field(client):
+    r = client.post("/predict", files=[("file", ("x.png", png(), "image/png"))])
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+    r = client.post("/predict", files=[("image", ("x.png", png(), "image/png"))])
+    assert r.status_code == 422 and "field named 'files' (or 'file')" in r.json()["detail"]
+
+
+def test_a_model_with_non_finite_outputs_is_a_json_error(tiny_run):
+    import torch
+
+    from cnnlab.inference.predictor import load
+
+    predictor = load(tiny_run)
+    with torch.no_grad():
+        next(p for p in predictor.model.parameters() if p.dim() > 1).fill_(float("inf"))
+    client = TestClient(create_app(str(tiny_run), predictor=predictor))
+    r = client.post("/predict", files=[("files", ("x.png", png(), "image/png"))])
+    assert r.status_code == 500 and "NaN or infinite outputs" in r.json()["detail"]

@@ -5,7 +5,7 @@ import importlib.util
 
 from cnnlab.errors import MissingExtra
 
-SERVE_MODULES = ("fastapi", "uvicorn", "multipart", "onnx", "onnxruntime")
+SERVE_MODULES = ("fastapi", "fastapi_offline", "uvicorn", "multipart", "onnx", "onnxruntime")
 INSTALL = "pip install 'cnnlab[serve]'"
 
 

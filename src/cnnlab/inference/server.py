@@ -13,11 +13,13 @@ import json
 from importlib import resources
 from typing import List, Optional
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import File, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from cnnlab.data.images import BadImage
+from cnnlab.errors import CnnlabError
 from cnnlab.inference.predictor import Predictor, load
 
 MB = 1024 * 1024
@@ -54,10 +56,11 @@ class RefuseLargeUploads:
 
 
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
-               predictor: Optional[Predictor] = None) -> FastAPI:
+               predictor: Optional[Predictor] = None):
     predictor = predictor or load(run_dir, backend=backend)
     limit = int(max_upload_mb * MB)
-    app = FastAPI(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
+    # The API docs at /docs and /redoc from assets served here, not from a CDN: they work offline.
+    app = FastAPIOffline(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
     page = resources.files("cnnlab.inference").joinpath("static/index.html").read_text()
 
     def decode_and_forward(blobs):
@@ -70,6 +73,10 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         return predictor.outputs(images)
 
     app.add_middleware(RefuseLargeUploads, limit=limit, max_upload_mb=max_upload_mb)
+
+    @app.exception_handler(CnnlabError)
+    async def cnnlab_error(request, exc: CnnlabError) -> JSONResponse:  # e.g. a model with non-finite outputs
+        return JSONResponse({"detail": str(exc)}, 500)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -91,7 +98,12 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         }
 
     @app.post("/predict")
-    async def predict(files: List[UploadFile] = File(..., description="one or more image files")) -> dict:
+    async def predict(files: Optional[List[UploadFile]] = File(None, description="one or more image files"),
+                      file: Optional[UploadFile] = File(None, description="one image file (the same as files)")) -> dict:
+        files = [*(files or []), *([file] if file is not None else [])]
+        if not files:
+            raise HTTPException(422, "no image: send it as a multipart/form-data field named 'files' (or 'file'), "
+                                     "e.g. curl -F files=@digit.png http://HOST/predict")
         blobs = []
         for f in files:
             data = await f.read(limit + 1)

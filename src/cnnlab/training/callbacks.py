@@ -1,6 +1,8 @@
 """Callbacks: per-epoch metrics into the run directory, and the standard Lightning ones, configured."""
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +74,33 @@ class EpochMetricsCSV(Callback):
         write_csv(self.path, header, ([r.get(k, "") for k in header] for r in self.rows))
 
 
+def bar_on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bars on stderr, so that stdout keeps only results (tables, --json)."""
+
+    def init_train_tqdm(self):
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_train_tqdm()
+
+    def init_validation_tqdm(self):
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_validation_tqdm()
+
+
+class EpochLines(Callback):
+    """One line per epoch on stderr, for output that is not a terminal."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        logged = trainer.callback_metrics
+        figures = ", ".join(f"{k} {float(logged[k]):.4f}" for k in METRIC_ORDER if k in logged)
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {figures}", file=sys.stderr, flush=True)
+
+
 def monitored(cfg: Config, has_val: bool) -> tuple[str, str]:
     """What 'best' and 'stopped improving' watch: the configured metric, or train loss without validation."""
     monitor = cfg.train.monitor if has_val else "train_loss"
@@ -93,8 +122,9 @@ def standard_callbacks(cfg: Config, run_dir: Path, has_val: bool) -> list[Callba
     ]
     if cfg.train.progress:
         # Rich's bar redraws from a thread of its own, which takes ~10% of a small CNN's throughput on a
-        # 2-core CPU (benchmarks/overhead.py); tqdm redrawing every 10th step costs ~nothing.
-        callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_EVERY, leave=True))
+        # 2-core CPU (benchmarks/overhead.py); tqdm redrawing every 10th step costs ~nothing. Not on a
+        # terminal (a log file, CI), a bar is noise: one plain line per epoch instead.
+        callbacks.append(StderrProgressBar(refresh_rate=PROGRESS_EVERY) if bar_on_terminal() else EpochLines())
     if cfg.train.early_stopping:
         # The course's "stop when the change in the loss is below a threshold", for `patience` epochs.
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, min_delta=cfg.train.min_delta,

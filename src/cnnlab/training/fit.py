@@ -1,12 +1,10 @@
 """``cnnlab.train``: config -> data -> model -> Lightning -> run directory."""
 from __future__ import annotations
 
-import logging
 import shutil
 import signal
 import time
 from datetime import timedelta
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -26,14 +24,10 @@ from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
 from cnnlab.models.transfer_source import adopt_source_run
 from cnnlab.training import transfer
-from cnnlab.training.callbacks import EpochMetricsCSV, monitored, standard_callbacks
+from cnnlab.training.callbacks import EpochMetricsCSV, bar_on_terminal, monitored, standard_callbacks
 from cnnlab.training.checkpoint import AtomicCheckpointIO
 from cnnlab.training.module import ImageTask
 
-for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*GPU available but not used.*")
 
 
 @dataclass
@@ -154,7 +148,7 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
         accelerator=cfg.train.accelerator, devices=cfg.train.devices,
         strategy=cfg.train.distributed, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
         accumulate_grad_batches=accumulation(cfg, n_train), callbacks=cbs, logger=False,
-        enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=cfg.train.progress and bar_on_terminal(), enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=out, log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
         deterministic=cfg.train.deterministic or None, benchmark=False if cfg.train.deterministic else None,
     )
