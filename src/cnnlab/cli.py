@@ -32,7 +32,9 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 def _config_epilog() -> str:
     """Every config key as a flag, grouped by section, with its default, allowed values and meaning
     (from the config's field descriptions, as ``cnnlab config`` prints them)."""
-    from cnnlab.config import SECTION_TITLES, key_docs
+    from cnnlab.config import ALIASES, SECTION_TITLES, key_docs
+
+    alias = {path: name for name, path in ALIASES.items()}
 
     shown = {"path", "name", "epochs"}  # DATA, --model and --epochs are the command's own
     lines, section = ["[bold]Every config key is a flag[/] (also as --section.key, and in a --config YAML file):"], None
@@ -44,6 +46,9 @@ def _config_epilog() -> str:
             lines += ["", f"[bold]{SECTION_TITLES[section]}[/]"]
         default = "" if doc.default is None else f" (default {doc.default})".replace("True", "true").replace("False", "false")
         flag = doc.name.replace("_", "-")
+        other = alias.get(f"{doc.section}.{doc.name}")
+        if other and other != doc.name:
+            flag = f"{other} (or --{flag})"
         lines.append(f"  --{flag} {escape('[' + doc.allowed + ']')}  {doc.description}{default}")
     return "\n".join(lines)
 
@@ -179,8 +184,12 @@ def compare(
     entries = run_compare(data, [m.strip() for m in models.split(",") if m.strip()], out_dir, budget, **overrides)
     table = new_table(*COLUMNS[:-1], title="leaderboard")
     for e in entries:
-        table.add_row(*_cells(e)[:-1])
+        if not e.error:
+            table.add_row(*_cells(e)[:-1])
     out.print(table)
+    for e in entries:
+        if e.error:
+            out.print(f"{e.model}: failed: {escape(e.error)}", soft_wrap=True)
     console.print(f"leaderboard: {out_dir / 'leaderboard.html'} (also .md, .csv)")
 
 

@@ -175,7 +175,7 @@ class Config(_Strict):
 
 _SECTIONS = ("data", "model", "optim", "train", "augment", "transfer")
 # Flags people expect to type without the section, whose leaf name is generic.
-_ALIASES = {"model": "model.name", "optimizer": "optim.optimizer", "augment": "augment.preset"}
+ALIASES = {"model": "model.name", "optimizer": "optim.optimizer", "augment": "augment.preset"}
 
 
 def key_paths() -> dict[str, str]:
@@ -184,7 +184,7 @@ def key_paths() -> dict[str, str]:
     for section in _SECTIONS:
         for name in Config.model_fields[section].annotation.model_fields:
             paths[name] = f"{section}.{name}"
-    paths.update(_ALIASES)
+    paths.update(ALIASES)
     return paths
 
 

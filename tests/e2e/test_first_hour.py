@@ -75,3 +75,18 @@ def test_a_valid_folder_is_the_validation_split_and_other_folders_get_a_note(tmp
 def test_no_held_out_images_gets_a_note_at_training_time(tmp_path, bars):
     proc = _train(bars, tmp_path / "r", "--val-split", "0")
     assert "no held-out images" in " ".join(proc.stderr.split())
+
+
+def test_compare_reports_a_budget_cut(tmp_path, bars):
+    proc = run("compare", bars, "--models", "cnn-small", "--epochs", "500", "--budget", "2", "--out", tmp_path / "c",
+               "--batch-size", "4", *TINY_FLAGS)
+    assert "stopped by budget after" in proc.stderr
+    assert "(budget)" in (tmp_path / "c" / "leaderboard.md").read_text()
+
+
+def test_train_help_lists_every_config_key_with_defaults(tmp_path):
+    text = " ".join(run("train", "--help").stdout.split())
+    assert "--lr [float] learning rate (default 0.001)" in text
+    assert "--augment (or --preset) [none|light|standard|strong]" in text
+    assert all(group in text for group in ("Data", "Model", "Optimisation", "Training", "Augmentation", "Transfer"))
+    assert run("--version").stdout.startswith("cnnlab ")

@@ -34,3 +34,33 @@ def test_trained_parameters_follow_the_strategy():
     assert trained_parameters(net, "full", 2) == total
     assert trained_parameters(net, "feature-extract", 2) == head
     assert trained_parameters(net, "fine-tune", 1) == head + layer4
+
+
+def test_a_budget_cut_is_reported_and_copies_no_row(tmp_path, bars):
+    from lightning.pytorch.callbacks import Callback
+
+    from cnnlab import rundir
+
+    class Count(Callback):
+        finished = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            Count.finished += trainer.is_last_batch
+
+    result = cnnlab.train(bars, tmp_path / "run", epochs=500, max_time=2, progress=False, batch_size=4,
+                          callbacks=[Count()])
+    rows = rundir.read_csv(tmp_path / "run" / rundir.METRICS)
+    info = __import__("json").loads((tmp_path / "run" / rundir.TRAINING).read_text())
+    assert result.stopped == info["stopped"] == "budget" and info["stopped_early"] is False
+    assert len(rows) == result.epochs == info["epochs"] == Count.finished  # epochs whose last batch ran
+    assert [int(r["epoch"]) for r in rows] == list(range(len(rows)))
+
+
+def test_a_model_that_cannot_run_gets_a_row_and_the_others_go_on(tmp_path, bars):
+    entries = compare(bars, ["lenet5", "cnn-small"], tmp_path / "cmp", epochs=1, progress=False, input_size=8)
+    failed = next(e for e in entries if e.model == "lenet5")
+    assert "too small" in failed.error and failed.accuracy is None
+    assert next(e for e in entries if e.model == "cnn-small").accuracy is not None
+    board = (tmp_path / "cmp" / "leaderboard.md").read_text()
+    assert "lenet5 | failed: input size 8x8 is too small" in board
+    assert board.startswith(f"dataset {bars}, 1 epochs, no time budget") and "3x8x8" in board

@@ -20,19 +20,22 @@ import torch
 from cnnlab import files
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
-from cnnlab.rundir import SPLIT, read_csv
+from cnnlab.rundir import EVALUATION, SPLIT, read_csv
 
 
 @dataclass
 class Entry:
     model: str
-    accuracy: float
-    f1_macro: float
-    params: int
-    trained_params: int
-    train_seconds: float
-    latency_ms: float
-    report: str
+    accuracy: Optional[float] = None
+    f1_macro: Optional[float] = None
+    params: Optional[int] = None
+    trained_params: Optional[int] = None
+    train_seconds: Optional[float] = None
+    latency_ms: Optional[float] = None
+    input: str = ""  # CxHxW
+    epochs: str = ""  # complete epochs, and why it stopped early ("3 (budget)")
+    report: str = ""
+    error: str = ""  # why this model has no figures; the others go on
 
 
 def trained_parameters(net: torch.nn.Module, strategy: str, unfreeze: int) -> int:
@@ -72,48 +75,66 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
     for name in models:
         console.print(f"[bold]{name}[/]")
         run_dir = out / name.replace(":", "_")
-        result = train(data, run_dir, overwrite=True, model=name, **({"max_time": budget} if budget else {}),
-                       **overrides)
-        report = build_report(run_dir, data)
-        evaluation = json.loads((run_dir / "evaluation.json").read_text())
+        try:
+            result = train(data, run_dir, overwrite=True, model=name, **({"max_time": budget} if budget else {}),
+                           **overrides)
+            report = build_report(run_dir, data)
+        except (CnnlabError, RuntimeError, ValueError) as exc:  # one model that cannot run: a row saying why
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            console.print(f"[yellow]{name} failed:[/] {reason}", soft_wrap=True)
+            entries.append(Entry(model=name, error=reason))
+            continue
+        evaluation = json.loads((run_dir / EVALUATION).read_text())
         predictor = load(run_dir)
         strategy = predictor.run.training_info().get("strategy", "full")
         sample = read_csv(run_dir / SPLIT)[0]["path"]
+        pre = predictor.run.pre
         entries.append(Entry(
             model=name, accuracy=evaluation["accuracy"], f1_macro=evaluation["f1_macro"],
             params=sum(p.numel() for p in predictor.model.parameters()),
             trained_params=trained_parameters(predictor.model.net, strategy, predictor.run.config.transfer.unfreeze),
             train_seconds=result.seconds, latency_ms=latency_ms(predictor, sample),
+            input=f"{pre.channels}x{pre.size[0]}x{pre.size[1]}",
+            epochs=f"{result.epochs}" + (f" ({result.stopped})" if result.stopped else ""),
             report=str(report.relative_to(out)),
         ))
-    entries.sort(key=lambda e: (-e.accuracy, -e.f1_macro))
-    write_leaderboard(entries, out)
+    entries.sort(key=lambda e: (e.accuracy is None, -(e.accuracy or 0), -(e.f1_macro or 0)))
+    write_leaderboard(entries, out, _setting(data, overrides.get("epochs"), budget))
     return entries
 
 
-COLUMNS = ["model", "accuracy", "f1_macro", "params", "trained_params", "train_seconds", "latency_ms", "report"]
+def _setting(data, epochs, budget) -> str:
+    return (f"dataset {data}, {epochs or 'the default'} epochs"
+            + (f", budget {budget:g} s a model" if budget else ", no time budget"))
+
+
+COLUMNS = ["model", "accuracy", "f1_macro", "params", "trained_params", "train_seconds", "latency_ms", "input",
+           "epochs", "report"]
 
 
 def _cells(e: Entry) -> list[str]:
+    if e.error:
+        return [e.model, f"failed: {e.error}"] + [""] * (len(COLUMNS) - 2)
     return [e.model, f"{e.accuracy:.4f}", f"{e.f1_macro:.4f}", f"{e.params:,}", f"{e.trained_params:,}",
-            f"{e.train_seconds:.1f}", f"{e.latency_ms:.2f}", e.report]
+            f"{e.train_seconds:.1f}", f"{e.latency_ms:.2f}", e.input, e.epochs, e.report]
 
 
-def write_leaderboard(entries: list[Entry], out: Path) -> None:
+def write_leaderboard(entries: list[Entry], out: Path, setting: str = "") -> None:
     buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, COLUMNS)
+    writer = csv.DictWriter(buf, [*COLUMNS, "error"])
     writer.writeheader()
     writer.writerows(asdict(e) for e in entries)
     files.write_text(out / "leaderboard.csv", buf.getvalue())
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(_cells(e)[:-1] + [f"[report]({e.report})"]) + " |" for e in entries]
+    md = ([f"{setting}", ""] if setting else []) + ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(_cells(e)[:-1] + [f"[report]({e.report})" if e.report else ""]) + " |" for e in entries]
     files.write_text(out / "leaderboard.md", "\n".join(md) + "\n")
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(e)[:-1])
-                   + f'<td><a href="{html.escape(e.report)}">report</a></td></tr>' for e in entries)
+                   + (f'<td><a href="{html.escape(e.report)}">report</a></td>' if e.report else "<td></td>") + "</tr>"
+                   for e in entries)
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
     files.write_text(
         out / "leaderboard.html",
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab leaderboard</title>'
         '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:'
         'collapse}td,th{border:1px solid #ddd;padding:.3rem .7rem}th{background:#f4f4f4}</style></head><body>'
-        f"<h1>cnnlab leaderboard</h1><table><tr>{head}</tr>{rows}</table></body></html>")
+        f"<h1>cnnlab leaderboard</h1><p>{html.escape(setting)}</p><table><tr>{head}</tr>{rows}</table></body></html>")

@@ -62,8 +62,8 @@ class EpochMetricsCSV(Callback):
             }
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
+        if trainer.sanity_checking or not trainer.is_global_zero or not getattr(pl_module, "epoch_complete", True):
+            return  # an epoch cut short (by a budget) has no figures of its own: no row
         logged = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch}
         row.update({k: f"{float(logged[k]):.6g}" for k in METRIC_ORDER if k in logged})
@@ -94,7 +94,7 @@ class EpochLines(Callback):
     """One line per epoch on stderr, for output that is not a terminal."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not getattr(pl_module, "epoch_complete", True):
             return
         logged = trainer.callback_metrics
         figures = ", ".join(f"{k} {float(logged[k]):.4f}" for k in METRIC_ORDER if k in logged)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Union
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerStatus
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Timer
 
 from cnnlab import files, rundir
 from cnnlab.config import Config, load_config, with_overrides
@@ -37,6 +37,7 @@ class TrainResult:
     epochs: int
     best_epoch: Optional[int]
     metrics: dict = field(default_factory=dict)
+    stopped: Optional[str] = None  # "budget", "early stopping", or None (ran every epoch)
 
 
 def _write_inputs(out: Path, cfg: Config, prepared: Prepared) -> None:
@@ -102,6 +103,22 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
           callbacks: Sequence[Callback] = (), **overrides: Any) -> TrainResult:
     """Train a model on DATA and write everything into the run directory ``out``."""
     cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+    try:
+        return _train(cfg, out, ckpt, callbacks)
+    except KeyboardInterrupt:  # Ctrl-C outside Lightning's loop (while preparing the data, say)
+        raise _interrupted(out, None) from None
+
+
+def _interrupted(out: Path, epoch: Optional[int]) -> Interrupted:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C after the first
+    last = rundir.checkpoint(out)
+    kept = files.load_torch(last).get("epoch") if last.is_file() else None
+    where = f" in epoch {epoch}" if epoch is not None else ""
+    keeps = f"; epochs up to {kept} are kept in its checkpoint" if kept is not None else ""
+    return Interrupted(f"interrupted{where}{keeps}; continue with: cnnlab train --resume --out {out}")
+
+
+def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Callback]) -> TrainResult:
     if ckpt is not None:
         done = _already_complete(out)
         if done is not None:
@@ -157,12 +174,8 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     except SystemExit:
         if trainer.state.status != TrainerStatus.INTERRUPTED:
             raise
-        # Lightning turns Ctrl-C into sys.exit(1) after ignoring further SIGINTs: give them back, and say how to go on.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        kept = files.load_torch(rundir.checkpoint(out)).get("epoch") if rundir.checkpoint(out).is_file() else None
-        where = f"; epochs up to {kept} are kept in its checkpoint" if kept is not None else ""
-        raise Interrupted(f"interrupted in epoch {trainer.current_epoch}{where}; continue with: "
-                          f"cnnlab train --resume --out {out}") from None
+        # Lightning turns Ctrl-C into sys.exit(1): say instead how to go on.
+        raise _interrupted(out, trainer.current_epoch) from None
     except Diverged as exc:
         best_epoch = _keep_best(model, out)
         files.write_json(out / rundir.TRAINING, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
@@ -181,7 +194,7 @@ def _already_complete(out: Path) -> Optional[TrainResult]:
     console.print(f"{out} is already complete: {info.get('epochs')} epochs in {info.get('seconds')} s; "
                   f"nothing to resume (train further with a new run: --weights {out})")
     return TrainResult(out, float(info.get("seconds", 0.0)), int(info.get("epochs", 0)), info.get("best_epoch"),
-                       info.get("final", {}))
+                       info.get("final", {}), info.get("stopped"))
 
 
 def _keep_best(model, out: Path) -> Optional[int]:
@@ -204,8 +217,14 @@ def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, 
         rundir.save_weights(model.net, out / rundir.WEIGHTS)
     rows = rundir.read_csv(out / rundir.METRICS)
     final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
-    info = {"complete": True, "seconds": round(seconds, 2), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
-            "monitor": monitor, "stopped_early": trainer.current_epoch < trainer.max_epochs,
+    epochs = len(rows)  # complete epochs: one cut short by a budget has no row
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    stopped = "budget" if timer is not None and (timer.time_remaining() or 0) <= 0 else \
+        "early stopping" if epochs < trainer.max_epochs else None
+    if stopped:
+        console.print(f"stopped by {stopped} after {epochs} of {trainer.max_epochs} epochs")
+    info = {"complete": True, "seconds": round(seconds, 2), "epochs": epochs, "best_epoch": best_epoch,
+            "monitor": monitor, "stopped": stopped, "stopped_early": stopped == "early stopping",
             "strategy": strategy, "final": final, "device": str(trainer.strategy.root_device)}
     files.write_json(out / rundir.TRAINING, info)
-    return TrainResult(out, seconds, trainer.current_epoch, best_epoch, final)
+    return TrainResult(out, seconds, epochs, best_epoch, final, stopped)

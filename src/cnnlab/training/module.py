@@ -120,6 +120,7 @@ class ImageTask(L.LightningModule):
                 if self.task == "classification":
                     logged["train_acc"] = correct / count
                 self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+                self.epoch_complete = True  # a budget (max_time) can end an epoch before its last batch
         else:
             logged = {f"{stage}_loss": loss.detach()}
             if self.task == "classification":
@@ -138,6 +139,7 @@ class ImageTask(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sums = torch.zeros(3, device=self.device)
+        self.epoch_complete = False
 
     def _diverged(self, what: str, value: float) -> Diverged:
         return Diverged(f"training diverged in epoch {self.current_epoch}, step {self.global_step}: {what} is {value:g}. "
