@@ -10,7 +10,6 @@ import sys
 import zlib
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from fastapi.testclient import TestClient

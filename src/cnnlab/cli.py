@@ -488,7 +488,21 @@ def demo(
     _print_training(result)
     print_metrics(metrics)
     console.print(f"confusion matrix plot: {result.run_dir / 'confusion_matrix.png'}")
-    console.print(f"next: cnnlab predict {result.run_dir} {data / 'test' / '7'} --top-k 3")
+    console.print(f"next: {_command()} predict {result.run_dir} {data / 'test' / '7'} --top-k 3", soft_wrap=True)
+
+
+def _command() -> str:
+    """How to call cnnlab from this shell: ``cnnlab`` when it is on the PATH, else its path in the venv."""
+    import shutil
+
+    mine = Path(sys.executable).parent / "cnnlab"
+    found = shutil.which("cnnlab")
+    if found and Path(found).resolve() == mine.resolve():
+        return "cnnlab"
+    try:
+        return str(mine.relative_to(Path.cwd()))
+    except ValueError:
+        return str(mine)
 
 
 def quiet_third_parties() -> None:

@@ -1,11 +1,15 @@
 """Where cnnlab talks to a person: stderr, so stdout stays clean for --json output."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Not a terminal (a file, a pipe, CI): lines as wide as they need, not rich's 80 columns, so that nothing
+# is folded for want of room.
+console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 240)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
 def new_table(*headers: str, **kwargs) -> Table:

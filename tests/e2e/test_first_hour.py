@@ -1,8 +1,13 @@
 """The first hour's traps, through the CLI: each of these gave a wrong answer without a word."""
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
-from cnnlab import rundir
+from cnnlab import files, rundir
 from conftest import write_images
 from test_cli import TINY_FLAGS, run
 
@@ -90,3 +95,23 @@ def test_train_help_lists_every_config_key_with_defaults(tmp_path):
     assert "--augment (or --preset) [none|light|standard|strong]" in text
     assert all(group in text for group in ("Data", "Model", "Optimisation", "Training", "Augmentation", "Transfer"))
     assert run("--version").stdout.startswith("cnnlab ")
+
+
+def test_ctrl_c_exits_130_with_the_resume_command_and_keeps_the_last_epoch(tmp_path, bars):
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", str(bars), "--out", str(out), "--epochs", "500",
+                             "--blocks", "[{filters: 4}]", "--dense", "8", "--progress", "false"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            # a shell's background job ignores SIGINT, and children inherit that: as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300  # a loaded machine imports slowly
+    while not rundir.checkpoint(out).is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert f"continue with: cnnlab train --resume --out {out}" in " ".join(err.split()) and "Traceback" not in err
+    assert files.load_torch(rundir.checkpoint(out))["epoch"] >= 0

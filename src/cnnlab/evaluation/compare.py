@@ -71,6 +71,9 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
     if len(models) < 1:
         raise CnnlabError("give at least one model: --models cnn-small,resnet18")
     out = Path(out)
+    from cnnlab.data.sources import scan
+
+    scan(data, overrides.get("task", "classification"))  # a dataset error is every model's: once, before any trains
     entries = []
     for name in models:
         console.print(f"[bold]{name}[/]")
@@ -100,6 +103,9 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
         ))
     entries.sort(key=lambda e: (e.accuracy is None, -(e.accuracy or 0), -(e.f1_macro or 0)))
     write_leaderboard(entries, out, _setting(data, overrides.get("epochs"), budget))
+    if all(e.error for e in entries):
+        raise CnnlabError(f"every model failed (first: {entries[0].model}: {entries[0].error}); "
+                          f"see {out / 'leaderboard.md'}")
     return entries
 
 
