@@ -79,7 +79,14 @@ def bar_on_terminal() -> bool:
 
 
 class StderrProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bars on stderr, so that stdout keeps only results (tables, --json)."""
+    """Lightning's tqdm bars on stderr, so that stdout keeps only results (tables, --json), and one bar
+    left on screen per epoch (Lightning reuses one bar, so only the last epoch would stay)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args) -> None:
+        if self._train_progress_bar is not None and trainer.current_epoch > 0:
+            self._train_progress_bar.close()  # leave=True: the finished epoch's line stays
+            self.train_progress_bar = self.init_train_tqdm()
+        super().on_train_epoch_start(trainer, *args)
 
     def init_train_tqdm(self):
         with contextlib.redirect_stdout(sys.stderr):
