@@ -150,6 +150,8 @@ def test_regression_from_a_csv_manifest(tmp_path):
     assert {"train_mae", "val_mae", "val_rmse", "val_r2"} <= set(rows[-1])
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     metrics = cnnlab.evaluate(result.run_dir, tmp_path / "m.csv")
-    assert set(metrics) >= {"mae", "rmse", "r2"} and metrics["n"] == 36
+    held_out = [r for r in rundir.read_csv(result.run_dir / rundir.SPLIT) if r["split"] == "val"]
+    assert set(metrics) >= {"mae", "rmse", "r2"} and metrics["n"] == len(held_out) == 4  # its own held-out images
+    assert cnnlab.evaluate(result.run_dir, tmp_path / "m.csv", split="all")["n"] == 36
     pred = cnnlab.load(result.run_dir).predict(files[0])[0]
     assert isinstance(pred.label, float) and pred.probability is None

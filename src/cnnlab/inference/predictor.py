@@ -8,6 +8,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
+from cnnlab import files
 from cnnlab.data.images import BadImage, ImageInput, decode
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import Run
@@ -103,6 +104,7 @@ class OnnxPredictor(Predictor):
         path = run.path / "export" / "model.onnx"
         if not path.is_file():
             path = export(run.path, "onnx").path
+        files.check_onnx(path)  # a hostile file is refused as such, before the question of its age
         check_current(run, path.parent)
         self.run, self.device, self.model = run, torch.device("cpu"), None
         self.classes, self.pre, self.task = run.classes, run.pre, run.task
