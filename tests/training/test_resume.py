@@ -184,3 +184,19 @@ def test_deterministic_sets_what_the_gpu_needs(tmp_path, bars, monkeypatch):
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
     assert seen == {"algorithms": True, "cudnn": True, "benchmark": False, "cublas": ":4096:8"}
+
+
+def test_gradient_rows_of_earlier_sessions_survive_a_resume(tmp_path, bars):
+    from lightning.pytorch.callbacks import Callback
+
+    class Crash(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise RuntimeError("power cut")
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="power cut"):
+        cnnlab.train(bars, out, gradient_every=1, callbacks=[Crash()], **{**TINY, "epochs": 3})
+    cnnlab.train(out=out, resume=True)
+    epochs = {int(r["epoch"]) for r in rundir.read_csv(out / "gradients.csv")}
+    assert epochs == {0, 1, 2}

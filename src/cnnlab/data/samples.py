@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from sklearn.model_selection import train_test_split
 
+from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
 
@@ -144,5 +145,5 @@ def export(name: str, directory: str | Path, **options: Any) -> dict[str, int]:
         folder.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda job: Image.fromarray(job[1]).save(job[0]), jobs))
-    (out / MARKER).write_text(json.dumps({"export": marker, "counts": counts}))
+    files.write_json(out / MARKER, {"export": marker, "counts": counts})
     return counts

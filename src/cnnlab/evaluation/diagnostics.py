@@ -1,7 +1,6 @@
 """Backpropagation made visible: per-layer gradient norms, and the vanishing-gradient experiment."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ from torch import nn
 
 from cnnlab import files
 from cnnlab.console import console
+from cnnlab.rundir import write_csv
 
 GRADIENTS = "gradients.csv"
 VANISHING_RATIO = 1e-3  # first layers' gradient norm below this fraction of the last layers': warn
@@ -54,14 +54,17 @@ class GradientFlow(Callback):
                           f"(step {trainer.global_step}): likely vanishing gradients. Try relu, batch norm or "
                           f"--residual true")
 
+    def state_dict(self) -> dict:  # the rows so far travel in the checkpoint: a resumed run keeps them
+        return {"rows": [dict(r) for r in self.rows], "warned": self.warned}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows, self.warned = [dict(r) for r in state_dict.get("rows", [])], state_dict.get("warned", False)
+
     def on_train_end(self, trainer, pl_module) -> None:
         if not self.rows or not trainer.is_global_zero:
             return
         header = list(dict.fromkeys(k for r in self.rows for k in r))
-        with self.path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, header)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        write_csv(self.path, header, ([r.get(k, "") for k in header] for r in self.rows))
 
 
 # ----------------------------------------------------------------------------- the experiment
