@@ -402,7 +402,11 @@ def serve(
     from cnnlab.inference.extras import require_serve
 
     require_serve("cnnlab serve")
+    import logging
+
     from cnnlab.inference.server import serve as run_server
+
+    logging.disable(logging.NOTSET)  # uvicorn's startup and access lines are the server's own output
 
     console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     run_server(str(run), host, port, backend, max_upload_mb)
