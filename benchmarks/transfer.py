@@ -114,7 +114,7 @@ def ci_setting_spread() -> dict:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "training"))
-    from test_transfer import MARGIN, PER_CLASS, SEEDS, few_shot_transfer
+    from test_transfer import EPOCHS, MARGIN, PER_CLASS, SEEDS, few_shot_transfer
 
     root = SCRATCH / "few-shot"
     shutil.rmtree(root, ignore_errors=True)
@@ -122,7 +122,7 @@ def ci_setting_spread() -> dict:
     gains = [t - s for s, t in results]
     mean, spread = statistics.mean(gains), statistics.stdev(gains)
     sem = spread / len(gains) ** 0.5
-    print(f"CI transfer test   digits 0-4 -> 5-9, {PER_CLASS} images/class, {SEEDS} seeds: gains "
+    print(f"CI transfer test   digits 0-4 -> 5-9, {PER_CLASS} images/class, {EPOCHS} epochs, {SEEDS} seeds: gains "
           f"{', '.join(f'{g:+.3f}' for g in gains)}; mean {mean:+.3f}, seed-to-seed spread (sd) {spread:.3f}, "
           f"standard error of the mean {sem:.3f}; the test asserts mean >= {MARGIN}: "
           f"{(mean - MARGIN) / sem:.1f} standard errors of room (target >= 3: {verdict((mean - MARGIN) / sem, 3, True)})")

@@ -119,13 +119,17 @@ def test_a_run_of_another_model_is_refused(tmp_path, tiny_run, shapes_dir):
         cnnlab.train(shapes_dir, tmp_path / "run", model="resnet18", weights=str(tiny_run), epochs=1)
 
 
-SEEDS = 5
+SEEDS = 8
 PER_CLASS = 2
-MARGIN = 0.03
+EPOCHS = 5
+MARGIN = 0.05
+FROZEN = {"strategy": "feature-extract"}
 
 
-def few_shot_transfer(root, seeds=SEEDS, per_class=PER_CLASS):
-    """Digits 5-9 with ``per_class`` images a class, from scratch and from a cnn-small pretrained on digits 0-4.
+def few_shot_transfer(root, seeds=SEEDS, per_class=PER_CLASS, pretrain_epochs=2, transfer=FROZEN, first_seed=0,
+                      epochs=EPOCHS):
+    """Digits 5-9 with ``per_class`` images a class and ``epochs`` epochs, from scratch and from a cnn-small
+    pretrained on digits 0-4 (by default its features frozen, the head trained on them).
 
     Each seed draws its own training images and trains both models with that seed; returns
     [(scratch accuracy, transferred accuracy)] on the 500 test digits 5-9. benchmarks/transfer.py prints
@@ -151,26 +155,27 @@ def few_shot_transfer(root, seeds=SEEDS, per_class=PER_CLASS):
 
     low, high = [str(i) for i in range(5)], [str(i) for i in range(5, 10)]
     subset("train", root / "source", low)
-    cnnlab.train(root / "source", root / "pre", epochs=2, lr=0.003, schedule="onecycle", val_split=0.0,
+    cnnlab.train(root / "source", root / "pre", epochs=pretrain_epochs, lr=0.003, schedule="onecycle", val_split=0.0,
                  progress=False, overwrite=True)
     results = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         target = root / f"target-{seed}"
         subset("train", target / "train", high, per_class, seed)
         subset("test", target / "test", high)
-        common = {"progress": False, "batch_size": 10, "val_split": 0.0, "lr": 0.003, "epochs": 15, "seed": seed,
+        common = {"progress": False, "batch_size": 10, "val_split": 0.0, "lr": 0.003, "epochs": epochs, "seed": seed,
                   "overwrite": True}
         cnnlab.train(target, root / f"scratch-{seed}", **common)
-        cnnlab.train(target, root / f"transfer-{seed}", weights=str(root / "pre"), head_epochs=5, **common)
+        cnnlab.train(target, root / f"transfer-{seed}", weights=str(root / "pre"), **transfer, **common)
         results.append((cnnlab.evaluate(root / f"scratch-{seed}", target, plot=False)["accuracy"],
                         cnnlab.evaluate(root / f"transfer-{seed}", target, plot=False)["accuracy"]))
     return results
 
 
-def test_transfer_beats_scratch_with_few_images_on_the_mean_of_five_seeds(tmp_path):
-    """Transfer from digits 0-4 to digits 5-9 with 2 images a class. One seed's gain is noisy (its spread is
-    about 0.05), so the test asserts on the mean of 5 seeds, whose standard error is about 0.02: the mean gain
-    measured here is about 0.09, three standard errors above the required 0.03."""
+def test_transfer_beats_scratch_with_few_images_on_the_mean_of_eight_seeds(tmp_path):
+    """Transfer from digits 0-4 to digits 5-9 with 2 images a class and 5 epochs. One seed's gain is noisy
+    (its spread is about 0.11: which 2 images are drawn matters), so the test asserts on the mean of 8 seeds,
+    whose standard error is about 0.04: the mean gain measured here is about 0.21, four standard errors
+    above the required 0.05 (benchmarks/transfer.py prints these figures)."""
     import statistics
 
     results = few_shot_transfer(tmp_path)
