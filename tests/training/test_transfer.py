@@ -67,7 +67,7 @@ def test_cached_features_train_the_same_head_only(tmp_path, bars, resnet_weights
     assert torch.equal(final["features.layer3.0.conv1.weight"], loaded["layer3.0.conv1.weight"])
     assert torch.equal(final["features.bn1.running_var"], loaded["bn1.running_var"])
     assert float(rundir.read_csv(result.run_dir / rundir.METRICS)[-1]["train_acc"]) > 0.5
-    assert cnnlab.evaluate(result.run_dir, bars)["accuracy"] > 0.5
+    assert cnnlab.evaluate(result.run_dir, bars, split="all")["accuracy"] > 0.5
 
 
 def test_fine_tune_trains_the_top_blocks_at_a_lower_rate(tmp_path, bars, resnet_weights):
