@@ -87,7 +87,9 @@ def test_weights_only_is_explicit_in_every_torch_load():
     calls = [(p.name, m.group(0)) for p in root.rglob("*.py")
              for m in re.finditer(r"torch\.load\([^)]*\)", p.read_text())]
     assert calls and all("weights_only=True" in c for _, c in calls), calls
-    assert not [p for p in root.rglob("*.py") if "jit.load(path" in p.read_text() or "jit.load(str(path" in p.read_text()]
+    # torch.jit.load runs code from what it loads: only bytes that cnnlab serialised itself, in memory
+    jit = [m.group(0) for p in root.rglob("*.py") for m in re.finditer(r"jit\.load\([^)]*\)", p.read_text())]
+    assert jit and all(c.startswith("jit.load(io.BytesIO(") for c in jit), jit
 
 
 # ----------------------------------------------------------------------------- zip bombs

@@ -7,6 +7,7 @@ The exported graph takes uint8 images (N, C, H, W) at the model's input size and
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +81,12 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
         path = out_dir / "model.torchscript.pt"
         with torch.no_grad():
             traced = torch.jit.trace(model, x)
-        with files.atomic_path(path) as tmp:
-            traced.save(str(tmp))
-            with torch.no_grad():  # the file this call has just written, never one it was given
-                got = torch.jit.load(str(tmp)).eval()(x).numpy()
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+        data = buf.getvalue()
+        with torch.no_grad():  # the very bytes written below, from memory: torch.jit.load never sees a path
+            got = torch.jit.load(io.BytesIO(data)).eval()(x).numpy()
+        files.write_bytes(path, data)
     diff = float(np.abs(got - expected).max())
     if diff > PARITY_TOLERANCE:
         raise CnnlabError(f"exported {fmt} model disagrees with PyTorch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:g}")
