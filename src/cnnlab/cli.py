@@ -265,9 +265,9 @@ def print_metrics(result: dict) -> None:
     if "classes" not in result:
         out.print(f"n={result['n']}  MAE {result['mae']:.4f}  RMSE {result['rmse']:.4f}  R² {result['r2']:.4f}")
         return
-    what = {"test": "held-out test", "val": "held-out validation", "all": "all"}.get(result.get("split"), "")
+    what = {"test": "held-out test ", "val": "held-out validation ", "all": "all "}.get(result.get("split"), "")
     table = new_table("class", "precision", "recall", "f1", "support",
-                  title=f"evaluation on {result['n']} {what} images".replace("  ", " "))
+                      title=f"evaluation on {result['n']} {what}images")
 
     def cell(v):
         return "n/a" if v is None else f"{v:.4f}"

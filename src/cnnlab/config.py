@@ -228,11 +228,11 @@ def key_docs() -> list[KeyDoc]:
 def commented_yaml(cfg: Optional["Config"] = None) -> str:
     """The config as YAML with each key's meaning and allowed values as a comment."""
     tree = (cfg or Config()).model_dump(mode="json")
-    lines = []
+    lines, section = [], ""
     for doc in key_docs():
-        if doc.section and (not lines or lines[-1] != f"{doc.section}:") and \
-                all(not line.startswith(f"{doc.section}:") for line in lines):
-            lines.append(f"{doc.section}:")
+        if doc.section != section:
+            section = doc.section
+            lines.append(f"{section}:")
         value = tree[doc.section][doc.name] if doc.section else tree[doc.name]
         text = yaml.safe_dump({doc.name: value}, default_flow_style=True, width=10**6).strip()[1:-1]
         indent = "  " if doc.section else ""

@@ -127,8 +127,8 @@ def check_torch_file(path: PathLike) -> None:
     size = path.stat().st_size
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
-            head = fh.read(8)
-        if head[:8] == b"\x93NUMPY" or head[:1] == b"\x80":
+            head = fh.read(1)
+        if head == b"\x80":  # a pickle protocol header
             raise _refuse(path, "a bare pickle stream (the legacy torch.save format); re-save it with a current "
                                 "PyTorch, or convert it to .safetensors")
         raise _refuse(path, "not a PyTorch zip archive (torch.save) nor a .safetensors file")
@@ -225,14 +225,6 @@ def load_safetensors(path: PathLike) -> dict:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise _refuse(Path(path), str(exc).splitlines()[0][:200]) from None
-
-
-def safetensors_metadata(path: PathLike) -> dict:
-    """The ``__metadata__`` of a safetensors file (string to string), after the header check."""
-    check_safetensors(path)
-    with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        return json.loads(fh.read(n)).get("__metadata__") or {}
 
 
 def check_onnx(path: PathLike) -> None:

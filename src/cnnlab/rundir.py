@@ -55,14 +55,19 @@ def checkpoint(run_dir: Path, which: str = LAST) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"{which}.ckpt"
 
 
-def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors holding NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> None:
     """The weights as safetensors, atomically; non-finite weights are never written."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    broken = non_finite(state)
     if broken:
         raise CnnlabError(f"not writing {path}: {len(broken)} tensors hold NaN or infinite values "
                           f"(first: {broken[0]}); training diverged")
-    files.write_bytes(path, save(state, metadata=metadata))
+    files.write_bytes(path, save(state))
 
 
 def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable]) -> None:
@@ -126,7 +131,7 @@ class Run:
 
         model = build_model(self.config, self.pre, self.num_outputs)
         state = files.load_safetensors(self.path / WEIGHTS)
-        broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        broken = non_finite(state)
         if broken:
             raise CnnlabError(f"{self.path / WEIGHTS} holds NaN or infinite values ({len(broken)} tensors, first: "
                               f"{broken[0]}): the model cannot predict; train it again with a lower --lr")

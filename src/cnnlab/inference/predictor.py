@@ -8,7 +8,6 @@ from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
-from cnnlab import files
 from cnnlab.data.images import BadImage, ImageInput, decode
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import Run
@@ -104,11 +103,10 @@ class OnnxPredictor(Predictor):
         path = run.path / "export" / "model.onnx"
         if not path.is_file():
             path = export(run.path, "onnx").path
-        files.check_onnx(path)  # a hostile file is refused as such, before the question of its age
+        self.session = onnx_session(path, threads)  # checks the file: a hostile one is refused as such first
         check_current(run, path.parent)
         self.run, self.device, self.model = run, torch.device("cpu"), None
         self.classes, self.pre, self.task = run.classes, run.pre, run.task
-        self.session = onnx_session(path, threads)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self._probabilities(torch.from_numpy(self.session.run(None, {"image": batch.numpy()})[0]))

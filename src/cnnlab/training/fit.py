@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import lightning as L
-from lightning.pytorch.trainer.states import TrainerStatus
 import torch
 from lightning.pytorch.callbacks import Callback, Timer
+from lightning.pytorch.trainer.states import TrainerStatus
 
 from cnnlab import files, rundir
 from cnnlab.config import Config, load_config, with_overrides
@@ -123,6 +123,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         done = _already_complete(out)
         if done is not None:
             return done
+        # Loaded here as well as by Lightning: a hostile or broken checkpoint is refused before any work.
         epoch = int(files.load_torch(ckpt).get("epoch", -1)) + 1
         console.print(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
     cfg = resolve_model_config(adopt_source_run(cfg))

@@ -161,15 +161,16 @@ class ImageTask(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         """Before each update: gradients and the statistics the forward pass updated (BatchNorm's running
         mean and variance can overflow while the normalised loss stays finite) must all be finite."""
-        named = [(f"the gradient of {n}", p.grad) for n, p in self.model.named_parameters()
+        named = [("the gradient of", n, p.grad) for n, p in self.model.named_parameters()
                  if p.grad is not None] if self.check_gradients else []
-        named += [(f"the running statistic {n}", b) for n, b in self.model.named_buffers() if b.is_floating_point()]
+        named += [("the running statistic", n, b) for n, b in self.model.named_buffers() if b.is_floating_point()]
         if not named:
             return
-        norms = torch.stack(torch._foreach_norm([t for _, t in named]))
+        norms = torch.stack(torch._foreach_norm([t for _, _, t in named]))
         if not bool(torch.isfinite(norms).all()):  # one sync per step; only on failure find which
             i = int((~torch.isfinite(norms)).nonzero()[0])
-            raise self._diverged(named[i][0], float(norms[i]))
+            what, name, _ = named[i]
+            raise self._diverged(f"{what} {name}", float(norms[i]))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")
