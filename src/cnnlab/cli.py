@@ -239,7 +239,10 @@ def train(
     """Train a model. Every config key is also a flag: --lr 0.01, --optim.schedule cosine, --dense 256,128 ..."""
     from cnnlab.training.fit import train as run_train
 
-    overrides = parse_extra(ctx.args)
+    args = list(ctx.args)
+    if data is not None and str(data).startswith("--"):  # no DATA (--resume): click took the first flag for it
+        args, data = [str(data), *args], None
+    overrides = parse_extra(args)
     if model is not None:
         overrides["model"] = model
     if epochs is not None:
@@ -247,7 +250,10 @@ def train(
     if data is None and not resume:
         raise CnnlabError("missing DATA: cnnlab train DATA --out RUN (or --resume --out RUN)")
     result = run_train(data, out_dir, config=config, resume=resume, overwrite=overwrite, **overrides)
-    _print_training(result)
+    from cnnlab.training.distributed import is_leader
+
+    if is_leader():  # the other processes of a multi-process run have nothing of their own to say
+        _print_training(result)
 
 
 def _print_training(result) -> None:

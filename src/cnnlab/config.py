@@ -97,11 +97,16 @@ class TrainConfig(_Strict):
     min_delta: float = Field(0.0, ge=0.0, description='smallest change that counts as an improvement')
     monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
         "val_loss", description='metric for the best checkpoint and early stopping')
-    accelerator: str = Field("auto", description='cpu, gpu or auto (Lightning)')
-    devices: Union[int, str] = Field("auto", description='devices to train on, or auto')
-    distributed: str = Field("auto", description='Lightning strategy: auto, ddp, ...')
-    num_nodes: int = Field(1, gt=0, description='machines to train on')
-    precision: str = Field("32-true", description='32-true, 16-mixed or bf16-mixed')
+    accelerator: str = Field("auto", description='cpu, gpu (cuda) or auto: a GPU when there is one')
+    devices: Union[int, str] = Field(
+        "auto", description='processes per machine: GPUs, or CPU processes with --accelerator cpu (auto: 1)')
+    distributed: str = Field(
+        "auto", description='auto, or ddp: one process per device, gradients averaged (gloo on the CPU, NCCL on GPUs)')
+    num_nodes: int = Field(1, gt=0, description='machines to train on (launched by torchrun or SLURM)')
+    precision: str = Field(
+        "32-true", description='32-true, bf16-mixed (GPUs since Ampere, and CPUs) or 16-mixed (GPUs)')
+    channels_last: bool = Field(False, description='NHWC memory layout (faster convolutions on GPUs with bf16/16-bit)')
+    compile: bool = Field(False, description='torch.compile the model (the first steps take longer while it compiles)')
     deterministic: bool = Field(
         False, description='deterministic algorithms only (cuDNN deterministic, no benchmark, cuBLAS workspace)')
     progress: bool = Field(True, description='show a progress bar')

@@ -21,37 +21,80 @@ def loader_batch_size(cfg: Config) -> int:
     return 1 if cfg.train.mode == "stochastic" else cfg.data.batch_size
 
 
-def accumulation(cfg: Config, n_train: int) -> int:
-    """``batch`` mode: one update per pass over the training set, by accumulating every chunk."""
-    return math.ceil(n_train / cfg.data.batch_size) if cfg.train.mode == "batch" else 1
+def accumulation(cfg: Config, n_train: int, world: int = 1) -> int:
+    """``batch`` mode: one update per pass over the training set, by accumulating every chunk (of each
+    rank's share of it, with more than one process)."""
+    return math.ceil(math.ceil(n_train / world) / cfg.data.batch_size) if cfg.train.mode == "batch" else 1
 
 
 class EpochBatches(Sampler):
-    """Shuffled training batches that depend only on (seed, epoch, batch number).
+    """Shuffled training batches that depend only on (seed, epoch, batch number), and on the rank.
 
     Each batch is a ``Batch`` of indices carrying the seed its augmentation draws from, so the order and
     the augmentation are the same whether the loader runs in the main process or in workers, persistent
     or not, and after a resume in the middle of a run. Lightning calls ``set_epoch`` (through
     ``.sampler``) before each epoch, as it does for a DistributedSampler.
+
+    With ``world`` processes, ``batch_size`` is the global batch: each global batch (one permutation for
+    every rank) is dealt out, rank r taking every world-th index from r, so every rank makes the same
+    number of steps and DDP's averaged gradient is the global batch's. A last batch smaller than the
+    world is filled from the start of the permutation. ``whole`` (full-batch gradient descent) instead
+    splits each rank's share of the whole set into the same number of chunks and repeats no image: the
+    gradient is then exactly the full batch's.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, whole: bool = False) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self.rank, self.world, self.whole = rank, world, whole
         self.sampler = self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
+        if self.whole:
+            return math.ceil(math.ceil(self.n / self.world) / self.batch_size)
         return math.ceil(self.n / self.batch_size)
+
+    def _batch_seed(self, key: int, i: int) -> int:
+        seed = (key * 1_000_003 + i) % (1 << 62)
+        return seed if self.rank == 0 else (seed * 1_000_003 + self.rank) % (1 << 62)
 
     def __iter__(self):
         key = (self.seed * 1_000_003 + self.epoch) % (1 << 62)
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(key)).tolist()
-        for i in range(len(self)):
-            batch = Batch(order[i * self.batch_size:(i + 1) * self.batch_size])
-            batch.seed = (key * 1_000_003 + i) % (1 << 62)
+        if self.whole:
+            share, k, size = order[self.rank::self.world], len(self), self.batch_size
+            if len(share) > (k - 1) * size:  # k chunks of the batch size, the last one shorter
+                chunks = [share[i * size:(i + 1) * size] for i in range(k)]
+            else:  # a rank with one image fewer would run out a chunk early: k near-equal chunks
+                chunks = [p.tolist() for p in torch.tensor(share).tensor_split(k)]
+        else:
+            chunks = []
+            for i in range(len(self)):
+                chunk = order[i * self.batch_size:(i + 1) * self.batch_size]
+                if len(chunk) < self.world:
+                    chunk += order[:self.world - len(chunk)]
+                chunks.append(chunk[self.rank::self.world])
+        for i, chunk in enumerate(chunks):
+            batch = Batch(chunk)
+            batch.seed = self._batch_seed(key, i)
             yield batch
+
+
+class Shard(Sampler):
+    """Evaluation indices of one rank: every world-th from the rank, in order, none repeated (all of them
+    on every rank when there are fewer images than ranks; the sums the metrics are made of then scale
+    alike, and the means stay exact)."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.indices = list(range(rank, n, world)) if n >= world else list(range(n))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        return iter(self.indices)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -69,9 +112,13 @@ class ImageDataModule(L.LightningDataModule):
         # would draw it again and shift every dropout mask after it.
         common = {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": batch_collate,
                   "generator": torch.Generator().manual_seed(self.cfg.seed)}
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if shuffle:
-            return DataLoader(ds, batch_sampler=EpochBatches(len(ds), self.batch_size, self.cfg.seed), **common)
-        return DataLoader(ds, batch_size=max(self.batch_size, 256), shuffle=False, **common)
+            batches = EpochBatches(len(ds), self.batch_size, self.cfg.seed, rank, world,
+                                   whole=self.cfg.train.mode == "batch")
+            return DataLoader(ds, batch_sampler=batches, **common)
+        sampler = Shard(len(ds), rank, world) if world > 1 else None
+        return DataLoader(ds, batch_size=max(self.batch_size, 256), sampler=sampler, shuffle=False, **common)
 
     def augments_on_device(self) -> bool:
         """Augment after the copy to the model's device (``augment.where``; auto: when not the CPU)."""

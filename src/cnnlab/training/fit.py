@@ -1,6 +1,8 @@
 """``cnnlab.train``: config -> data -> model -> Lightning -> run directory."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import time
@@ -23,11 +25,14 @@ from cnnlab.errors import CnnlabError, Diverged, Interrupted
 from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
 from cnnlab.models.transfer_source import adopt_source_run
-from cnnlab.training import transfer
+from cnnlab.training import distributed, transfer
 from cnnlab.training.callbacks import EpochMetricsCSV, bar_on_terminal, monitored, standard_callbacks
 from cnnlab.training.checkpoint import AtomicCheckpointIO
 from cnnlab.training.module import ImageTask
 
+
+
+RUN_DIR_ENV = "CNNLAB_RUN_DIR"
 
 
 @dataclass
@@ -85,7 +90,9 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
     cfg = with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
     if data is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(data).resolve())})})
-    out = Path(out) if out is not None else Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = _run_dir(out, cfg)
+    if not distributed.is_leader():  # rank 0 has checked and prepared the run directory
+        return cfg, out, None
     if (out / rundir.CONFIG).exists():
         if not overwrite:
             raise CnnlabError(f"{out} already holds a run: choose another --out, continue it with --resume, or "
@@ -98,15 +105,47 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
     return cfg, out, None
 
 
+def _run_dir(out, cfg: Config) -> Path:
+    """The run directory; every process of a multi-process run must name the same one."""
+    if out is not None:
+        return Path(out)
+    if os.environ.get(RUN_DIR_ENV):  # set by rank 0 for the processes Lightning starts from this command
+        return Path(os.environ[RUN_DIR_ENV])
+    if not distributed.is_leader():
+        raise CnnlabError("give the run directory with --out: every process of a multi-process run must write "
+                          "to the same one")
+    out = Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.environ[RUN_DIR_ENV] = str(out)
+    return out
+
+
 def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = None, *,
           config: Union[Config, str, Path, None] = None, resume: bool = False, overwrite: bool = False,
           callbacks: Sequence[Callback] = (), **overrides: Any) -> TrainResult:
-    """Train a model on DATA and write everything into the run directory ``out``."""
-    cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+    """Train a model on DATA and write everything into the run directory ``out``.
+
+    With more than one process (``devices=N``, torchrun, SLURM) every process calls this; only global
+    rank 0 checks and writes the run directory, and the others return a result with no figures.
+    """
+    leader = distributed.is_leader()
+    with console_quiet(not leader):
+        cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+        distributed.check(cfg)
+        try:
+            return _train(cfg, out, ckpt, callbacks)
+        except KeyboardInterrupt:  # Ctrl-C outside Lightning's loop (while preparing the data, say)
+            raise _interrupted(out, None) from None
+
+
+@contextlib.contextmanager
+def console_quiet(quiet: bool):
+    """The processes other than rank 0 print nothing: one run, one voice."""
+    before = console.quiet
+    console.quiet = quiet or before
     try:
-        return _train(cfg, out, ckpt, callbacks)
-    except KeyboardInterrupt:  # Ctrl-C outside Lightning's loop (while preparing the data, say)
-        raise _interrupted(out, None) from None
+        yield
+    finally:
+        console.quiet = before
 
 
 def _interrupted(out: Path, epoch: Optional[int]) -> Interrupted:
@@ -131,7 +170,9 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
     num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
     model, report = build_for_training(cfg, prepared.pre, num_outputs)
-    _write_inputs(out, cfg, prepared)
+    leader = distributed.is_leader()
+    if leader:
+        _write_inputs(out, cfg, prepared)
     _report_data(prepared, out)
     if report is not None:
         console.print(report.line())
@@ -147,8 +188,9 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     task = ImageTask(transfer.CachedHead(model.net.head) if cached else model, cfg.task, num_outputs, cfg.optim,
                      monitor=monitor, full_batch_size=n_train if cfg.train.mode == "batch" else 0,
                      backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0,
-                     check_gradients=cfg.train.precision not in ("16-mixed", "16"))
-    cbs = standard_callbacks(cfg, out, has_val) + list(callbacks)
+                     check_gradients=cfg.train.precision not in ("16-mixed", "16"),
+                     channels_last=cfg.train.channels_last, compile=cfg.train.compile)
+    cbs = standard_callbacks(cfg, out, has_val) + [distributed.ProcessWatch()] + list(callbacks)
     progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
     if cfg.train.gradient_every and not cached:
         from cnnlab.evaluation.diagnostics import GradientFlow
@@ -161,11 +203,16 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
                   f"augmentation: {describe(cfg.augment)}")
     if cfg.train.deterministic:  # Lightning sets deterministic algorithms and the cuBLAS workspace; cuDNN too
         torch.backends.cudnn.deterministic = True
+    if cfg.train.compile:
+        console.print("compiling the model with torch.compile: the first steps (and the first validation) take "
+                      "longer while it compiles")
+    world = distributed.world_size(cfg)
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs, max_time=timedelta(seconds=cfg.train.max_time) if cfg.train.max_time else None,
         accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-        strategy=cfg.train.distributed, num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
-        accumulate_grad_batches=accumulation(cfg, n_train), callbacks=cbs, logger=False,
+        strategy=distributed.strategy(cfg), num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
+        use_distributed_sampler=False,  # the data module deals out every rank's share itself (same steps on each)
+        accumulate_grad_batches=accumulation(cfg, n_train, world), callbacks=cbs, logger=False,
         enable_progress_bar=cfg.train.progress and bar_on_terminal(), enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=out, log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
         deterministic=cfg.train.deterministic or None, benchmark=False if cfg.train.deterministic else None,
@@ -177,14 +224,32 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
             raise
         # Lightning turns Ctrl-C into sys.exit(1): say instead how to go on.
         raise _interrupted(out, trainer.current_epoch) from None
-    except Diverged as exc:
+    except BaseException as exc:
+        # No process of this run may wait for this one: stop the ones it started, and say it in one line.
+        distributed.stop_children(getattr(trainer.strategy.launcher, "procs", None) or [])
+        if trainer.world_size > 1 and _collective_failure(exc):
+            raise CnnlabError(f"another training process of this run stopped (rank {trainer.global_rank} lost it "
+                              f"in a collective: {str(exc).splitlines()[0][:160]}); its message is above. Continue "
+                              f"with: cnnlab train --resume --out {out}") from None
+        if not isinstance(exc, Diverged) or not leader:
+            raise
         best_epoch = _keep_best(model, out)
         files.write_json(out / rundir.TRAINING, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
                                                  "seconds": round(progress.elapsed(), 2)})
         kept = f"; the weights of epoch {best_epoch}, the best before it, are in {out / rundir.WEIGHTS}" \
             if best_epoch is not None else ""
         raise Diverged(f"{exc}{kept}") from None
+    if not leader:
+        return TrainResult(out, progress.elapsed(), trainer.current_epoch, None)
     return _finish(trainer, model, out, progress.elapsed(), monitor, strategy)
+
+
+def _collective_failure(exc: BaseException) -> bool:
+    """An error from a collective that another process left (gloo's closed connection, NCCL's abort)."""
+    dist_error = getattr(torch.distributed, "DistError", RuntimeError)
+    text = str(exc)
+    return isinstance(exc, dist_error) or any(s in text for s in ("Connection closed by peer", "Connection reset",
+                                                                  "NCCL", "gloo", "Broken pipe"))
 
 
 def _already_complete(out: Path) -> Optional[TrainResult]:

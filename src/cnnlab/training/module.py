@@ -74,8 +74,14 @@ class ImageTask(L.LightningModule):
 
     def __init__(self, model: nn.Module, task: str, num_outputs: int, optim: OptimConfig,
                  monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0,
-                 check_gradients: bool = True) -> None:
+                 check_gradients: bool = True, channels_last: bool = False, compile: bool = False) -> None:
         super().__init__()
+        # NHWC activations (faster convolutions on tensor cores and oneDNN); the weights' names stay the same.
+        self.channels_last = channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        # torch.compile'd forward, held outside the module tree so the state dict keeps its keys.
+        self._forward = {"fn": torch.compile(model) if compile else model}
         # Stop at the first non-finite gradient, before the optimiser step (not with fp16 loss scaling,
         # whose scaler skips such steps by design).
         self.check_gradients = check_gradients
@@ -103,29 +109,22 @@ class ImageTask(L.LightningModule):
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
-        out = self.model(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self._forward["fn"](x)
         if isinstance(out, tuple):  # Inception-v3 in training: (main, auxiliary) logits
             out, aux = out
             loss = self.loss_fn(out, y) + AUX_WEIGHT * self.loss_fn(aux, y)
         else:
             loss = self.loss_fn(out, y)
         n = len(y)
-        if stage == "train":
-            # Lightning's self.log costs ~1 ms per call, a tenth of a small CNN's CPU step: sum on the
-            # device here and log the exact epoch means once, on the last batch (benchmarks/overhead.py).
-            self._epoch_sums += torch.stack([loss.detach() * n, self._correct(out, y), torch.tensor(n, device=y.device)])
-            if self.trainer.is_last_batch:
-                loss_sum, correct, count = self._epoch_sums
-                logged = {"train_loss": loss_sum / count}
-                if self.task == "classification":
-                    logged["train_acc"] = correct / count
-                self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
-                self.epoch_complete = True  # a budget (max_time) can end an epoch before its last batch
-        else:
-            logged = {f"{stage}_loss": loss.detach()}
-            if self.task == "classification":
-                logged[f"{stage}_acc"] = self._correct(out, y) / n
-            self.log_dict(logged, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=stage == "val")
+        # Lightning's self.log costs ~1 ms per call, a tenth of a small CNN's CPU step: sum on the device
+        # here and log the exact epoch means once (benchmarks/overhead.py), over every rank's images.
+        self._sums[stage] = self._sums.get(stage, 0) + torch.stack(
+            [loss.detach().float() * n, self._correct(out, y), torch.tensor(n, device=y.device, dtype=torch.float)])
+        if stage == "train" and self.trainer.is_last_batch:
+            self._log_sums("train")
+            self.epoch_complete = True  # a budget (max_time) can end an epoch before its last batch
         for name, metric in self.metrics.items():
             if name.startswith(stage):
                 metric.update(out.detach(), y)
@@ -137,9 +136,48 @@ class ImageTask(L.LightningModule):
             return torch.zeros((), device=y.device)
         return (out.detach().argmax(1) == y).sum().float()
 
+    def _log_sums(self, stage: str) -> None:
+        """The epoch's loss and accuracy over every rank's images: the sums are added up across ranks
+        (every rank has the same number of training steps; evaluation shards are not padded)."""
+        sums = self._sums.pop(stage, None)
+        if sums is None:
+            sums = torch.zeros(3, device=self.device)
+        loss_sum, correct, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        logged = {f"{stage}_loss": loss_sum / count}
+        if self.task == "classification":
+            logged[f"{stage}_acc"] = correct / count
+        # sync_dist: the values are already global and equal on every rank; it keeps Lightning's
+        # distributed checks satisfied at the cost of one small all-reduce an epoch.
+        self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1, prog_bar=stage == "val")
+
     def on_train_epoch_start(self) -> None:
-        self._epoch_sums = torch.zeros(3, device=self.device)
+        self._sums = {}
         self.epoch_complete = False
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums = getattr(self, "_sums", {})
+        self._sums.pop("val", None)
+        if self.trainer.world_size > 1:
+            # Each rank's last training step updated its own BatchNorm statistics; every rank evaluates with
+            # rank 0's, the ones its checkpoint and model.safetensors keep.
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_sums("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._sums = getattr(self, "_sums", {})
+        self._sums.pop("test", None)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_sums("test")
+
+    def _all_finite(self, finite: bool) -> bool:
+        """Whether every rank's values are finite: all ranks stop together, or none does."""
+        if self.trainer.world_size == 1:
+            return finite
+        return self.trainer.strategy.reduce_boolean_decision(finite, all=True)
 
     def _diverged(self, what: str, value: float) -> Diverged:
         return Diverged(f"training diverged in epoch {self.current_epoch}, step {self.global_step}: {what} is {value:g}. "
@@ -148,14 +186,15 @@ class ImageTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(batch, "train")
-        if not torch.isfinite(loss):  # before backward: no non-finite value ever reaches the weights
-            raise self._diverged("the loss", float(loss))
+        if not self._all_finite(bool(torch.isfinite(loss))):  # before backward: no non-finite value reaches the weights
+            raise self._diverged("the loss" if not torch.isfinite(loss) else "another rank's loss", float(loss))
         if batch_idx % PROGRESS_EVERY == 0:  # the progress bar redraws every 10th step anyway
             self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
         if self.full_batch_size:
             # Lightning divides by the accumulation count K; scale so the sum over chunks is sum(loss_i) / N.
+            # DDP then averages over the ranks, each holding its share of the set: times the world size.
             k = self.trainer.accumulate_grad_batches
-            loss = loss * len(batch[1]) * k / self.full_batch_size
+            loss = loss * len(batch[1]) * k * self.trainer.world_size / self.full_batch_size
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
@@ -164,10 +203,10 @@ class ImageTask(L.LightningModule):
         named = [("the gradient of", n, p.grad) for n, p in self.model.named_parameters()
                  if p.grad is not None] if self.check_gradients else []
         named += [("the running statistic", n, b) for n, b in self.model.named_buffers() if b.is_floating_point()]
-        if not named:
-            return
-        norms = torch.stack(torch._foreach_norm([t for _, _, t in named]))
-        if not bool(torch.isfinite(norms).all()):  # one sync per step; only on failure find which
+        norms = torch.stack(torch._foreach_norm([t for _, _, t in named])) if named else torch.zeros(1)
+        if not self._all_finite(bool(torch.isfinite(norms).all())):  # one sync per step; on failure find which
+            if bool(torch.isfinite(norms).all()):
+                raise self._diverged("another rank's gradient or statistic", float("nan"))
             i = int((~torch.isfinite(norms)).nonzero()[0])
             what, name, _ = named[i]
             raise self._diverged(f"{what} {name}", float(norms[i]))

@@ -24,6 +24,7 @@ from cnnlab.data.datasets import InMemoryImages, batch_collate
 from cnnlab.data.prepare import Prepared
 from cnnlab.errors import CnnlabError
 from cnnlab.models.preprocess import ImageModel
+from cnnlab.training import distributed
 
 
 def resolve_strategy(cfg: Config, weights_kind: str) -> str:
@@ -64,8 +65,16 @@ class TransferSchedule(BaseFinetuning):
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if self.strategy == "two-phase" and epoch == self.head_epochs and self.unfreeze:
             self.unfreeze_and_add_param_group(self._top_blocks(pl_module.model.net), optimizer, lr=self.backbone_lr)
+            distributed.rewrap(pl_module.trainer)  # the new trainable blocks join DDP's gradient all-reduce
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.strategy == "two-phase" and self.unfreeze and trainer.current_epoch > self.head_epochs:
+            # Resumed past the head-only epochs: the optimiser has its groups back from the checkpoint, and
+            # the top blocks must train again (and join DDP's all-reduce).
+            blocks = self._top_blocks(pl_module.model.net)
+            if not all(p.requires_grad for m in blocks for p in m.parameters()):
+                self.make_trainable(blocks)
+                distributed.rewrap(trainer)
         super().on_train_epoch_start(trainer, pl_module)
         freeze_batchnorm_stats(pl_module.model)
 
