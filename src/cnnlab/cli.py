@@ -217,7 +217,7 @@ def plot_features(
     if not image.is_file():
         raise CnnlabError(f"image not found: {image}")
     try:
-        paths = run_plot(load(run), image, out_dir, layer)
+        paths = run_plot(load(run, "cpu"), image, out_dir, layer)
     except BadImage as exc:
         raise CnnlabError(f"cannot use image {image}: {exc}") from None
     for p in paths:
@@ -300,11 +300,12 @@ def evaluate(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON to FILE."),
     split: str = typer.Option("auto", help="auto: the run's own held-out images (test, else val) or another "
                                             "dataset's test/ split; test, val; all: every image."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
 ) -> None:
     """Accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion matrix."""
     from cnnlab.evaluation.metrics import evaluate as run_evaluate
 
-    result = run_evaluate(run, data, json_path=json_file, split=split)
+    result = run_evaluate(run, data, json_path=json_file, split=split, device=device)
     print_metrics(result)
     if result.get("absent_classes"):
         console.print(f"no images of {', '.join(result['absent_classes'])}: n/a, and left out of the macro and "
@@ -339,12 +340,13 @@ def predict(
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write path,label,probability,top_k rows to FILE "
                                                                 "instead of printing a table (large folders)."),
     backend: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime; exported on first use)."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
 ) -> None:
     """Predict the class (and probability) of each image."""
     from cnnlab.data.images import BadImage
     from cnnlab.inference.predictor import load
 
-    predictor = load(run, backend=backend)
+    predictor = load(run, device=device, backend=backend)
     files, tensors, skipped = [], [], []
     for f in _expand(images):
         try:
@@ -403,6 +405,7 @@ def serve(
     port: int = typer.Option(8000, help="Port."),
     backend: str = typer.Option("torch", help="torch or onnx."),
     max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
 ) -> None:
     """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
     from cnnlab.inference.extras import require_serve
@@ -415,7 +418,10 @@ def serve(
     logging.disable(logging.NOTSET)  # uvicorn's startup and access lines are the server's own output
 
     console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    run_server(str(run), host, port, backend, max_upload_mb)
+    from cnnlab.inference.predictor import resolve_device
+
+    resolve_device(device)  # a wrong device is one line before uvicorn starts
+    run_server(str(run), host, port, backend, max_upload_mb, device)
 
 
 # ----------------------------------------------------------------------------- models / summary / config

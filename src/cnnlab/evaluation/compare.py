@@ -88,7 +88,7 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
             entries.append(Entry(model=name, error=reason))
             continue
         evaluation = json.loads((run_dir / EVALUATION).read_text())
-        predictor = load(run_dir)
+        predictor = load(run_dir, "cpu")
         strategy = predictor.run.training_info().get("strategy", "full")
         sample = read_csv(run_dir / SPLIT)[0]["path"]
         pre = predictor.run.pre

@@ -135,9 +135,9 @@ def _name(data: Union[str, Path]) -> str:
 
 
 def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True,
-                          split: str = "auto"):
+                          split: str = "auto", device: str = "auto"):
     """``evaluate`` that also returns the targets, model outputs and paths behind the figures."""
-    predictor = run if isinstance(run, Predictor) else load(run)
+    predictor = run if isinstance(run, Predictor) else load(run, device)
     y_true, outputs, paths, skipped, chosen = predict_dataset(predictor, data, split)
     if predictor.task == "classification":
         result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
@@ -166,8 +166,9 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
 
 
 def evaluate(run: Union[str, Path, Predictor], data: Union[str, Path], json_path: Optional[Union[str, Path]] = None,
-             plot: bool = True, split: str = "auto") -> dict:
+             plot: bool = True, split: str = "auto", device: str = "auto") -> dict:
     """Evaluate a run on DATA. On the run's own data: its held-out images (test, else val, from split.csv),
     written to evaluation.json with the confusion-matrix PNGs; on other data: its test/ split if it has
-    one, else all of it, written to evaluations/<name>.json."""
-    return evaluate_with_outputs(run, data, json_path, plot, split)[0]
+    one, else all of it, written to evaluations/<name>.json. ``device``: auto (a GPU when there is one),
+    cpu or cuda."""
+    return evaluate_with_outputs(run, data, json_path, plot, split, device)[0]

@@ -178,7 +178,7 @@ def _gradients_section(run: Run, tmp: Path) -> str:
 
 
 def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = None) -> Path:
-    predictor = load(run_dir)
+    predictor = load(run_dir, "cpu")  # Grad-CAM and the layer table run on the CPU
     run = predictor.run
     if data is None and (run.path / "evaluation.json").is_file():
         data = json.loads((run.path / "evaluation.json").read_text()).get("data")

@@ -112,10 +112,33 @@ class OnnxPredictor(Predictor):
         return self._probabilities(torch.from_numpy(self.session.run(None, {"image": batch.numpy()})[0]))
 
 
-def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu", backend: str = "torch") -> Predictor:
-    """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``."""
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; ``cuda`` (or ``cuda:N``) must exist."""
+    if isinstance(device, torch.device):
+        return device
+    kind = device.split(":")[0]
+    if kind not in DEVICES:
+        raise CnnlabError(f"unknown device '{device}': use one of {', '.join(DEVICES)}")
+    if kind == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError(f"--device {device}: this machine has no usable CUDA GPU (use --device cpu or auto)")
+    return torch.device(device)
+
+
+def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", backend: str = "torch") -> Predictor:
+    """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``.
+
+    ``device``: auto (a GPU when there is one), cpu or cuda. The ONNX backend runs on the CPU.
+    """
+    where = resolve_device(device)
     if backend == "onnx":
+        if where.type != "cpu" and device != "auto":
+            raise CnnlabError(f"--backend onnx runs on the CPU (ONNX Runtime); for --device {device} use --backend torch")
         return OnnxPredictor(Run.open(run_dir))
     if backend != "torch":
         raise CnnlabError(f"unknown backend '{backend}'. Known: torch, onnx")
-    return Predictor(Run.open(run_dir), device)
+    return Predictor(Run.open(run_dir), where)

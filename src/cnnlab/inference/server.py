@@ -56,8 +56,8 @@ class RefuseLargeUploads:
 
 
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
-               predictor: Optional[Predictor] = None):
-    predictor = predictor or load(run_dir, backend=backend)
+               predictor: Optional[Predictor] = None, device: str = "auto"):
+    predictor = predictor or load(run_dir, device=device, backend=backend)
     limit = int(max_upload_mb * MB)
     # The API docs at /docs and /redoc from assets served here, not from a CDN: they work offline.
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
@@ -122,7 +122,7 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
-          max_upload_mb: float = 10.0) -> None:
+          max_upload_mb: float = 10.0, device: str = "auto") -> None:
     import uvicorn
 
-    uvicorn.run(create_app(run_dir, backend, max_upload_mb), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(run_dir, backend, max_upload_mb, device=device), host=host, port=port, log_level="info")

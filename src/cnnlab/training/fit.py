@@ -83,6 +83,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
             raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} (start it with cnnlab train DATA "
                               f"--out {out})")
         cfg = load_config(out / rundir.CONFIG, overrides)
+        distributed.check(cfg)
         if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
             console.print(f"{out} has no checkpoint yet: starting its training again from the beginning")
             return cfg, out, None
@@ -90,6 +91,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
     cfg = with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
     if data is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(data).resolve())})})
+    distributed.check(cfg)  # before anything is written or removed
     out = _run_dir(out, cfg)
     if not distributed.is_leader():  # rank 0 has checked and prepared the run directory
         return cfg, out, None
@@ -130,7 +132,6 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     leader = distributed.is_leader()
     with console_quiet(not leader):
         cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
-        distributed.check(cfg)
         try:
             return _train(cfg, out, ckpt, callbacks)
         except KeyboardInterrupt:  # Ctrl-C outside Lightning's loop (while preparing the data, say)

@@ -105,13 +105,13 @@ class ImageTask(L.LightningModule):
             })
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward["fn"](x)
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out = self._forward["fn"](x)
+        out = self(x)
         if isinstance(out, tuple):  # Inception-v3 in training: (main, auxiliary) logits
             out, aux = out
             loss = self.loss_fn(out, y) + AUX_WEIGHT * self.loss_fn(aux, y)
