@@ -23,7 +23,7 @@ import torch
 
 import cnnlab
 from cnnlab import demo
-from cnnlab.evaluation.compare import latency_ms
+from cnnlab.workflows.compare import latency_ms
 from common import SCRATCH, verdict
 
 REQUESTS, CONCURRENCY = 2000, 8

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from cnnlab.demo import as_flags
+from cnnlab.workflows.demo import as_flags
 from common import SCRATCH, mnist_5k, verdict
 
 # Exactly the demo's settings (cnnlab/demo.py), without the progress bar.

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 # The child trains through the Python API with a callback that SIGKILLs its own process at (epoch, batch):
 # batch None kills right after the epoch's checkpoints are written; "save" kills in the middle of writing
 # last.ckpt (after the temp file is written, before it replaces the old one).
@@ -46,6 +48,17 @@ cnnlab.train(data, out, callbacks=[Kill()], **settings)
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tensors_sha256(path: Path) -> str:
+    """The weights' own bytes (names, dtypes, shapes, values), without the file's metadata (the config)."""
+    from safetensors.torch import load_file
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(load_file(path).items()):
+        digest.update(f"{name}{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict) -> subprocess.CompletedProcess:

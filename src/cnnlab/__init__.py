@@ -4,6 +4,7 @@
     result = cnnlab.train("data/mnist", out="runs/mnist", epochs=5)
     metrics = cnnlab.evaluate("runs/mnist", "data/mnist")
     cnnlab.load("runs/mnist").predict(["digit.png"])
+    model = cnnlab.create_model("resnet18", num_outputs=10, input_size=64)
 
 Attributes are imported lazily, so ``cnnlab.load`` never pulls in Lightning.
 """
@@ -17,6 +18,7 @@ _LAZY = {
     "train": ("cnnlab.training.fit", "train"),
     "evaluate": ("cnnlab.evaluation.metrics", "evaluate"),
     "load": ("cnnlab.inference.predictor", "load"),
+    "create_model": ("cnnlab.models.registry", "create_model"),
     "load_config": ("cnnlab.config", "load_config"),
     "Config": ("cnnlab.config", "Config"),
     "CnnlabError": ("cnnlab.errors", "CnnlabError"),

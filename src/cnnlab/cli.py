@@ -4,6 +4,7 @@ Errors a person can fix are one line on stderr and exit code 2; ``--debug`` show
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
+from cnnlab import rundir
 from cnnlab.console import console, new_table, out
 from cnnlab.errors import CnnlabError, Interrupted
 
@@ -91,10 +93,10 @@ def parse_extra(args: List[str]) -> dict:
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the built-in sample datasets."""
-    from cnnlab.data.samples import DESCRIPTIONS
+    from cnnlab.data.samples import SAMPLES
 
     table = new_table("name", "description")
-    for name, text in DESCRIPTIONS.items():
+    for name, text in ((n, SAMPLES.description(n)) for n in SAMPLES.names()):
         table.add_row(name, text)
     out.print(table)
 
@@ -125,9 +127,10 @@ def augment_preview(
     from cnnlab.config import load_config
     from cnnlab.data.augment import describe
     from cnnlab.data.preview import preview
+    from cnnlab.models.registry import resolve_preprocessing
 
     cfg = load_config(config, parse_extra(ctx.args))
-    path = preview(cfg, data, out_file, images, versions)
+    path = preview(cfg, data, out_file, lambda probed: resolve_preprocessing(cfg, probed), images, versions)
     console.print(f"augmentation: {describe(cfg.augment)}")
     console.print(f"preview: {path}")
 
@@ -142,7 +145,7 @@ def diagnose_gradients(
 ) -> None:
     """Vanishing gradients: a plain and a residual CNN of the same depth, gradient norm per layer."""
     from cnnlab.evaluation.diagnostics import plot_experiment, vanishing_gradients
-    from cnnlab.models.layers import ACTIVATIONS
+    from cnnlab.layers import ACTIVATIONS
 
     ACTIVATIONS.get(activation)
     exp = vanishing_gradients(depth, activation, steps)
@@ -176,7 +179,9 @@ def compare(
     out_dir: Path = typer.Option(Path("compare"), "--out", "-o", help="Folder for the runs and the leaderboard."),
 ) -> None:
     """Train each model on the same split with the same budget; write a leaderboard (md, csv, html)."""
-    from cnnlab.evaluation.compare import _cells, COLUMNS, compare as run_compare
+    from cnnlab.workflows.compare import _cells, COLUMNS, compare as run_compare
+
+    quiet_lightning()
 
     overrides = parse_extra(ctx.args)
     if epochs is not None:
@@ -210,16 +215,12 @@ def plot_features(
     out_dir: Path = typer.Option(Path("features"), "--out", "-o", help="Folder for the PNGs."),
 ) -> None:
     """First-layer filters, and the feature maps of chosen layers for one image, before and after pooling."""
-    from cnnlab.data.images import BadImage
     from cnnlab.evaluation.features import plot_features as run_plot
     from cnnlab.inference.predictor import load
 
     if not image.is_file():
         raise CnnlabError(f"image not found: {image}")
-    try:
-        paths = run_plot(load(run, "cpu"), image, out_dir, layer)
-    except BadImage as exc:
-        raise CnnlabError(f"cannot use image {image}: {exc}") from None
+    paths = run_plot(load(run, "cpu"), image, out_dir, layer)  # an unreadable image: BadImage, naming it
     for p in paths:
         console.print(f"plot: {p}")
 
@@ -238,6 +239,8 @@ def train(
 ) -> None:
     """Train a model. Every config key is also a flag: --lr 0.01, --optim.schedule cosine, --dense 256,128 ..."""
     from cnnlab.training.fit import train as run_train
+
+    quiet_lightning()
 
     args = list(ctx.args)
     if data is not None and str(data).startswith("--"):  # no DATA (--resume): click took the first flag for it
@@ -311,8 +314,8 @@ def evaluate(
         console.print(f"no images of {', '.join(result['absent_classes'])}: n/a, and left out of the macro and "
                       f"weighted averages", soft_wrap=True)
     console.print(f"metrics: {result['file']}", soft_wrap=True)
-    if "confusion_matrix" in result and Path(result["file"]).name == "evaluation.json":
-        console.print(f"confusion matrix plot: {Path(run) / 'confusion_matrix.png'}")
+    if "confusion_matrix" in result and Path(result["file"]).name == rundir.EVALUATION:
+        console.print(f"confusion matrix plot: {Path(run) / rundir.CONFUSION}")
 
 
 def _expand(paths: List[Path]) -> List[Path]:
@@ -343,7 +346,7 @@ def predict(
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
 ) -> None:
     """Predict the class (and probability) of each image."""
-    from cnnlab.data.images import BadImage
+    from cnnlab.errors import BadImage
     from cnnlab.inference.predictor import load
 
     predictor = load(run, device=device, backend=backend)
@@ -353,7 +356,7 @@ def predict(
             tensors.append(predictor.preprocess(f))
             files.append(str(f))
         except BadImage as exc:
-            skipped.append(f"{f}: {exc}")
+            skipped.append(f"{f}: {exc.reason}")
     if not files:
         more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
         raise CnnlabError(f"none of the images could be read ({skipped[0]}{more})")
@@ -411,11 +414,7 @@ def serve(
     from cnnlab.inference.extras import require_serve
 
     require_serve("cnnlab serve")
-    import logging
-
     from cnnlab.inference.server import serve as run_server
-
-    logging.disable(logging.NOTSET)  # uvicorn's startup and access lines are the server's own output
 
     console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     from cnnlab.inference.predictor import resolve_device
@@ -433,7 +432,7 @@ def models() -> None:
     table = new_table("name", "description", "default input")
     for name in MODELS.names():
         e = MODELS.get(name)
-        table.add_row(name, e.description, f"{e.default_channels}x{e.default_size}x{e.default_size}")
+        table.add_row(name, e.description, f"{e.default_channels}x{e.size}x{e.size}")
     out.print(table)
 
 
@@ -448,7 +447,7 @@ def summary(
 ) -> None:
     """Each layer's output shape and parameter count, and the totals (like Keras' model.summary())."""
     from cnnlab.config import load_config
-    from cnnlab.models.registry import build_model, get_entry, resolve_preprocessing
+    from cnnlab.models.registry import create_model, get_entry
     from cnnlab.models.summary import summarize
 
     if Path(model).is_dir():
@@ -457,7 +456,7 @@ def summary(
         run = Run.open(model)
         net, pre = run.load_model(), run.pre
     else:
-        overrides = {"model": model}
+        overrides = {}
         if input_size:
             overrides["input_size"] = input_size
         if channels:
@@ -465,9 +464,8 @@ def summary(
         pretrained = get_entry(model).pretrained
         if head or pretrained:  # a backbone's own classifier: parameter counts as in the reference
             overrides["head"] = head or "original"
-        cfg = load_config(config, overrides)
-        pre = resolve_preprocessing(cfg)
-        net = build_model(cfg, pre, classes or (1000 if pretrained else 10))
+        net = create_model(model, classes or (1000 if pretrained else 10), load_config(config), **overrides)
+        pre = net.pre
     s = summarize(net, (pre.channels, *pre.size))
     table = new_table("layer", "type", "output shape", "params", title=f"{model}: input {pre.channels}x{pre.size[0]}x{pre.size[1]}")
     for row in s.rows:
@@ -498,12 +496,14 @@ def demo(
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's 15)."),
 ) -> None:
     """Export mnist-5k, train the default CNN, evaluate on the 1,000 test digits, print the metrics."""
-    from cnnlab import demo as demo_
+    from cnnlab.workflows import demo as demo_
+
+    quiet_lightning()
 
     data, result, metrics = demo_.run(directory, **({"epochs": epochs} if epochs else {}))
     _print_training(result)
     print_metrics(metrics)
-    console.print(f"confusion matrix plot: {result.run_dir / 'confusion_matrix.png'}")
+    console.print(f"confusion matrix plot: {result.run_dir / rundir.CONFUSION}")
     console.print(f"next: {_command()} predict {result.run_dir} {data / 'test' / '7'} --top-k 3", soft_wrap=True)
 
 
@@ -521,22 +521,58 @@ def _command() -> str:
         return str(mine)
 
 
-def quiet_third_parties() -> None:
-    """Without --debug, a person sees cnnlab's own lines: no warnings or info logs from the libraries."""
-    import logging
+class ConsoleHandler(logging.Handler):
+    """Log records as a person's lines on stderr: warnings marked in yellow, no markup read from messages.
+
+    Without --debug only cnnlab's own records pass; the libraries' info lines and warnings stay out.
+    """
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__(logging.DEBUG if debug else logging.INFO)
+        if not debug:
+            self.addFilter(lambda record: record.name == "cnnlab" or record.name.startswith("cnnlab."))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        line = Text(record.getMessage())
+        if record.levelno >= logging.WARNING:
+            line = Text.assemble(("warning: " if record.levelno == logging.WARNING else "error: ", "yellow"), line)
+        console.print(line, soft_wrap=True)
+
+
+def quiet_lightning() -> None:
+    """Lightning gives its "lightning" logger a stderr handler of its own when it is imported: without --debug
+    it keeps to warnings, like every other library here (call after importing the training code)."""
+    if not DEBUG:
+        for handler in logging.getLogger("lightning").handlers:
+            handler.setLevel(logging.WARNING)
+
+
+DEBUG = False
+
+
+def setup_output(debug: bool) -> None:
+    """What the CLI shows: cnnlab's log lines through rich, and (without --debug) no library warnings. A root
+    handler also keeps Lightning from adding its own when it is imported later."""
     import warnings
 
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # loader workers and other child processes too
-    logging.disable(logging.INFO)  # Lightning sets its loggers to INFO when it is imported, later
+    global DEBUG
+    DEBUG = debug
+    logging.getLogger("cnnlab").setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(ConsoleHandler(debug))
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not debug:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # loader workers and other child processes too
 
 
 def main() -> None:
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
-    else:
-        quiet_third_parties()
+    setup_output(debug)
     try:
         app()
     except Interrupted as exc:

@@ -11,9 +11,29 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cnnlab.errors import CnnlabError
+from cnnlab.augmentations import PRESETS
+from cnnlab.errors import ConfigError, UnknownName
+from cnnlab.layers import ACTIVATIONS, POOLING
+from cnnlab.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.registry import Registry
+
+SCHEMA_VERSION = 2  # of config.yaml in a run directory; 1: the runs before it carried a version
+
+# The keys whose values are registry names: validated by, and documented from, the registry itself.
+NAMED: dict[str, Registry] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "pool": POOLING,
+                              "activation": ACTIVATIONS, "preset": PRESETS}
+
+
+def _named(value: Any, info) -> Any:
+    """A registry-named key's value must be a registered name (None: the default applies)."""
+    if value is None:
+        return value
+    try:
+        return NAMED[info.field_name].check(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class _Strict(BaseModel):
@@ -30,7 +50,9 @@ class ConvBlock(_Strict):
         "same", description='same (keep the size), valid (none) or pixels')
     repeat: int = Field(1, gt=0, description='convolutions in the block before pooling')
     batch_norm: Optional[bool] = Field(None, description="batch normalisation (default: the model's)")
-    pool: Optional[Literal["max", "avg", "none"]] = Field(None, description="pooling (default: the model's)")
+    pool: Optional[str] = Field(None, description="pooling (default: the model's)")
+
+    _check_pool = field_validator("pool")(_named)
 
 
 class DataConfig(_Strict):
@@ -47,6 +69,13 @@ class DataConfig(_Strict):
     cache_limit_mb: int = Field(2048, gt=0, description='largest decoded dataset kept in memory with cache auto, in MB')
     target_column: Optional[str] = Field(None, description='CSV manifest column holding the label or target')
 
+    @model_validator(mode="after")
+    def _splits_leave_training_images(self) -> "DataConfig":
+        if self.val_split + self.test_split >= 1:
+            raise ValueError(f"val_split {self.val_split:g} + test_split {self.test_split:g} leave no training "
+                             f"images: their sum must be below 1 (e.g. 0.1 and 0.1)")
+        return self
+
 
 class ModelConfig(_Strict):
     name: str = Field("cnn-small", description='model to build (see: cnnlab models)')
@@ -54,7 +83,7 @@ class ModelConfig(_Strict):
     blocks: Optional[list[ConvBlock]] = Field(
         None, description="the custom CNN's convolution blocks (default: the preset's)")
     batch_norm: bool = Field(True, description="batch normalisation after each convolution")
-    pool: Literal["max", "avg", "none"] = Field("max", description="pooling after each block")
+    pool: str = Field("max", description="pooling after each block")
     pool_size: int = Field(2, gt=0, description='pooling window')
     pool_stride: Optional[int] = Field(None, gt=0, description='pooling stride (default: the window)')
     residual: bool = Field(False, description='skip connections around each block')
@@ -70,6 +99,8 @@ class ModelConfig(_Strict):
     weights: Optional[str] = Field(
         None, description='starting weights: imagenet, none, a .safetensors/.pth file or a run directory (default: imagenet for backbones)')
 
+    _check_names = field_validator("activation", "pool")(_named)
+
     @field_validator("dense", mode="before")
     @classmethod
     def _one_layer_as_list(cls, value: Any) -> Any:
@@ -77,15 +108,16 @@ class ModelConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adam", description='optimiser')
+    optimizer: str = Field("adam", description='optimiser')
     lr: float = Field(1e-3, gt=0.0, description='learning rate')
     weight_decay: float = Field(0.0, ge=0.0, description='L2 weight decay')
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description='momentum (sgd, rmsprop)')
     nesterov: bool = Field(False, description='Nesterov momentum (sgd)')
-    schedule: Literal["none", "step", "cosine", "plateau", "onecycle"] = Field(
-        "none", description='learning-rate schedule')
+    schedule: str = Field("none", description='learning-rate schedule')
     step_size: int = Field(10, gt=0, description='epochs between step-schedule decays')
     gamma: float = Field(0.1, gt=0.0, le=1.0, description='decay factor of the step and plateau schedules')
+
+    _check_names = field_validator("optimizer", "schedule")(_named)
 
 
 class TrainConfig(_Strict):
@@ -128,8 +160,7 @@ class TransferConfig(_Strict):
 class AugmentConfig(_Strict):
     """Training-time augmentation: a preset, with any operation set explicitly on top of it."""
 
-    preset: Literal["none", "light", "standard", "strong"] = Field(
-        "none", description='augmentation preset; every operation below goes on top of it')
+    preset: str = Field("none", description='augmentation preset; every operation below goes on top of it')
     rotation: Optional[float] = Field(None, ge=0.0, le=180.0, description='random rotation, degrees +/-')
     translate: Optional[float] = Field(None, ge=0.0, lt=1.0, description='random shift, fraction of width/height +/-')
     zoom: Optional[tuple[float, float]] = Field(None, description='random scale range, e.g. [0.9, 1.1]')
@@ -146,6 +177,8 @@ class AugmentConfig(_Strict):
     # there (GPU: the CPU only decodes); auto = the device when it is not the CPU
     where: Literal["auto", "loader", "device"] = Field(
         "auto", description='augment in the data loader (CPU) or on the device after the copy; auto: the device when not the CPU')
+
+    _check_preset = field_validator("preset")(_named)
 
     @field_validator("zoom", "crop_scale")
     @classmethod
@@ -175,7 +208,8 @@ class Config(_Strict):
         return self.transfer.head_epochs or max(1, self.train.epochs // 3)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The config as a run directory keeps it: with its schema version first."""
+        return yaml.safe_dump({"schema_version": SCHEMA_VERSION, **self.model_dump(mode="json")}, sort_keys=False)
 
 
 _SECTIONS = ("data", "model", "optim", "train", "augment", "transfer")
@@ -206,7 +240,9 @@ class KeyDoc:
     description: str
 
 
-def _allowed(annotation: Any) -> str:
+def _allowed(annotation: Any, name: str = "") -> str:
+    if name in NAMED:
+        return "|".join(NAMED[name].names())
     args = [a for a in get_args(annotation) if a is not type(None)]
     if get_origin(annotation) is Literal:
         return "|".join(map(str, get_args(annotation)))
@@ -222,11 +258,11 @@ def _allowed(annotation: Any) -> str:
 def key_docs() -> list[KeyDoc]:
     """Every config key with its default, its allowed values and its one line of meaning, by section:
     the one source of ``cnnlab config`` and ``cnnlab train --help``."""
-    docs = [KeyDoc("", n, f.default, _allowed(f.annotation), f.description or "")
+    docs = [KeyDoc("", n, f.default, _allowed(f.annotation, n), f.description or "")
             for n, f in Config.model_fields.items() if n not in _SECTIONS]
     for section in _SECTIONS:
         for n, f in Config.model_fields[section].annotation.model_fields.items():
-            docs.append(KeyDoc(section, n, f.default, _allowed(f.annotation), f.description or ""))
+            docs.append(KeyDoc(section, n, f.default, _allowed(f.annotation, n), f.description or ""))
     return docs
 
 
@@ -259,7 +295,7 @@ def _resolve_key(key: str) -> str:
     valid = all_keys()
     close = difflib.get_close_matches(key, valid + list(paths), n=1)
     maybe = f" Did you mean '{close[0]}'?" if close else ""
-    raise CnnlabError(f"unknown config key '{key}'.{maybe} Valid keys: {', '.join(valid)}")
+    raise UnknownName(f"unknown config key '{key}'.{maybe} Valid keys: {', '.join(valid)}")
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -268,7 +304,7 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise CnnlabError(f"config key '{part}' must be a mapping, got {node!r}")
+            raise ConfigError(f"config key '{part}' must be a mapping, got {node!r}")
     node[leaf] = value
 
 
@@ -282,7 +318,7 @@ def _check_keys(tree: dict, prefix: str = "") -> None:
         elif dotted not in valid:
             close = difflib.get_close_matches(dotted, sorted(valid), n=1)
             maybe = f" Did you mean '{close[0]}'?" if close else ""
-            raise CnnlabError(f"unknown config key '{dotted}'.{maybe} Valid keys: {', '.join(sorted(valid))}")
+            raise UnknownName(f"unknown config key '{dotted}'.{maybe} Valid keys: {', '.join(sorted(valid))}")
 
 
 def parse_value(text: str) -> Any:
@@ -302,30 +338,55 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise CnnlabError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path}")
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise CnnlabError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(tree, dict):
-            raise CnnlabError(f"config file {path} must hold a mapping of keys, got {type(tree).__name__}")
+            raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(tree).__name__}")
+        tree = migrate(tree)  # a run's config.yaml, of this or an older version
         _check_keys(tree)
     return with_overrides(tree, overrides)
 
 
 def with_overrides(base: "Config | dict", overrides: dict[str, Any] | None) -> Config:
     """A config (or its tree) with ``{flag name: value}`` overrides applied and validated."""
-    tree = base.model_dump(mode="json") if isinstance(base, Config) else base
+    # Only the keys set so far: a preset fills in what nobody set (defaults do not count as choices).
+    tree = base.model_dump(mode="json", exclude_unset=True) if isinstance(base, Config) else base
     for key, value in (overrides or {}).items():
         _set(tree, _resolve_key(key), value)
     return validate(tree)
 
 
+# schema version -> the function that brings a config tree of that version to the next one. Version 2 only
+# added keys (train.channels_last, train.compile) whose defaults keep version-1 runs as they were.
+MIGRATIONS = {1: lambda tree: tree}
+
+
+def migrate(tree: dict) -> dict:
+    """A config tree of any schema version this cnnlab knows, as the current version (without the key)."""
+    tree = dict(tree)
+    version = tree.pop("schema_version", 1)  # runs written before the version was recorded are version 1
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"invalid schema_version {version!r}: a positive whole number")
+    if version > SCHEMA_VERSION:
+        raise ConfigError(f"this config is schema version {version}, newer than this cnnlab reads ({SCHEMA_VERSION}):"
+                          f" upgrade cnnlab (pip install -U cnnlab) to use it")
+    for step in range(version, SCHEMA_VERSION):
+        tree = MIGRATIONS[step](tree)
+    return tree
+
+
 def validate(tree: dict) -> Config:
+    tree = migrate(tree)
     _check_keys(tree)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise CnnlabError(f"invalid value for '{where}': {err.get('input')!r} ({err['msg']})") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if isinstance(err.get("input"), dict):  # a rule across keys: the message names them
+            raise ConfigError(f"invalid config in '{where}': {msg}") from None
+        raise ConfigError(f"invalid value for '{where}': {err.get('input')!r} ({msg})") from None

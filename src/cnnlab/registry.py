@@ -1,14 +1,16 @@
-"""Name -> builder registries (models, activations, optimisers, schedules, augmentations).
+"""Name -> builder registries (models, activations, pooling, optimisers, schedules, augmentations, datasets).
 
-Same shape as timm's ``@register_model``: a small function per entry, looked up by name,
-and an unknown name is an error that lists the known ones.
+Same shape as timm's ``@register_model``: a small function per entry, looked up by name, and an
+unknown name is an error that lists the known ones. A registry is the only list of its names: config
+validation, ``--help`` and the tests all ask it. An entry may carry a one-line description.
 """
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, TypeVar
+import inspect
+from typing import Any, Callable, Generic, TypeVar
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import ConfigError, UnknownName
 
 T = TypeVar("T", bound=Callable)
 
@@ -18,13 +20,15 @@ class Registry(Generic[T]):
         self.kind = kind
         self.hint = hint
         self._entries: dict[str, T] = {}
+        self._descriptions: dict[str, str] = {}
 
-    def register(self, name: str | None = None, *aliases: str) -> Callable[[T], T]:
+    def register(self, name: str | None = None, *aliases: str, description: str = "") -> Callable[[T], T]:
         def add(fn: T) -> T:
             for key in (name or fn.__name__, *aliases):
                 if key in self._entries:
                     raise ValueError(f"{self.kind} '{key}' is registered twice")
                 self._entries[key] = fn
+                self._descriptions[key] = description
             return fn
 
         return add
@@ -33,7 +37,27 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise CnnlabError(self.unknown_message(name)) from None
+            raise UnknownName(self.unknown_message(name)) from None
+
+    def check(self, name: str) -> str:
+        """``name`` if it is registered, else the UnknownName error (for validators)."""
+        self.get(name)
+        return name
+
+    def build(self, name: str, **options: Any):
+        """Call the entry with ``options``, each checked against its signature first (a wrong option is a
+        ConfigError naming the valid ones; a TypeError from inside the builder stays a bug, not a bad option)."""
+        fn = self.get(name)
+        params = inspect.signature(fn).parameters
+        unknown = [k for k in options if k not in params]
+        if unknown:
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for {self.kind} "
+                              f"'{name}': it takes {', '.join(params) or 'none'}")
+        return fn(**options)
+
+    def description(self, name: str) -> str:
+        self.get(name)
+        return self._descriptions[name]
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self.names(), n=1)
@@ -43,6 +67,14 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def canonical_names(self) -> list[str]:
+        """One name per builder (the one it was registered under first), sorted: aliases left out."""
+        return sorted({fn: name for name, fn in reversed(list(self._entries.items()))}.values())
+
+    def builders(self) -> list[T]:
+        """Each builder once (an entry registered under several names counts once), in registration order."""
+        return list(dict.fromkeys(self._entries.values()))
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

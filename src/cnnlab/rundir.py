@@ -26,15 +26,16 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 import torch
 from safetensors.torch import save
 
 from cnnlab import files
-from cnnlab.config import Config, validate
-from cnnlab.errors import CnnlabError
-from cnnlab.models.preprocess import ImageModel, Preprocessing
+from cnnlab.config import SCHEMA_VERSION, Config, validate
+from cnnlab.errors import RunDirError, WeightsError
+from cnnlab.models.preprocess import ImageModel
+from cnnlab.preprocessing import Preprocessing
 
 CONFIG = "config.yaml"
 CLASSES = "classes.json"
@@ -48,6 +49,11 @@ CHECKPOINTS = "checkpoints"
 EVALUATION = "evaluation.json"  # the run's own held-out evaluation: its headline
 EVALUATIONS = "evaluations"  # evaluations/<data>.json: other data, or the training images (--split all)
 BEST, LAST = "best", "last"  # checkpoints/best.ckpt, checkpoints/last.ckpt
+GRADIENTS = "gradients.csv"
+CONFUSION, CONFUSION_NORMALIZED = "confusion_matrix.png", "confusion_matrix_normalized.png"
+REPORT = "report.html"
+EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json and the preprocessing
+ONNX, TORCHSCRIPT, EXPORT_INFO = "model.onnx", "model.torchscript.pt", "export.json"
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
 
 
@@ -60,14 +66,36 @@ def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
 
 
-def save_weights(module: torch.nn.Module, path: Path) -> None:
-    """The weights as safetensors, atomically; non-finite weights are never written."""
+WEIGHTS_METADATA_KEY = "cnnlab"
+
+
+def weights_metadata(config: Config, pre: Preprocessing, classes: list[str]) -> dict[str, str]:
+    """What makes model.safetensors describe itself when it travels alone: the schema version, the resolved
+    config, the preprocessing and the class names. One metadata key holding one JSON text: safetensors
+    writes its metadata map in no fixed order, and a single entry keeps the file's bytes reproducible."""
+    info = {"schema_version": SCHEMA_VERSION, "config": config.model_dump(mode="json"), "preprocessing": pre.to_dict(),
+            "classes": classes}
+    return {WEIGHTS_METADATA_KEY: files.dumps(info)}
+
+
+def read_weights_metadata(path: Path) -> dict:
+    """The metadata ``weights_metadata`` wrote into a weights file ({} for files without it)."""
+    from safetensors import safe_open
+
+    files.check_safetensors(path)
+    with safe_open(str(path), "pt") as f:
+        text = (f.metadata() or {}).get(WEIGHTS_METADATA_KEY)
+    return json.loads(text) if text else {}
+
+
+def save_weights(module: torch.nn.Module, path: Path, metadata: Optional[dict[str, str]] = None) -> None:
+    """The weights as safetensors, atomically, with ``metadata``; non-finite weights are never written."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     broken = non_finite(state)
     if broken:
-        raise CnnlabError(f"not writing {path}: {len(broken)} tensors hold NaN or infinite values "
+        raise RunDirError(f"not writing {path}: {len(broken)} tensors hold NaN or infinite values "
                           f"(first: {broken[0]}); training diverged")
-    files.write_bytes(path, save(state))
+    files.write_bytes(path, save(state, metadata=metadata))
 
 
 def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable]) -> None:
@@ -96,11 +124,11 @@ class Run:
     def open(cls, path: Union[str, Path]) -> "Run":
         path = Path(path).expanduser()
         if not path.is_dir():
-            raise CnnlabError(f"run directory not found: {path} (train one with: cnnlab train DATA --out {path})")
+            raise RunDirError(f"run directory not found: {path} (train one with: cnnlab train DATA --out {path})")
         missing = [name for name in REQUIRED if not (path / name).is_file()]
         if missing:
             hint = " (training may not have finished; try: cnnlab train --resume)" if (path / CONFIG).is_file() else ""
-            raise CnnlabError(f"{path} is not a complete cnnlab run directory: missing {', '.join(missing)}{hint}")
+            raise RunDirError(f"{path} is not a complete cnnlab run directory: missing {', '.join(missing)}{hint}")
         import yaml
 
         config = validate(yaml.safe_load((path / CONFIG).read_text()) or {})
@@ -121,6 +149,17 @@ class Run:
     def training_info(self) -> dict:
         return self.training_file(self.path)
 
+    def evaluation(self) -> dict:
+        """The run's headline evaluation (evaluation.json), or {} before ``cnnlab evaluate``."""
+        file = self.path / EVALUATION
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def gradients(self) -> list[dict]:
+        return read_csv(self.path / GRADIENTS)
+
+    def export_dir(self) -> Path:
+        return self.path / EXPORT
+
     @staticmethod
     def training_file(path: Path) -> dict:
         file = Path(path) / TRAINING
@@ -133,13 +172,13 @@ class Run:
         state = files.load_safetensors(self.path / WEIGHTS)
         broken = non_finite(state)
         if broken:
-            raise CnnlabError(f"{self.path / WEIGHTS} holds NaN or infinite values ({len(broken)} tensors, first: "
+            raise WeightsError(f"{self.path / WEIGHTS} holds NaN or infinite values ({len(broken)} tensors, first: "
                               f"{broken[0]}): the model cannot predict; train it again with a lower --lr")
         try:
             model.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-            raise CnnlabError(
+            raise WeightsError(
                 f"the weights in {self.path / WEIGHTS} do not fit model '{self.config.model.name}' as configured in "
                 f"{self.path / CONFIG} ({first}); was the run directory mixed with another model's files?"
             ) from None

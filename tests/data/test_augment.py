@@ -3,9 +3,10 @@ import torch
 
 import cnnlab
 from cnnlab.config import AugmentConfig, load_config
-from cnnlab.data.augment import PRESETS, build_augmentation, resolved
+from cnnlab.augmentations import OPERATIONS, PRESETS
+from cnnlab.data.augment import build_augmentation, resolved
 from cnnlab.data.prepare import prepare
-from cnnlab.data.preview import preview
+from cnnlab.data.preview import preview, preview_rows
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import resolve_preprocessing
 from conftest import TINY
@@ -23,10 +24,10 @@ def test_none_means_no_transform():
 def test_explicit_operations_override_the_preset():
     ops = resolved(AugmentConfig(preset="standard", rotation=30.0, hflip=0.0))
     assert ops["rotation"] == 30.0 and "hflip" not in ops
-    assert ops["translate"] == PRESETS["standard"]["translate"]
+    assert ops["translate"] == PRESETS.get("standard")()["translate"]
 
 
-@pytest.mark.parametrize("preset", ["light", "standard", "strong"])
+@pytest.mark.parametrize("preset", [p for p in PRESETS.names() if p != "none"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_presets_change_images_and_keep_their_shape(preset, channels):
     x = _batch(channels=channels)
@@ -35,11 +36,18 @@ def test_presets_change_images_and_keep_their_shape(preset, channels):
     assert not torch.equal(out, x)
 
 
-@pytest.mark.parametrize("op,value", [
-    ("rotation", 45.0), ("translate", 0.3), ("zoom", (0.5, 0.6)), ("crop_scale", (0.2, 0.3)), ("hflip", 1.0),
-    ("vflip", 1.0), ("brightness", 0.8), ("contrast", 0.8), ("saturation", 0.9), ("hue", 0.4), ("noise", 0.2),
-])
-def test_each_operation_changes_the_image(op, value):
+STRONG = {"rotation": 45.0, "translate": 0.3, "zoom": (0.5, 0.6), "crop_scale": (0.2, 0.3), "hflip": 1.0,
+          "vflip": 1.0, "brightness": 0.8, "contrast": 0.8, "saturation": 0.9, "hue": 0.4, "noise": 0.2}
+
+
+def test_the_operations_registry_is_every_augment_key():
+    keys = set(AugmentConfig.model_fields) - {"preset", "group", "where"}
+    assert set(OPERATIONS.names()) == keys == set(STRONG)  # a new operation needs a value below
+
+
+@pytest.mark.parametrize("op", OPERATIONS.names())
+def test_each_operation_changes_the_image(op):
+    value = STRONG[op]
     x = _batch()
     torch.manual_seed(1)
     out = build_augmentation(AugmentConfig(**{op: value}), 3, (16, 16))(x.clone())
@@ -70,7 +78,7 @@ def test_reproducible_under_a_seed():
 
 
 @pytest.mark.parametrize("flags,message", [
-    ({"augment": "fancy"}, "'augment.preset'.*'none', 'light', 'standard' or 'strong'"),
+    ({"augment": "fancy"}, "'augment.preset'.*unknown augmentation preset 'fancy'. Known: light, none, standard, strong"),
     ({"rotation": -5}, "'augment.rotation'"),
     ({"crop_scale": [0.5, 1.5]}, "'augment.crop_scale'.*max <= 1"),
     ({"shear": 3}, "unknown config key 'shear'"),
@@ -109,13 +117,22 @@ def test_training_batches_are_augmented_and_evaluation_batches_are_not(tmp_path,
     assert "vflip: 1.0" in (result.run_dir / "config.yaml").read_text()
 
 
-def test_preview_grid_has_one_row_per_image(tmp_path, shapes_dir):
+def test_preview_shows_each_image_then_versions_that_differ_from_it(tmp_path, shapes_dir):
     cfg = load_config(None, {"augment": "strong"})
-    out = preview(cfg, shapes_dir, tmp_path / "grid.png", images=3, versions=4)
+    resolve = lambda probed: resolve_preprocessing(cfg, probed)  # noqa: E731
+    rows = preview_rows(cfg, shapes_dir, resolve, images=3, versions=4)
+    assert len(rows) == 3 and all(r.shape == (5, 3, 16, 16) and r.dtype == torch.uint8 for r in rows)
+    for row in rows:  # every augmented copy differs from its original (strong: rotation, jitter, noise)
+        assert all(not torch.equal(row[0], copy) for copy in row[1:])
+    labels = {p.parent.name for p in sorted(shapes_dir.rglob("*.png"))}
+    originals = {bytes(r[0].numpy()) for r in rows}
+    assert len(originals) == 3 and len(labels) == 3  # one image per class first: three different images
+
+    out = preview(cfg, shapes_dir, tmp_path / "grid.png", resolve, images=3, versions=4)
     from PIL import Image
 
-    w, h = Image.open(out).size
-    assert w > h and h > 3 * 96  # 3 rows of enlarged 16px images, 5 columns
+    # 16px tiles enlarged to 96px, 4px padding: 5 columns and 3 rows
+    assert Image.open(out).size == (5 * 96 + 6 * 4, 3 * 96 + 4 * 4)
 
 
 def test_augmented_training_is_reproducible_with_loader_workers(tmp_path, bars):

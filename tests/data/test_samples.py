@@ -38,7 +38,7 @@ def test_shapes_are_seeded_and_configurable():
 def test_shapes_bad_options():
     with pytest.raises(CnnlabError, match="shapes classes"):
         load("shapes", classes="circle,blob")
-    with pytest.raises(CnnlabError, match="bad option for dataset 'shapes'"):
+    with pytest.raises(CnnlabError, match="unknown option colour for dataset 'shapes': it takes seed, size, count, classes"):
         load("shapes", colour=3)
 
 

@@ -27,8 +27,9 @@ def test_training_records_gradient_norms_per_layer(tmp_path, bars):
     assert all(float(rows[0][k]) > 0 for k in layers)
 
 
-def test_vanishing_gradient_warning(tmp_path, bars, capsys):
+def test_vanishing_gradient_warning(tmp_path, bars, caplog):
     deep = [{"filters": 4, "pool": "none"}] * 12
     cnnlab.train(bars, tmp_path / "run", epochs=1, gradient_every=1, activation="sigmoid", batch_norm=False,
                  progress=False, blocks=deep, dense=[8], dropout=0.0)
-    assert "likely vanishing gradients" in capsys.readouterr().err
+    warned = [r for r in caplog.records if "likely vanishing gradients" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelname == "WARNING" and warned[0].name.startswith("cnnlab.")

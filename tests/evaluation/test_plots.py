@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -23,9 +24,20 @@ def test_activation_derivatives_match_their_formulas():
 
 
 def test_activations_plot_has_a_panel_per_function(tmp_path):
+    from cnnlab.layers import ACTIVATIONS
+    from cnnlab.evaluation.plots import ACTIVATION_DPI, PANEL_INCHES, PANELS_PER_ROW
+
+    names = ACTIVATIONS.canonical_names()
+    assert {"gelu", "swish", "relu", "glu"} <= set(names) and "silu" not in names  # silu: swish's alias
     path = activations_png(tmp_path / "a.png")
     w, h = Image.open(path).size
-    assert w > 1000 and h > 600
+    rows = -(-len(names) // PANELS_PER_ROW)
+    assert (w, h) == (round(PANEL_INCHES[0] * PANELS_PER_ROW * ACTIVATION_DPI), round(PANEL_INCHES[1] * rows * ACTIVATION_DPI))
+    pixels = np.asarray(Image.open(path).convert("L"))
+    panel_h, panel_w = h // rows, w // PANELS_PER_ROW
+    for i in range(len(names)):  # every panel holds a drawn curve, not a blank
+        r, c = divmod(i, PANELS_PER_ROW)
+        assert pixels[r * panel_h:(r + 1) * panel_h, c * panel_w:(c + 1) * panel_w].min() < 128, names[i]
 
 
 def test_feature_maps_before_and_after_pooling(tiny_run, bars, tmp_path):

@@ -3,11 +3,13 @@ import torch
 
 from cnnlab.config import load_config
 from cnnlab.errors import CnnlabError
-from cnnlab.models.registry import build_model, resolve_preprocessing
+from cnnlab.models.backbones import SPECS, num_params
+from cnnlab.models.registry import build_model, create_model, resolve_preprocessing
 
-# Parameter counts of the reference implementations with their 1000-class heads.
-REFERENCE = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "vgg16": 138_357_544,
-             "inception_v3": 27_161_264, "xception": 22_855_952}
+# Parameter counts of the reference implementations with their 1000-class heads: torchvision's weights
+# metadata states them; Xception's (timm) is the published figure.
+REFERENCE = {name: num_params(spec) for name, spec in SPECS.items() if num_params(spec) is not None}
+REFERENCE["xception"] = 22_855_952
 
 
 def build(name, num_outputs=3, **overrides):
@@ -41,6 +43,42 @@ def test_inception_auxiliary_head_only_in_training():
         assert model.eval()(x).shape == (2, 4)
     small, _ = build("inception_v3", 4, input_size=140)
     assert small.net.aux is None  # too small for the auxiliary head: trained without it
+
+
+def test_the_reference_counts_come_from_the_weights_metadata():
+    assert REFERENCE["resnet50"] == 25_557_032 and REFERENCE["vgg16"] == 138_357_544
+    assert set(REFERENCE) == set(SPECS)  # every backbone is counted
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_each_backbone_takes_its_preprocessing_from_its_library(name):
+    import torchvision
+
+    spec, data = SPECS[name], SPECS[name].data
+    if spec.source == "torchvision":
+        t = torchvision.models.get_weight(spec.weights).transforms()
+        assert (data.size, data.interpolation) == (t.crop_size[0], t.interpolation.value)
+        if spec.normalize is None:
+            assert (list(data.mean), list(data.std)) == (list(t.mean), list(t.std))
+    else:
+        import timm
+        from timm.data import resolve_model_data_config
+
+        cfg = resolve_model_data_config(timm.create_model(spec.arch, pretrained=False))
+        assert (data.size, data.mean, data.std, data.interpolation) == (
+            cfg["input_size"][-1], tuple(cfg["mean"]), tuple(cfg["std"]), cfg["interpolation"])
+
+
+def test_create_model_builds_by_name_with_overrides():
+    model = create_model("resnet18", 5, input_size=64, dense=[32])
+    assert model.pre.size == (64, 64) and model.pre.channels == 3
+    out = model.eval()(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    assert out.shape == (2, 5)
+    assert [m.out_features for m in model.net.head if isinstance(m, torch.nn.Linear)] == [32, 5]
+    small = create_model("lenet5", 10)
+    assert sum(p.numel() for p in small.parameters()) == 61_706  # LeNet-5 at 28x28 (the preset applies)
+    with pytest.raises(CnnlabError, match="unknown model 'resnet19'"):
+        create_model("resnet19", 2)
 
 
 def test_each_backbone_carries_its_preprocessing():

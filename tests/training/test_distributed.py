@@ -163,7 +163,6 @@ def test_two_nodes_with_the_standard_environment_match_one_process_exactly(digit
 
     cnnlab.train(digits / "train", tmp_path / "one", **settings)
     two, one = load_file(tmp_path / "nodes" / rundir.WEIGHTS), load_file(tmp_path / "one" / rundir.WEIGHTS)
-    start = cnnlab.load(tmp_path / "one").model  # noqa: F841 - loads: the weights are a usable model
     assert two.keys() == one.keys()
     moved = max(float((one[k] - two[k]).abs().max()) for k in one)
     assert moved < 1e-4, moved
@@ -208,6 +207,6 @@ def test_transfer_strategies_under_ddp_keep_every_replica_equal(digits, tmp_path
     head = sum(p.numel() for n, p in cnnlab.load(source).model.named_parameters() if ".head." in f".{n}")
     if strategy == "two-phase":  # the top block joined after the head-only epoch
         assert seen["trainable"] > head
-    else:
-        assert "cached features" in proc.stdout + proc.stderr and seen["trainable"] <= head
+    else:  # the cached head alone trains: its parameters are the whole trainable model
+        assert seen["trainable"] <= head
     assert torch.isfinite(torch.tensor(seen["sums"])).all()

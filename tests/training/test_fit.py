@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import cnnlab
 from conftest import TINY, write_images
 from cnnlab import rundir
 from cnnlab.errors import CnnlabError
+from cnnlab.optim import OPTIMIZERS, SCHEDULES
 
 
 def test_run_directory_holds_everything_later_stages_need(tiny_run):
@@ -101,19 +103,71 @@ def test_early_stopping_when_the_loss_stops_changing(tmp_path, bars):
     assert json.loads((result.run_dir / rundir.TRAINING).read_text())["stopped_early"] is True
 
 
-@pytest.mark.parametrize("optimizer,schedule", [
-    ("sgd", "step"), ("adam", "cosine"), ("adamw", "plateau"), ("rmsprop", "onecycle"), ("sgd", "none"),
-])
-def test_optimizers_and_schedules(tmp_path, bars, optimizer, schedule):
-    result = cnnlab.train(bars, tmp_path / "run", epochs=2, optimizer=optimizer, schedule=schedule, step_size=1,
-                          gamma=0.5, nesterov=True, **TINY)
+class Optimiser(Callback):
+    """The optimiser and schedulers Lightning trains with, and the steps an epoch."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.optimizer, self.schedulers = trainer.optimizers[0], trainer.lr_scheduler_configs
+        self.steps = trainer.num_training_batches
+
+
+OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                     "rmsprop": torch.optim.RMSprop}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_each_optimizer_is_built_with_the_configured_hyperparameters(tmp_path, bars, name):
+    seen = Optimiser()
+    cnnlab.train(bars, tmp_path / "run", epochs=1, optimizer=name, lr=0.02, weight_decay=0.003, momentum=0.8,
+                 nesterov=True, callbacks=[seen], **TINY)
+    assert type(seen.optimizer) is OPTIMIZER_CLASSES[name]
+    group = seen.optimizer.param_groups[0]
+    assert group["lr"] == 0.02 and group["weight_decay"] == 0.003
+    if name in ("sgd", "rmsprop"):
+        assert group["momentum"] == 0.8
+    if name == "sgd":
+        assert group["nesterov"] is True
+
+
+def _expected_lrs(name: str, lr: float, epochs: int, steps: int, val_losses: list[float]) -> list[float]:
+    """The rate each epoch starts with: closed forms, and torch's own schedulers replayed as the oracle
+    where the rate depends on the run (plateau: the validation losses) or on every step (onecycle)."""
+    if name == "none":
+        return [lr] * epochs
+    if name == "step":  # step_size 1, gamma 0.5
+        return [lr * 0.5 ** e for e in range(epochs)]
+    if name == "cosine":
+        return [lr * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    if name == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+        out = []
+        for loss in val_losses:
+            out.append(opt.param_groups[0]["lr"])
+            sched.step(loss)
+        return out
+    assert name == "onecycle", f"no expected rates for schedule {name}: add them here"
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    out = []
+    for step in range(epochs * steps):
+        if step % steps == 0:
+            out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+def test_each_schedule_sets_the_rate_of_each_epoch_by_its_formula(tmp_path, bars, name):
+    seen = Optimiser()
+    result = cnnlab.train(bars, tmp_path / "run", epochs=4, optimizer="sgd", lr=0.05, schedule=name, step_size=1,
+                          gamma=0.5, callbacks=[seen], **TINY)
     rows = rundir.read_csv(result.run_dir / rundir.METRICS)
-    lrs = [float(r["lr"]) for r in rows]
-    assert len(rows) == 2
-    if schedule == "step":
-        assert lrs[1] == pytest.approx(lrs[0] * 0.5)
-    if schedule in ("none", "plateau"):
-        assert lrs[0] == lrs[1] == pytest.approx(1e-3)
+    expected = _expected_lrs(name, 0.05, 4, seen.steps, [float(r["val_loss"]) for r in rows])
+    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-5)
+    kinds = {s.scheduler.__class__.__name__ for s in seen.schedulers}
+    assert kinds == {"none": set(), "step": {"StepLR"}, "cosine": {"CosineAnnealingLR"},
+                     "plateau": {"ReduceLROnPlateau"}, "onecycle": {"OneCycleLR"}}[name]
 
 
 class _Crash(Callback):

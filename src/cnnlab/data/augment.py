@@ -13,24 +13,14 @@ from typing import Optional
 import torch
 from torchvision.transforms import v2
 
+from cnnlab.augmentations import OPERATIONS, PRESETS
 from cnnlab.config import AugmentConfig
-
-PRESETS: dict[str, dict] = {
-    "none": {},
-    "light": {"rotation": 5.0, "translate": 0.05, "hflip": 0.5},
-    "standard": {"rotation": 10.0, "translate": 0.1, "zoom": (0.9, 1.1), "hflip": 0.5,
-                 "brightness": 0.2, "contrast": 0.2},
-    "strong": {"rotation": 20.0, "translate": 0.15, "zoom": (0.8, 1.2), "hflip": 0.5, "brightness": 0.3,
-               "contrast": 0.3, "saturation": 0.3, "hue": 0.05, "noise": 0.03},
-}
-OPERATIONS = ("rotation", "translate", "zoom", "crop_scale", "hflip", "vflip", "brightness", "contrast",
-              "saturation", "hue", "noise")
 
 
 def resolved(cfg: AugmentConfig) -> dict:
     """The preset's operations, with every operation the config sets explicitly on top."""
-    ops = dict(PRESETS[cfg.preset])
-    ops.update({k: getattr(cfg, k) for k in OPERATIONS if getattr(cfg, k) is not None})
+    ops = dict(PRESETS.get(cfg.preset)())
+    ops.update({k: getattr(cfg, k) for k in OPERATIONS.names() if getattr(cfg, k) is not None})
     return {k: v for k, v in ops.items() if v not in (0, 0.0, None)}
 
 
@@ -56,26 +46,7 @@ def build_augmentation(cfg: AugmentConfig, channels: int, size: tuple[int, int])
     ops = resolved(cfg)
     if not ops:
         return None
-    steps: list[v2.Transform] = []
-    if "crop_scale" in ops:
-        steps.append(v2.RandomResizedCrop(size, scale=tuple(ops["crop_scale"]), antialias=True))
-    if "hflip" in ops:
-        steps.append(v2.RandomHorizontalFlip(ops["hflip"]))
-    if "vflip" in ops:
-        steps.append(v2.RandomVerticalFlip(ops["vflip"]))
-    if {"rotation", "translate", "zoom"} & ops.keys():
-        t = ops.get("translate")
-        # fill=None: grid_sample's zero padding fills the corners. The default fill=0 appends a mask
-        # channel and blends it back, a third more work for the same zeros (nearest interpolation).
-        steps.append(v2.RandomAffine(degrees=ops.get("rotation", 0.0), translate=(t, t) if t else None,
-                                     scale=tuple(ops["zoom"]) if "zoom" in ops else None, fill=None))
-    colour = {k: ops[k] for k in ("brightness", "contrast") if k in ops}
-    if channels == 3:  # saturation and hue need colour
-        colour.update({k: ops[k] for k in ("saturation", "hue") if k in ops})
-    if colour:
-        steps.append(v2.ColorJitter(**colour))
-    if "noise" in ops:
-        steps.append(v2.GaussianNoise(sigma=ops["noise"], clip=True))
+    steps = [t for build in OPERATIONS.builders() if (t := build(ops, channels, size)) is not None]
     if set(ops) - {"hflip", "vflip"}:
         # Convert to float once, first (each v2 op on uint8 converts to float and back), and back to
         # uint8 once, last: the batch stays a quarter of the size on its way to the model, whose

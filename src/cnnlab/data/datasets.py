@@ -13,7 +13,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from cnnlab.data.images import BadImage, decode
+from cnnlab.data.images import decode
+from cnnlab.errors import BadImage
 from cnnlab.data.sources import Entry, Skipped
 
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -63,7 +64,7 @@ def decode_entries(
         try:
             img = decode(entries[i].path, channels, size, interpolation)
         except BadImage as exc:
-            return str(exc)
+            return exc.reason
         if keep:
             images[i] = img
         return None

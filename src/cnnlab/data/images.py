@@ -26,14 +26,12 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from cnnlab.errors import BadImage
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", ".ds_store"}
 
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
-
-
-class BadImage(Exception):
-    """An input that cannot be used as an image; the message is the reason."""
 
 
 def _open(source: ImageInput) -> Image.Image:
@@ -100,24 +98,36 @@ def _decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> 
 
 def decode(source: ImageInput, channels: int, size: tuple[int, int] | None,
            interpolation: str = "bilinear") -> torch.Tensor:
-    """Decode, apply EXIF orientation, convert the mode, resize once -> uint8 tensor (C, H, W)."""
+    """Decode, apply EXIF orientation, convert the mode, resize once -> uint8 tensor (C, H, W).
+
+    An input that cannot be used raises ``BadImage`` (its reason, and the path when it is one).
+    """
+    try:
+        tensor = _decode_checked(source, channels, size)
+    except BadImage as exc:
+        if exc.source is None and isinstance(source, (str, Path)):
+            exc.source = str(source)
+        raise
+    if size is not None and tuple(tensor.shape[-2:]) != tuple(size):
+        tensor = F.resize(tensor, list(size), interpolation=INTERPOLATION[interpolation], antialias=True)
+    return tensor.contiguous()
+
+
+def _decode_checked(source: ImageInput, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            tensor = _decode(source, channels, size)
+            return _decode(source, channels, size)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(f"refused, too many pixels (decompression bomb?): {exc}") from None
     except UnidentifiedImageError:
-        raise BadImage("not a readable image") from None
+        raise BadImage("not a readable image", status=415) from None
     except FileNotFoundError:
         raise BadImage("file not found") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImage(f"corrupt image: {exc}") from None
-    if size is not None and tuple(tensor.shape[-2:]) != tuple(size):
-        tensor = F.resize(tensor, list(size), interpolation=INTERPOLATION[interpolation], antialias=True)
-    return tensor.contiguous()
 
 
 def probe(path: Path) -> tuple[tuple[int, int], int] | None:

@@ -17,8 +17,8 @@ from cnnlab.data.datasets import FileImages, InMemoryImages, decode_entries
 from cnnlab.data.images import probe
 from cnnlab.data.sources import Entry, Scan, Skipped, scan
 from cnnlab.data.splits import split_indices
-from cnnlab.errors import CnnlabError
-from cnnlab.models.preprocess import Preprocessing
+from cnnlab.errors import DataError
+from cnnlab.preprocessing import Preprocessing
 
 PROBE_COUNT = 200
 
@@ -90,7 +90,7 @@ def fits_in_memory(n: int, pre: Preprocessing, limit_mb: int) -> bool:
 def prepare(cfg: Config, resolve_pre) -> Prepared:
     """Scan, decode once (skipping bad files), split. ``resolve_pre(probed)`` gives the preprocessing."""
     if not cfg.data.path:
-        raise CnnlabError("no dataset given: pass DATA (a folder of class sub-folders or a CSV manifest)")
+        raise DataError("no dataset given: pass DATA (a folder of class sub-folders or a CSV manifest)")
     found = scan(cfg.data.path, cfg.task, cfg.data.target_column)
     pre: Preprocessing = resolve_pre(probe_dataset(found.entries))
     keep = cfg.data.cache == "memory" or (
@@ -99,7 +99,7 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
     if found.classes:
         empty = sorted(set(found.classes) - {str(e.label) for e in entries})
         if empty:
-            raise CnnlabError(f"class '{empty[0]}' has no usable image (all its files were skipped, see above)")
+            raise DataError(f"class '{empty[0]}' has no usable image (all its files were skipped, see above)")
     splits = _assign_splits(entries, cfg, cfg.task)
     targets = _targets(entries, found.classes, cfg.task)
     datasets: dict[str, Dataset] = {}
@@ -114,7 +114,7 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
             datasets[name] = FileImages([entries[i].path for i in idx], targets[t], pre.channels, pre.size,
                                         interpolation=pre.interpolation)
     if "train" not in datasets:
-        raise CnnlabError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
+        raise DataError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
     records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]
     return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None,
                     notes=found.notes)

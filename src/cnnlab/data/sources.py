@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from cnnlab.data.images import IGNORED_NAMES, IMAGE_EXTENSIONS
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
 # Folder names of the splits: the Kaggle and fastai "valid" and the spelled-out "validation" are val too.
@@ -63,7 +63,7 @@ def _class_folders(root: Path, split: Optional[str], skipped: list[Skipped]) -> 
         skipped += [Skipped(f, f"not an image file ({f.suffix or 'no extension'})")
                     for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
         if not images:
-            raise CnnlabError(
+            raise DataError(
                 f"class folder '{item}' has no images: add images to it or remove it "
                 f"(image types: {', '.join(sorted(IMAGE_EXTENSIONS))})"
             )
@@ -76,23 +76,23 @@ def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> t
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         if "path" not in columns or len(columns) < 2:
-            raise CnnlabError(f"CSV manifest {csv_path} needs a header with 'path' and a label column, got {columns}")
+            raise DataError(f"CSV manifest {csv_path} needs a header with 'path' and a label column, got {columns}")
         label_col = target_column or ("label" if "label" in columns else [c for c in columns if c not in ("path", "split")][0])
         if label_col not in columns:
-            raise CnnlabError(f"column '{label_col}' is not in {csv_path}; columns: {', '.join(columns)}")
+            raise DataError(f"column '{label_col}' is not in {csv_path}; columns: {', '.join(columns)}")
         rows = list(reader)
     entries, skipped = [], []
     for line, row in enumerate(rows, start=2):
         path = (csv_path.parent / row["path"]).resolve()
         split = (row.get("split") or "").strip() or None
         if split is not None and split not in SPLIT_NAMES:
-            raise CnnlabError(f"{csv_path}:{line}: split must be one of {', '.join(SPLIT_NAMES)}, got '{split}'")
+            raise DataError(f"{csv_path}:{line}: split must be one of {', '.join(SPLIT_NAMES)}, got '{split}'")
         raw = (row.get(label_col) or "").strip()
         if task == "regression":
             try:
                 label: Label = float(raw)
             except ValueError:
-                raise CnnlabError(f"{csv_path}:{line}: regression target '{raw}' is not a number") from None
+                raise DataError(f"{csv_path}:{line}: regression target '{raw}' is not a number") from None
         else:
             label = raw
         if not raw:
@@ -108,15 +108,15 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
     """List every usable file of a dataset with its label (and given split, if any)."""
     root = Path(path).expanduser()
     if not root.exists():
-        raise CnnlabError(f"dataset not found: {root} (give a folder of class sub-folders or a CSV manifest)")
+        raise DataError(f"dataset not found: {root} (give a folder of class sub-folders or a CSV manifest)")
     skipped: list[Skipped] = []
     notes: list[str] = []
     if root.is_file():
         if root.suffix.lower() != ".csv":
-            raise CnnlabError(f"{root} is a file, not a dataset: give a folder of class sub-folders or a .csv manifest")
+            raise DataError(f"{root} is a file, not a dataset: give a folder of class sub-folders or a .csv manifest")
         entries, skipped = _read_manifest(root, task, target_column)
     elif task == "regression":
-        raise CnnlabError(f"regression needs a CSV manifest (path,target), got the folder {root}")
+        raise DataError(f"regression needs a CSV manifest (path,target), got the folder {root}")
     else:
         split_dirs = [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()]
         entries = []
@@ -125,7 +125,7 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
             twice = sorted({s for s in splits if splits.count(s) > 1})
             if twice:
                 names = [d.name for d in split_dirs if SPLIT_FOLDERS[d.name] in twice]
-                raise CnnlabError(f"{root} has {' and '.join(names)}: both are the {twice[0]} split; keep one")
+                raise DataError(f"{root} has {' and '.join(names)}: both are the {twice[0]} split; keep one")
             for d in split_dirs:
                 entries += _class_folders(d, SPLIT_FOLDERS[d.name], skipped)
             others = [p.name for p in sorted(root.iterdir()) if p.is_dir() and not _ignored(p) and p.name not in SPLIT_FOLDERS]
@@ -135,10 +135,10 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
         else:
             entries = _class_folders(root, None, skipped)
     if not entries:
-        raise CnnlabError(f"no images found in {root}: expected class sub-folders of images, or a CSV manifest")
+        raise DataError(f"no images found in {root}: expected class sub-folders of images, or a CSV manifest")
     classes = [] if task == "regression" else sorted({str(e.label) for e in entries})
     if task == "classification" and len(classes) < 2:
-        raise CnnlabError(f"{root} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two")
+        raise DataError(f"{root} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two")
     return Scan(root, entries, classes, skipped, notes)
 
 
@@ -149,6 +149,6 @@ def only_split(scan_: Scan, split: str) -> Scan:
     chosen = [e for e in scan_.entries if e.split == split]
     if not chosen:
         have = sorted({e.split for e in scan_.entries if e.split})
-        raise CnnlabError(f"{scan_.root} has no '{split}' split (it has: {', '.join(have)})")
+        raise DataError(f"{scan_.root} has no '{split}' split (it has: {', '.join(have)})")
     skipped = [s for s in scan_.skipped if split in s.path.parts] if scan_.root.is_dir() else scan_.skipped
     return Scan(scan_.root, chosen, scan_.classes, skipped, scan_.notes)

@@ -5,6 +5,7 @@ The figures are scikit-learn's, computed on the predictions of the same Predicto
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,14 @@ import torch
 from sklearn import metrics as skm
 
 from cnnlab import files
-from cnnlab.console import console
 from cnnlab.data.datasets import decode_entries
 from cnnlab.data.sources import Entry, Skipped, only_split, scan
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
-from cnnlab.rundir import EVALUATION, EVALUATIONS, SPLIT, read_csv
+from cnnlab.rundir import CONFUSION, CONFUSION_NORMALIZED, EVALUATION, EVALUATIONS, SPLIT, read_csv
+
+log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images decoded at a time: bounded memory on large test sets
 
@@ -59,8 +61,8 @@ def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "au
     found = scan(data, predictor.task)
     if split == "all" or not found.given_splits:
         if own:
-            console.print(f"[yellow]warning:[/] scoring every image of {data}, the training images included: "
-                          f"the figures are optimistic", soft_wrap=True)
+            log.warning(f"scoring every image of {data}, the training images included: "
+                        f"the figures are optimistic")
         return Chosen(found.entries, list(found.skipped), "all", own)
     part = only_split(found, "test" if split == "auto" else split)
     return Chosen(part.entries, list(part.skipped), "test" if split == "auto" else split, own)
@@ -155,13 +157,13 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
     result["file"] = str(where)
     if plot and headline and predictor.task == "classification":
         cm = np.asarray(result["confusion_matrix"])
-        confusion_matrix_png(cm, predictor.classes, run_dir / "confusion_matrix.png")
-        confusion_matrix_png(cm, predictor.classes, run_dir / "confusion_matrix_normalized.png", normalize=True)
+        confusion_matrix_png(cm, predictor.classes, run_dir / CONFUSION)
+        confusion_matrix_png(cm, predictor.classes, run_dir / CONFUSION_NORMALIZED, normalize=True)
     files.write_json(where, result)
     if json_path is not None:
         files.write_json(json_path, result)
     if skipped:
-        console.print(f"[yellow]skipped {len(skipped)} unusable files[/] (listed in {where})", soft_wrap=True)
+        log.warning(f"skipped {len(skipped)} unusable files (listed in {where})")
     return result, y_true, outputs, paths
 
 

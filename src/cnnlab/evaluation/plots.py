@@ -45,7 +45,7 @@ def activation_curve(name: str, x):
     """f(x) and f'(x) of a registered activation (derivative by autograd)."""
     import torch
 
-    from cnnlab.models.layers import ACTIVATIONS
+    from cnnlab.layers import ACTIVATIONS
 
     layer = ACTIVATIONS.get(name)(1).eval()
     if name in ("glu", "softmax"):
@@ -62,16 +62,19 @@ def activation_curve(name: str, x):
     return y.detach(), grad.detach()
 
 
+PANELS_PER_ROW, PANEL_INCHES, ACTIVATION_DPI = 4, (3.2, 2.6), 90
+
+
 def activations_png(path: Path) -> Path:
     """Each activation function of the registry and its derivative, on [-4, 4]."""
     import torch
 
-    from cnnlab.models.layers import ACTIVATIONS
+    from cnnlab.layers import ACTIVATIONS
 
-    names = [n for n in ACTIVATIONS.names() if n != "silu"]  # silu is swish's alias
-    cols = 4
+    names = ACTIVATIONS.canonical_names()  # one panel a function: swish, not its alias silu too
+    cols = PANELS_PER_ROW
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows))
     x = torch.linspace(-4, 4, 401)
     for ax, name in zip(axes.flat, names):
         y, grad = activation_curve(name, x)
@@ -83,7 +86,7 @@ def activations_png(path: Path) -> Path:
         ax.axis("off")
     axes.flat[0].legend()
     fig.tight_layout()
-    files.save_figure(fig, path, dpi=90)
+    files.save_figure(fig, path, dpi=ACTIVATION_DPI)
     plt.close(fig)
     return path
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -19,9 +18,8 @@ from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
-from cnnlab.rundir import SKIPPED, SPLIT, Run, read_csv
+from cnnlab.rundir import REPORT, SKIPPED, SPLIT, Run, read_csv
 
-REPORT = "report.html"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
@@ -166,12 +164,12 @@ def _augment_section(run: Run, data, tmp: Path) -> str:
         return f"<h2>Augmentation</h2><p>{html.escape(text)}</p>"
     from cnnlab.data.preview import preview
 
-    path = preview(run.config, source, tmp / "aug.png", images=3, versions=5)
+    path = preview(run.config, source, tmp / "aug.png", lambda probed: run.pre, images=3, versions=5)
     return f"<h2>Augmentation</h2><p>{html.escape(text)}</p>" + _img(path, "augmentation preview")
 
 
 def _gradients_section(run: Run, tmp: Path) -> str:
-    rows = read_csv(run.path / "gradients.csv")
+    rows = run.gradients()
     if not rows:
         return ""
     return "<h2>Gradient flow</h2>" + _img(plots.gradient_flow_png(rows, tmp / "grad.png"), "gradient norms per layer")
@@ -180,8 +178,8 @@ def _gradients_section(run: Run, tmp: Path) -> str:
 def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = None) -> Path:
     predictor = load(run_dir, "cpu")  # Grad-CAM and the layer table run on the CPU
     run = predictor.run
-    if data is None and (run.path / "evaluation.json").is_file():
-        data = json.loads((run.path / "evaluation.json").read_text()).get("data")
+    if data is None:
+        data = run.evaluation().get("data")
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         body = [f"<h1>cnnlab report: {html.escape(run.path.name)}</h1>", _run_section(run), _model_section(predictor),

@@ -18,6 +18,7 @@ import torch
 
 from cnnlab import files
 from cnnlab.errors import CnnlabError
+from cnnlab import rundir
 from cnnlab.rundir import CLASSES, PREPROCESSING, WEIGHTS, Run
 
 PARITY_TOLERANCE = 1e-4
@@ -42,7 +43,7 @@ def weights_sha256(run: Run) -> str:
 
 def check_current(run: Run, folder: Path) -> None:
     """Refuse an export made from other weights than the run's model.safetensors (trained again since)."""
-    info = folder / "export.json"
+    info = folder / rundir.EXPORT_INFO
     recorded = json.loads(info.read_text()).get("weights_sha256") if info.is_file() else None
     if recorded != weights_sha256(run):
         why = "records no weights hash" if recorded is None else "was made from other weights (trained again since?)"
@@ -66,19 +67,19 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
         raise CnnlabError(f"unknown export format '{fmt}'. Known: {', '.join(FORMATS)}")
     run = Run.open(run_dir)
     model = run.load_model("cpu").eval()
-    out_dir = Path(out) if out is not None else run.path / "export"
+    out_dir = Path(out) if out is not None else run.export_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     x = _samples(run)
     with torch.no_grad():
         expected = model(x).numpy()
     if fmt == "onnx":
-        path = out_dir / "model.onnx"
+        path = out_dir / rundir.ONNX
         with files.atomic_path(path) as tmp:
             torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["output"],
                               dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
             got = onnx_session(tmp).run(None, {"image": x.numpy()})[0]
     else:
-        path = out_dir / "model.torchscript.pt"
+        path = out_dir / rundir.TORCHSCRIPT
         with torch.no_grad():
             traced = torch.jit.trace(model, x)
         buf = io.BytesIO()
@@ -92,7 +93,7 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
         raise CnnlabError(f"exported {fmt} model disagrees with PyTorch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:g}")
     for name in (PREPROCESSING, CLASSES):
         files.write_bytes(out_dir / name, (run.path / name).read_bytes())
-    files.write_json(out_dir / "export.json", {
+    files.write_json(out_dir / rundir.EXPORT_INFO, {
         "format": fmt, "file": path.name, "input": {"name": "image", "dtype": "uint8",
                                                    "shape": ["batch", run.pre.channels, *run.pre.size]},
         "output": "probabilities = softmax(output)" if run.task == "classification" else "regression values",

@@ -8,8 +8,9 @@ from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
-from cnnlab.data.images import BadImage, ImageInput, decode
+from cnnlab.data.images import ImageInput, decode
 from cnnlab.errors import CnnlabError
+from cnnlab import rundir
 from cnnlab.rundir import Run
 
 
@@ -74,19 +75,11 @@ class Predictor:
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5,
                 batch_size: int = 128) -> list[Prediction]:
-        """Predict one image or a list; an unreadable image is a CnnlabError naming it."""
+        """Predict one image or a list; an unreadable image is a ``BadImage`` naming it."""
         if not isinstance(images, (list, tuple)):
             images = [images]
-
-        def load_one(item):
-            try:
-                return self.preprocess(item)
-            except BadImage as exc:
-                name = item if isinstance(item, (str, Path)) else type(item).__name__
-                raise CnnlabError(f"cannot use image {name}: {exc}") from None
-
         with ThreadPoolExecutor(4) as pool:
-            tensors = list(pool.map(load_one, images))
+            tensors = list(pool.map(self.preprocess, images))
         paths = [str(i) if isinstance(i, (str, Path)) else None for i in images]
         return self.to_predictions(self.outputs(tensors, batch_size), paths, top_k)
 
@@ -100,7 +93,7 @@ class OnnxPredictor(Predictor):
         require_serve("--backend onnx")
         from cnnlab.inference.export import check_current, export, onnx_session
 
-        path = run.path / "export" / "model.onnx"
+        path = run.export_dir() / rundir.ONNX
         if not path.is_file():
             path = export(run.path, "onnx").path
         self.session = onnx_session(path, threads)  # checks the file: a hostile one is refused as such first

@@ -9,7 +9,6 @@ corrupt or a decompression bomb -> 422. Inference runs in a worker thread, never
 """
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import List, Optional
 
@@ -18,21 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from cnnlab.data.images import BadImage
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import BadImage, CnnlabError
 from cnnlab.inference.predictor import Predictor, load
 
 MB = 1024 * 1024
-
-
-class _BadUpload(Exception):
-    def __init__(self, filename: str, reason: str) -> None:
-        super().__init__(reason)
-        self.filename, self.reason = filename, reason
-
-
-def _status(reason: str) -> int:
-    return 415 if reason.startswith("not a readable image") else 422
 
 
 class RefuseLargeUploads:
@@ -69,14 +57,17 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
             try:
                 images.append(predictor.preprocess(data))
             except BadImage as exc:
-                raise _BadUpload(filename, str(exc)) from None
+                exc.source = filename  # bytes have no name of their own: the upload's
+                raise
         return predictor.outputs(images)
 
     app.add_middleware(RefuseLargeUploads, limit=limit, max_upload_mb=max_upload_mb)
 
     @app.exception_handler(CnnlabError)
-    async def cnnlab_error(request, exc: CnnlabError) -> JSONResponse:  # e.g. a model with non-finite outputs
-        return JSONResponse({"detail": str(exc)}, 500)
+    async def cnnlab_error(request, exc: CnnlabError) -> JSONResponse:
+        """Each error type has its status: 415/422 for an unusable image, 500 for a model that cannot run."""
+        detail = f"{exc.source}: {exc.reason}" if isinstance(exc, BadImage) else str(exc)
+        return JSONResponse({"detail": detail}, exc.http_status)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -89,12 +80,11 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     @app.get("/model")
     def model_info() -> dict:
         run = predictor.run
-        evaluation = run.path / "evaluation.json"
         return {
             "name": run.config.model.name, "task": run.task, "classes": run.classes,
             "input_size": [run.pre.channels, *run.pre.size], "backend": backend,
             "training": run.training_info().get("final", {}),
-            "test_accuracy": json.loads(evaluation.read_text()).get("accuracy") if evaluation.is_file() else None,
+            "test_accuracy": run.evaluation().get("accuracy"),
         }
 
     @app.post("/predict")
@@ -110,10 +100,8 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
             if len(data) > limit:
                 raise HTTPException(413, f"{f.filename}: upload too large (> {max_upload_mb:g} MB)")
             blobs.append((f.filename, data))
-        try:  # decoding and the forward pass are CPU work: one hop off the event loop for both
-            outputs = await run_in_threadpool(decode_and_forward, blobs)
-        except _BadUpload as exc:
-            raise HTTPException(_status(exc.reason), f"{exc.filename}: {exc.reason}") from None
+        # Decoding and the forward pass are CPU work: one hop off the event loop for both.
+        outputs = await run_in_threadpool(decode_and_forward, blobs)
         preds = predictor.to_predictions(outputs, [f.filename for f in files], top_k)
         return {"predictions": [{"filename": p.path, "label": p.label, "probability": p.probability,
                                  "top_k": p.top_k} for p in preds]}

@@ -7,6 +7,8 @@ Each entry knows its input size, normalisation and interpolation, how to cut the
 """
 from __future__ import annotations
 
+import functools
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -15,57 +17,69 @@ import torch
 from torch import nn
 
 from cnnlab.config import ModelConfig
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.models.custom import dense_head
 
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
-    arch: str  # torchvision builder or timm model name
-    source: str  # "torchvision" or "timm"
+class DataSpec:
+    """What a backbone's weights expect as input, as its library states it."""
+
     size: int
     mean: tuple
     std: tuple
     interpolation: str
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone: where it comes from, how it splits into features and head, and its description.
+
+    Its input size, normalisation and interpolation come from the library (``data``): torchvision's
+    weights ``transforms()`` and timm's ``resolve_model_data_config``.
+    """
+
+    arch: str  # torchvision builder or timm model name
+    source: str  # "torchvision" or "timm"
     weights: Optional[str]  # torchvision weights enum, e.g. "ResNet18_Weights.IMAGENET1K_V1"
+    parts: Callable[[nn.Module, int], "Parts"]  # (reference model, outputs) -> features, blocks, head
+    head_keys: tuple[str, ...]  # state-dict prefixes of the reference classifier: never loaded from files
     description: str
+    normalize: Optional[tuple[tuple, tuple]] = None  # (mean, std) where the library's own does not apply
+
+    @property
+    def data(self) -> DataSpec:
+        return _data_spec(self)
 
 
-SPECS: dict[str, BackboneSpec] = {
-    "vgg16": BackboneSpec("vgg16", "torchvision", 224, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), "bilinear",
-                          "VGG16_Weights.IMAGENET1K_V1", "VGG-16: 13 conv + 3 dense layers (torchvision)"),
-    "resnet18": BackboneSpec("resnet18", "torchvision", 224, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), "bilinear",
-                             "ResNet18_Weights.IMAGENET1K_V1", "ResNet-18, residual blocks (torchvision)"),
-    "resnet34": BackboneSpec("resnet34", "torchvision", 224, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), "bilinear",
-                             "ResNet34_Weights.IMAGENET1K_V1", "ResNet-34, residual blocks (torchvision)"),
-    "resnet50": BackboneSpec("resnet50", "torchvision", 224, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), "bilinear",
-                             "ResNet50_Weights.IMAGENET1K_V2", "ResNet-50, bottleneck blocks (torchvision)"),
-    # Google's Inception weights expect (x - 0.5) / 0.5; torchvision converts ImageNet-normalised input to
-    # that (transform_input). We normalise that way directly and keep transform_input off.
-    "inception_v3": BackboneSpec("inception_v3", "torchvision", 299, (0.5,) * 3, (0.5,) * 3, "bilinear",
-                                 "Inception_V3_Weights.IMAGENET1K_V1", "Inception-v3 with auxiliary classifier (torchvision)"),
-    "xception": BackboneSpec("legacy_xception", "timm", 299, (0.5,) * 3, (0.5,) * 3, "bicubic", None,
-                             "Xception, depthwise separable convolutions (timm)"),
-}
+@functools.lru_cache(maxsize=None)
+def _data_spec(spec: BackboneSpec) -> DataSpec:
+    if spec.source == "torchvision":
+        import torchvision
+
+        t = torchvision.models.get_weight(spec.weights).transforms()
+        size, mean, std, interpolation = t.crop_size[0], t.mean, t.std, t.interpolation.value
+    else:
+        from timm.data import resolve_model_data_config
+
+        with torch.device("meta"):  # the model's own pretrained config, without allocating its weights
+            model = create_original(spec)
+        cfg = resolve_model_data_config(model)
+        size, mean, std, interpolation = cfg["input_size"][-1], cfg["mean"], cfg["std"], cfg["interpolation"]
+    if spec.normalize is not None:
+        mean, std = spec.normalize
+    return DataSpec(int(size), tuple(mean), tuple(std), str(interpolation))
 
 
-def timm_spec(name: str) -> BackboneSpec:
-    import timm
+def num_params(spec: BackboneSpec) -> Optional[int]:
+    """The reference model's parameter count as its weights' metadata states it (torchvision), else None."""
+    if spec.source != "torchvision":
+        return None
+    import torchvision
 
-    if not timm.list_models(name):
-        close = timm.list_models(f"*{name[:4]}*")[:8]
-        raise CnnlabError(f"unknown timm model '{name}'" + (f"; similar: {', '.join(close)}" if close else ""))
-    cfg = timm.models.get_pretrained_cfg(name)
-    cfg = cfg.to_dict() if cfg is not None else {}
-    size = cfg.get("input_size", (3, 224, 224))[-1]
-    return BackboneSpec(name, "timm", size, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)),
-                        cfg.get("interpolation", "bilinear"), None, f"timm model {name}")
-
-
-def spec_for(name: str) -> BackboneSpec:
-    return timm_spec(name[len("timm:"):]) if name.startswith("timm:") else SPECS[name]
+    return torchvision.models.get_weight(spec.weights).meta["num_params"]
 
 
 class TransferNet(nn.Module):
@@ -127,20 +141,19 @@ class Parts:
     features: nn.Module
     blocks: list[list[str]]
     num_features: int
-    head_keys: tuple[str, ...]  # state-dict prefixes of the original classifier, never loaded from files
     original_head: Optional[Callable[[int], nn.Module]] = None  # keep the original dense layers, new output
     aux: Optional[nn.Module] = None
     pooled: bool = False  # features are already pooled vectors (timm's pre-logits)
 
 
-def _resnet_parts(m: nn.Module) -> Parts:
+def _resnet_parts(m: nn.Module, num_outputs: int) -> Parts:
     names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
     features = nn.Sequential(OrderedDict((n, getattr(m, n)) for n in names))
     blocks = [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]
-    return Parts(features, blocks, m.fc.in_features, ("fc.",))
+    return Parts(features, blocks, m.fc.in_features)
 
 
-def _vgg_parts(m: nn.Module) -> Parts:
+def _vgg_parts(m: nn.Module, num_outputs: int) -> Parts:
     features = nn.Sequential(OrderedDict(features=m.features))
     blocks, current = [], []
     for i, layer in enumerate(m.features):
@@ -154,7 +167,7 @@ def _vgg_parts(m: nn.Module) -> Parts:
         # VGG's own 25088-4096-4096 layers (pretrained when the weights are), with a new output layer.
         return nn.Sequential(nn.AdaptiveAvgPool2d(7), nn.Flatten(), *list(fc.children())[:-1], nn.Linear(4096, n))
 
-    return Parts(features, blocks, 512, ("classifier.6.",), original_head=original)
+    return Parts(features, blocks, 512, original_head=original)
 
 
 def _inception_parts(m: nn.Module, num_outputs: int) -> Parts:
@@ -162,21 +175,62 @@ def _inception_parts(m: nn.Module, num_outputs: int) -> Parts:
     aux.fc = nn.Linear(aux.fc.in_features, num_outputs)
     stem = [["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"], ["Conv2d_3b_1x1", "Conv2d_4a_3x3"]]
     blocks = stem + [[n] for n in InceptionFeatures.MIXED]
-    return Parts(InceptionFeatures(m), blocks, m.fc.in_features, ("fc.", "AuxLogits.fc."), aux=aux)
+    return Parts(InceptionFeatures(m), blocks, m.fc.in_features, aux=aux)
 
 
-def _timm_parts(m: nn.Module, classifier: str) -> Parts:
+def _timm_parts(m: nn.Module, num_outputs: int) -> Parts:
     from timm.models import group_modules
 
+    classifier = m.pretrained_cfg.get("classifier", "fc")
     groups = group_modules(m, m.group_matcher(coarse=True))
     blocks = [[f"body.{n}" for n in names if not n.startswith(classifier)] for _, names in sorted(groups.items())]
     blocks = [b for b in blocks if b]
     num_features = getattr(m, "head_hidden_size", None) or m.num_features
     m.reset_classifier(0)
-    return Parts(TimmFeatures(m), blocks, num_features, (f"{classifier}.",), pooled=True)
+    return Parts(TimmFeatures(m), blocks, num_features, pooled=True)
 
 
-def create_original(name: str, spec: BackboneSpec) -> nn.Module:
+def _torchvision(arch: str, weights: str, parts, head_keys: tuple[str, ...], description: str,
+                 normalize=None) -> BackboneSpec:
+    return BackboneSpec(arch, "torchvision", weights, parts, head_keys, description, normalize)
+
+
+SPECS: dict[str, BackboneSpec] = {
+    "vgg16": _torchvision("vgg16", "VGG16_Weights.IMAGENET1K_V1", _vgg_parts, ("classifier.6.",),
+                          "VGG-16: 13 conv + 3 dense layers (torchvision)"),
+    "resnet18": _torchvision("resnet18", "ResNet18_Weights.IMAGENET1K_V1", _resnet_parts, ("fc.",),
+                             "ResNet-18, residual blocks (torchvision)"),
+    "resnet34": _torchvision("resnet34", "ResNet34_Weights.IMAGENET1K_V1", _resnet_parts, ("fc.",),
+                             "ResNet-34, residual blocks (torchvision)"),
+    "resnet50": _torchvision("resnet50", "ResNet50_Weights.IMAGENET1K_V2", _resnet_parts, ("fc.",),
+                             "ResNet-50, bottleneck blocks (torchvision)"),
+    # Google's Inception weights expect (x - 0.5) / 0.5. torchvision's transforms() states ImageNet's mean
+    # and std and converts inside the model (transform_input), which the feature split here bypasses: so
+    # this one entry normalises to Google's convention itself (size and interpolation from the library).
+    "inception_v3": _torchvision("inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", _inception_parts,
+                                 ("fc.", "AuxLogits.fc."), "Inception-v3 with auxiliary classifier (torchvision)",
+                                 normalize=((0.5,) * 3, (0.5,) * 3)),
+    "xception": BackboneSpec("legacy_xception", "timm", None, _timm_parts, ("fc.",),
+                             "Xception, depthwise separable convolutions (timm)"),
+}
+
+
+def timm_spec(name: str) -> BackboneSpec:
+    import timm
+
+    if not timm.list_models(name):
+        close = timm.list_models(f"*{name[:4]}*")[:8]
+        raise UnknownName(f"unknown timm model '{name}'" + (f"; similar: {', '.join(close)}" if close else ""))
+    cfg = timm.models.get_pretrained_cfg(name)
+    classifier = (cfg.classifier if cfg is not None else None) or "fc"
+    return BackboneSpec(name, "timm", None, _timm_parts, (f"{classifier}.",), f"timm model {name}")
+
+
+def spec_for(name: str) -> BackboneSpec:
+    return timm_spec(name[len("timm:"):]) if name.startswith("timm:") else SPECS[name]
+
+
+def create_original(spec: BackboneSpec) -> nn.Module:
     """The reference architecture with its 1000-class classifier and random weights."""
     if spec.source == "torchvision":
         import torchvision
@@ -188,27 +242,14 @@ def create_original(name: str, spec: BackboneSpec) -> nn.Module:
     return timm.create_model(spec.arch, pretrained=False)
 
 
-def head_keys(spec: BackboneSpec, model: nn.Module) -> tuple[str, ...]:
-    """State-dict prefixes of the reference classifier: never loaded from a weights file."""
-    if spec.source == "timm":
-        return (f"{model.pretrained_cfg.get('classifier', 'fc')}.",)
-    return {"vgg16": ("classifier.6.",), "inception_v3": ("fc.", "AuxLogits.fc.")}.get(spec.arch, ("fc.",))
-
-
-def split(name: str, spec: BackboneSpec, model: nn.Module, num_outputs: int) -> Parts:
-    if spec.source == "timm":
-        return _timm_parts(model, model.pretrained_cfg.get("classifier", "fc"))
-    if spec.arch.startswith("resnet"):
-        return _resnet_parts(model)
-    if spec.arch == "vgg16":
-        return _vgg_parts(model)
-    return _inception_parts(model, num_outputs)
+def split(spec: BackboneSpec, model: nn.Module, num_outputs: int) -> Parts:
+    return spec.parts(model, num_outputs)
 
 
 def assemble(name: str, parts: Parts, cfg: ModelConfig, num_outputs: int) -> TransferNet:
     head_kind = cfg.head or "gap"
     if head_kind == "flatten":
-        raise CnnlabError(f"{name} takes a global-pooling head: --head gap (new dense layers) or --head original")
+        raise ConfigError(f"{name} takes a global-pooling head: --head gap (new dense layers) or --head original")
     if head_kind == "original" and parts.original_head is not None:
         head = parts.original_head(num_outputs)
     else:  # global average pooling, optional dense layers with dropout, the new output layer
@@ -229,13 +270,11 @@ def check_input_size(net: TransferNet, name: str, size: tuple[int, int]) -> None
                 try:
                     net.aux.eval()(net.features.aux_input)
                 except RuntimeError:
-                    from cnnlab.console import console
-
-                    console.print(f"[yellow]note:[/] {name}'s auxiliary classifier needs the full input size; "
-                                  f"at {size[0]}x{size[1]} it is left out of training")
+                    log.warning(f"{name}'s auxiliary classifier needs the full input size; "
+                                f"at {size[0]}x{size[1]} it is left out of training")
                     net.aux = None
     except RuntimeError as exc:
-        raise CnnlabError(f"input size {size[0]}x{size[1]} is too small for {name} "
+        raise ConfigError(f"input size {size[0]}x{size[1]} is too small for {name} "
                           f"({str(exc).splitlines()[0][:120]}); use a larger --input-size") from None
     finally:
         if keeps:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from cnnlab.config import ConvBlock, ModelConfig
-from cnnlab.errors import CnnlabError
-from cnnlab.models.layers import ACTIVATIONS, POOLING, width_factor
+from cnnlab.errors import ConfigError
+from cnnlab.layers import ACTIVATIONS, POOLING, width_factor
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ConvStage(nn.Module):
             same = cin == block.filters and block.stride == 1
             self.shortcut = nn.Identity() if same else nn.Conv2d(cin, block.filters, 1, block.stride, bias=False)
         pool = block.pool or cfg.pool
-        self.pool = nn.Identity() if pool == "none" else POOLING.get(pool)(cfg.pool_size, cfg.pool_stride or cfg.pool_size)
+        self.pool = POOLING.get(pool)(cfg.pool_size, cfg.pool_stride or cfg.pool_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
@@ -130,14 +130,13 @@ def effective_config(cfg: ModelConfig) -> ModelConfig:
         updates.setdefault("dense", [128])
     if cfg.blocks is None:
         if not preset.blocks:
-            raise CnnlabError(f"model '{cfg.name}' needs model.blocks in the config, e.g. blocks: [{{filters: 32}}, {{filters: 64}}]")
+            raise ConfigError(f"model '{cfg.name}' needs model.blocks in the config, e.g. blocks: [{{filters: 32}}, {{filters: 64}}]")
         updates["blocks"] = [ConvBlock(**b) for b in preset.blocks]
     return cfg.model_copy(update=updates)
 
 
 def build_custom(cfg: ModelConfig, channels: int, size: tuple[int, int], num_outputs: int) -> CustomCNN:
     cfg = effective_config(cfg)
-    ACTIVATIONS.get(cfg.activation)  # unknown activation: clear error before building anything
     stages, cin = [], channels
     for block in cfg.blocks:
         stages.append(ConvStage(cin, block, cfg))
@@ -147,7 +146,7 @@ def build_custom(cfg: ModelConfig, channels: int, size: tuple[int, int], num_out
         with torch.no_grad():
             out = features.eval()(torch.zeros(1, channels, *size))
     except RuntimeError as exc:
-        raise CnnlabError(
+        raise ConfigError(
             f"input size {size[0]}x{size[1]} is too small for {len(cfg.blocks)} conv blocks with pooling "
             f"({str(exc).splitlines()[0]}): use a larger model.input_size or fewer blocks"
         ) from None

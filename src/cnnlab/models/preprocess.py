@@ -1,42 +1,12 @@
-"""The preprocessing a model carries with it: input channels and size, normalisation.
-
-It is stored in every run directory (``preprocessing.json``) and applied inside the model's
-forward (uint8 in, normalised float through the network), so training, evaluation, prediction,
-serving and export cannot disagree.
+"""A model with its preprocessing in front: uint8 in, normalised float through the network, so training,
+evaluation, prediction, serving and export cannot disagree (the spec itself: ``cnnlab.preprocessing``).
 """
 from __future__ import annotations
-
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-
-@dataclass
-class Preprocessing:
-    channels: int
-    size: tuple[int, int]  # (H, W)
-    mean: list[float] = field(default_factory=lambda: [0.5])
-    std: list[float] = field(default_factory=lambda: [0.5])
-    interpolation: str = "bilinear"
-
-    def __post_init__(self) -> None:
-        self.size = tuple(self.size)
-        if len(self.mean) == 1:
-            self.mean = self.mean * self.channels
-        if len(self.std) == 1:
-            self.std = self.std * self.channels
-
-    def save(self, path: Path) -> None:
-        from cnnlab import files
-
-        files.write_json(path, asdict(self))
-
-    @classmethod
-    def load(cls, path: Path) -> "Preprocessing":
-        return cls(**json.loads(path.read_text()))
+from cnnlab.preprocessing import Preprocessing
 
 
 class Normalize(nn.Module):

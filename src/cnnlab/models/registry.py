@@ -1,19 +1,23 @@
 """Model names -> builders. A model knows its own input size and normalisation."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from torch import nn
 
-from cnnlab.config import Config
+from cnnlab.config import Config, with_overrides
 from cnnlab.errors import CnnlabError
 from cnnlab.models import backbones
 from cnnlab.models.custom import PRESETS, build_custom
-from cnnlab.models.preprocess import ImageModel, Preprocessing
+from cnnlab.models.preprocess import ImageModel
+from cnnlab.preprocessing import Preprocessing
 from cnnlab.models.weights import LoadReport, download_imagenet, kind, load_matching, read_state_dict
 from cnnlab.registry import Registry
+
+log = logging.getLogger(__name__)
 
 InputSpec = tuple[Optional[int], Optional[int], list[float], list[float], str]
 
@@ -26,8 +30,12 @@ class ModelEntry:
     # (config, preprocessing, outputs, weights kind) -> network with its starting weights, load report
     build: Callable[[Config, Preprocessing, int, str], tuple[nn.Module, Optional[LoadReport]]]
     default_channels: int = 3
-    default_size: int = 224
+    default_size: Union[int, Callable[[], int]] = 224  # a backbone's: asked of its library when needed
     pretrained: bool = False  # a backbone: default weights imagenet, default head gap
+
+    @property
+    def size(self) -> int:
+        return self.default_size() if callable(self.default_size) else self.default_size
 
 
 MODELS: Registry = Registry("model", hint="or timm:<name> for any timm model")
@@ -46,16 +54,16 @@ def _build_backbone_net(cfg: Config, pre: Preprocessing, num_outputs: int, weigh
     """Reference architecture -> starting weights (into the reference layout) -> features + new head."""
     name = cfg.model.name
     spec = backbones.spec_for(name)
-    original = backbones.create_original(name, spec)
-    head_keys = backbones.head_keys(spec, original)
+    original = backbones.create_original(spec)
+    head_keys = spec.head_keys
     report = None
     if weights == "imagenet":
         report = download_imagenet(original, spec, name, head_keys)
     elif weights == "file":
         path = Path(cfg.model.weights)
         report = load_matching(original, read_state_dict(path), str(path), name, head_keys)
-    net = backbones.assemble(name, backbones.split(name, spec, original, num_outputs), cfg.model, num_outputs)
-    if pre.size[0] < spec.size or pre.size[1] < spec.size:
+    net = backbones.assemble(name, backbones.split(spec, original, num_outputs), cfg.model, num_outputs)
+    if pre.size[0] < spec.data.size or pre.size[1] < spec.data.size:
         backbones.check_input_size(net, name, pre.size)
     return net, report
 
@@ -76,9 +84,11 @@ def _backbone_entry(name: str) -> ModelEntry:
     def input_spec(cfg: Config) -> InputSpec:
         if cfg.model.in_channels == 1:
             raise CnnlabError(f"{name} takes colour input: leave in_channels unset (grayscale images are converted)")
-        return 3, cfg.model.input_size or spec.size, list(spec.mean), list(spec.std), spec.interpolation
+        data = spec.data
+        return 3, cfg.model.input_size or data.size, list(data.mean), list(data.std), data.interpolation
 
-    return ModelEntry(name, spec.description, input_spec, _build_backbone_net, 3, spec.size, pretrained=True)
+    return ModelEntry(name, spec.description, input_spec, _build_backbone_net, 3, lambda: spec.data.size,
+                      pretrained=True)
 
 
 def _register_backbones() -> None:
@@ -106,12 +116,10 @@ def resolve_preprocessing(cfg: Config, probed: Optional[tuple[tuple[int, int], i
     channels, side, mean, std, interpolation = entry.input_spec(cfg)
     if channels is None:
         channels = probed[1] if probed else entry.default_channels
-    size = (side, side) if side else (probed[0] if probed else (entry.default_size, entry.default_size))
-    if entry.pretrained and side != entry.default_size:
-        from cnnlab.console import console
-
-        console.print(f"[yellow]note:[/] input size {side} departs from {cfg.model.name}'s pretrained "
-                      f"{entry.default_size}; pretrained features work best at their own size")
+    size = (side, side) if side else (probed[0] if probed else (entry.size, entry.size))
+    if entry.pretrained and side != entry.size:
+        log.warning(f"input size {side} departs from {cfg.model.name}'s pretrained "
+                    f"{entry.size}; pretrained features work best at their own size")
     return Preprocessing(channels=channels, size=size, mean=mean, std=std, interpolation=interpolation)
 
 
@@ -136,14 +144,24 @@ def build_model(cfg: Config, pre: Preprocessing, num_outputs: int) -> ImageModel
 
 
 def build_for_training(cfg: Config, pre: Preprocessing, num_outputs: int) -> tuple[ImageModel, Optional[LoadReport]]:
-    """The architecture with its starting weights: ImageNet, a file, a previous run, or none."""
+    """The architecture with its starting weights: ImageNet, a file, or none. (A previous run's weights are
+    loaded by the training layer, which reads run directories: ``cnnlab.training.source_run``.)"""
     weights = weights_kind(cfg)
     net, report = get_entry(cfg.model.name).build(cfg, pre, num_outputs, "none" if weights == "run" else weights)
-    if weights == "run":
-        from cnnlab.models.transfer_source import load_features_from_run
-
-        report = load_features_from_run(net, Path(cfg.model.weights), cfg.model.name)
     return ImageModel(net, pre), report
+
+
+def create_model(name: str, num_outputs: int, config: Optional[Config] = None, **overrides) -> ImageModel:
+    """A model by name, ready to train or inspect: ``cnnlab.create_model("resnet18", 10, input_size=64)``.
+
+    ``overrides`` are config keys (``activation``, ``dense``, ``head``, ``weights`` ...) on top of ``config``
+    (default: the defaults). Starting weights default to none, as timm's ``pretrained=False``: pass
+    ``weights="imagenet"`` or a file for pretrained ones. The model carries its preprocessing (``model.pre``).
+    """
+    overrides.setdefault("weights", config.model.weights if config is not None else "none")
+    cfg = resolve_model_config(with_overrides(config or Config(), {"model": name, **overrides}))
+    model, _ = build_for_training(cfg, resolve_preprocessing(cfg), num_outputs)
+    return model
 
 
 def weights_kind(cfg: Config) -> str:

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError, WeightsError
+from cnnlab.errors import WeightsError
 
 
 @dataclass
@@ -48,7 +48,7 @@ def kind(weights: Optional[str]) -> str:
         return "run"
     if path.is_file():
         return "file"
-    raise CnnlabError(f"weights not found: {weights} (use imagenet, none, a .safetensors/.pth file or a run directory)")
+    raise WeightsError(f"weights not found: {weights} (use imagenet, none, a .safetensors/.pth file or a run directory)")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -73,11 +73,11 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     matched = {k: v for k, v in body.items() if k in own}
     if not matched:
         first = next(iter(body), "(empty)")
-        raise CnnlabError(f"none of the {len(body)} tensors in {source} fit {name} (first key: {first}); "
+        raise WeightsError(f"none of the {len(body)} tensors in {source} fit {name} (first key: {first}); "
                           f"is it a weights file for another architecture?")
     for key, value in matched.items():
         if value.shape != own[key].shape:
-            raise CnnlabError(f"{source} does not fit {name}: '{key}' has shape {tuple(value.shape)} in the file "
+            raise WeightsError(f"{source} does not fit {name}: '{key}' has shape {tuple(value.shape)} in the file "
                               f"and {tuple(own[key].shape)} in the model (weights of another architecture?)")
     model.load_state_dict(matched, strict=False)
     missing = [k for k in own if k not in matched and not k.startswith(head_keys or ("\0",))
@@ -107,7 +107,7 @@ def download_imagenet(model: nn.Module, spec, name: str, head_keys: tuple[str, .
 
             url = torchvision.models.get_weight(spec.weights).url
             expected = f" Offline? Put {Path(url).name} (from {url}) into {torch.hub.get_dir()}/checkpoints/,"
-        raise CnnlabError(f"could not download the ImageNet weights for {name} ({str(exc).splitlines()[0][:100]})."
+        raise WeightsError(f"could not download the ImageNet weights for {name} ({str(exc).splitlines()[0][:100]})."
                           f"{expected} or pass --weights PATH to a local .safetensors/.pth file, or --weights none") from None
     report = load_matching(model, state, f"ImageNet ({where})", name, head_keys)
     return report

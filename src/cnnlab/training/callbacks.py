@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from torch import nn
 
 from cnnlab.config import Config
-from cnnlab.rundir import BEST, CHECKPOINTS, LAST, METRICS, read_csv, write_csv
+from cnnlab.rundir import BEST, CHECKPOINTS, GRADIENTS, LAST, METRICS, read_csv, write_csv
 from cnnlab.training.checkpoint import RandomState
 from cnnlab.training.module import PROGRESS_EVERY
 
+log = logging.getLogger(__name__)
 METRIC_ORDER = ("train_loss", "train_acc", "val_loss", "val_acc", "train_mae", "train_rmse", "train_r2",
                 "val_mae", "val_rmse", "val_r2")
 
@@ -70,6 +74,59 @@ class EpochMetricsCSV(Callback):
         row.update(self._lrs)
         row["seconds"] = f"{time.perf_counter() - self._start:.3f}"
         self.rows.append(row)
+        header = list(dict.fromkeys(k for r in self.rows for k in r))
+        write_csv(self.path, header, ([r.get(k, "") for k in header] for r in self.rows))
+
+
+# ----------------------------------------------------------------------------- gradient flow
+VANISHING_RATIO = 1e-3  # first layers' gradient norm below this fraction of the last layers': warn
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weight tensor of every convolution and dense layer, input side first."""
+    return [(name.removesuffix(".weight"), p) for name, p in model.named_parameters()
+            if name.endswith(".weight") and p.dim() > 1]
+
+
+def gradient_norms(model: nn.Module) -> dict[str, float]:
+    return {name: float(p.grad.norm()) for name, p in weight_layers(model) if p.grad is not None}
+
+
+def first_last_ratio(norms: dict[str, float], k: int = 2) -> Optional[float]:
+    values = list(norms.values())
+    if len(values) < 2 * k:
+        return None
+    last = sum(values[-k:]) / k
+    return (sum(values[:k]) / k) / last if last > 0 else None
+
+
+class GradientFlow(Callback):
+    """Every ``every`` steps: the gradient norm of each layer into RUN/gradients.csv; warns once about
+    vanishing gradients."""
+
+    def __init__(self, run_dir: Path, every: int) -> None:
+        self.path, self.every, self.rows, self.warned = Path(run_dir) / GRADIENTS, every, [], False
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step % self.every:
+            return
+        norms = gradient_norms(pl_module.model)
+        self.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch, **norms})
+        ratio = first_last_ratio(norms)
+        if not self.warned and ratio is not None and ratio < VANISHING_RATIO:
+            self.warned = True
+            log.warning(f"the first layers' gradient norm is {ratio:.1e} of the last layers' (step "
+                        f"{trainer.global_step}): likely vanishing gradients. Try relu, batch norm or --residual true")
+
+    def state_dict(self) -> dict:  # the rows so far travel in the checkpoint: a resumed run keeps them
+        return {"rows": [dict(r) for r in self.rows], "warned": self.warned}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows, self.warned = [dict(r) for r in state_dict.get("rows", [])], state_dict.get("warned", False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self.rows or not trainer.is_global_zero:
+            return
         header = list(dict.fromkeys(k for r in self.rows for k in r))
         write_csv(self.path, header, ([r.get(k, "") for k in header] for r in self.rows))
 

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from cnnlab.config import Config
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import ConfigError
 
 STRATEGIES = ("auto", "ddp")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -63,8 +63,8 @@ def accelerator(cfg: Config) -> str:
     return "cuda" if wanted in ("gpu", "cuda") else "cpu"
 
 
-def _choices(what: str, value, valid) -> CnnlabError:
-    return CnnlabError(f"unknown {what} '{value}': use one of {', '.join(map(str, valid))}")
+def _choices(what: str, value, valid) -> ConfigError:
+    return ConfigError(f"unknown {what} '{value}': use one of {', '.join(map(str, valid))}")
 
 
 def check(cfg: Config) -> None:
@@ -78,24 +78,24 @@ def check(cfg: Config) -> None:
         raise _choices("--accelerator", t.accelerator, ACCELERATORS)
     kind = accelerator(cfg)
     if kind == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError(f"--accelerator {t.accelerator}: this machine has no usable CUDA GPU "
+        raise ConfigError(f"--accelerator {t.accelerator}: this machine has no usable CUDA GPU "
                           f"(use --accelerator cpu or auto)")
     available = torch.cuda.device_count() if kind == "cuda" else (os.cpu_count() or 1)
     if t.devices != "auto":
         if not isinstance(t.devices, int) and not str(t.devices).isdigit():
-            raise CnnlabError(f"--devices must be a number or auto, got '{t.devices}'")
+            raise ConfigError(f"--devices must be a number or auto, got '{t.devices}'")
         n = int(t.devices)
         if not 1 <= n <= available:
             unit = "GPUs" if kind == "cuda" else "CPU cores (one process each)"
-            raise CnnlabError(f"--devices {n}: this machine has {available} {unit}; use 1..{available} or auto")
+            raise ConfigError(f"--devices {n}: this machine has {available} {unit}; use 1..{available} or auto")
     if t.precision == "16-mixed" and kind == "cpu":
-        raise CnnlabError("--precision 16-mixed needs a CUDA GPU; on the CPU use --precision bf16-mixed or 32-true "
+        raise ConfigError("--precision 16-mixed needs a CUDA GPU; on the CPU use --precision bf16-mixed or 32-true "
                           "(valid: " + ", ".join(PRECISIONS) + ")")
     if t.precision == "bf16-mixed" and kind == "cuda" and not torch.cuda.is_bf16_supported():
-        raise CnnlabError(f"--precision bf16-mixed: {torch.cuda.get_device_name()} has no bfloat16 support; use "
+        raise ConfigError(f"--precision bf16-mixed: {torch.cuda.get_device_name()} has no bfloat16 support; use "
                           f"--precision 16-mixed or 32-true")
     if t.num_nodes > 1 and not cluster_detected():
-        raise CnnlabError(f"--num-nodes {t.num_nodes} needs a cluster launch: start the command on every machine "
+        raise ConfigError(f"--num-nodes {t.num_nodes} needs a cluster launch: start the command on every machine "
                           f"with torchrun, srun (SLURM), or MASTER_ADDR, MASTER_PORT and NODE_RANK set (see the "
                           f"README: More than one GPU or machine)")
 
@@ -157,6 +157,8 @@ class ProcessWatch(Callback):
 
     def _watch(self, procs, parent: int, child: bool) -> None:
         while not self._stop.wait(WATCH_SECONDS):
+            if self._stop.is_set():
+                return
             if child and os.getppid() != parent:
                 print("error: the launching training process (rank 0) has stopped; stopping this one too",
                       file=sys.stderr, flush=True)
@@ -169,6 +171,11 @@ class ProcessWatch(Callback):
                           f"message is above. Stopped every process; continue with --resume once it is fixed",
                           file=sys.stderr, flush=True)
                     os._exit(1)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """This process failed: stop watching (the ones it stops next are no news), then stop them."""
+        self._stop.set()
+        stop_children(getattr(trainer.strategy.launcher, "procs", None) or [])
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._stop.set()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -18,20 +19,20 @@ from lightning.pytorch.trainer.states import TrainerStatus
 
 from cnnlab import files, rundir
 from cnnlab.config import Config, load_config, with_overrides
-from cnnlab.console import console
 from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError, Diverged, Interrupted
 from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
-from cnnlab.models.transfer_source import adopt_source_run
+from cnnlab.training.source_run import adopt_source_run, load_features_from_run
 from cnnlab.training import distributed, transfer
-from cnnlab.training.callbacks import EpochMetricsCSV, bar_on_terminal, monitored, standard_callbacks
+from cnnlab.training.callbacks import EpochMetricsCSV, GradientFlow, bar_on_terminal, monitored, standard_callbacks
 from cnnlab.training.checkpoint import AtomicCheckpointIO
 from cnnlab.training.module import ImageTask
 
 
 
+log = logging.getLogger(__name__)
 RUN_DIR_ENV = "CNNLAB_RUN_DIR"
 
 
@@ -58,19 +59,18 @@ def _report_data(prepared: Prepared, out: Path) -> None:
     sizes = ", ".join(f"{s} {prepared.size(s)}" for s in ("train", "val", "test") if prepared.size(s))
     what = f"{len(prepared.classes)} classes" if prepared.classes else "regression targets"
     pre = prepared.pre
-    console.print(f"data: {sizes} images, {what}, input {pre.channels}x{pre.size[0]}x{pre.size[1]}"
-                  f"{' (in memory)' if prepared.in_memory else ''}")
+    log.info(f"data: {sizes} images, {what}, input {pre.channels}x{pre.size[0]}x{pre.size[1]}"
+             f"{' (in memory)' if prepared.in_memory else ''}")
     for note in prepared.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        log.warning(note)
     if not prepared.size("val") and not prepared.size("test"):
-        console.print("[yellow]note:[/] no held-out images (no val/ or test/ folder, --val-split and --test-split "
-                      "are 0): evaluate this run on other data, or its figures will be on images it trained on",
-                      soft_wrap=True)
+        log.warning("no held-out images (no val/ or test/ folder, --val-split and --test-split "
+                    "are 0): evaluate this run on other data, or its figures will be on images it trained on")
     if prepared.skipped:
         first = "; ".join(f"{s.path.name}: {s.reason}" for s in prepared.skipped[:3])
         more = f" and {len(prepared.skipped) - 3} more" if len(prepared.skipped) > 3 else ""
-        console.print(f"[yellow]skipped {len(prepared.skipped)} unusable files[/] ({first}{more}); "
-                      f"list in {out / rundir.SKIPPED}")
+        log.warning(f"skipped {len(prepared.skipped)} unusable files ({first}{more}); "
+                    f"list in {out / rundir.SKIPPED}")
 
 
 def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) -> tuple[Config, Path, Optional[Path]]:
@@ -85,7 +85,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
         cfg = load_config(out / rundir.CONFIG, overrides)
         distributed.check(cfg)
         if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
-            console.print(f"{out} has no checkpoint yet: starting its training again from the beginning")
+            log.info(f"{out} has no checkpoint yet: starting its training again from the beginning")
             return cfg, out, None
         return cfg, out, ckpt
     cfg = with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
@@ -103,7 +103,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
         old = sorted(out.iterdir())
         for item in old:
             shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-        console.print(f"--overwrite: removed the previous run in {out} ({len(old)} entries)")
+        log.info(f"--overwrite: removed the previous run in {out} ({len(old)} entries)")
     return cfg, out, None
 
 
@@ -130,7 +130,7 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     rank 0 checks and writes the run directory, and the others return a result with no figures.
     """
     leader = distributed.is_leader()
-    with console_quiet(not leader):
+    with quiet_unless(leader):
         cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
         try:
             return _train(cfg, out, ckpt, callbacks)
@@ -139,14 +139,15 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
 
 
 @contextlib.contextmanager
-def console_quiet(quiet: bool):
-    """The processes other than rank 0 print nothing: one run, one voice."""
-    before = console.quiet
-    console.quiet = quiet or before
+def quiet_unless(leader: bool):
+    """The processes other than rank 0 log nothing of cnnlab's: one run, one voice."""
+    logger = logging.getLogger("cnnlab")
+    before = logger.disabled
+    logger.disabled = before or not leader
     try:
         yield
     finally:
-        console.quiet = before
+        logger.disabled = before
 
 
 def _interrupted(out: Path, epoch: Optional[int]) -> Interrupted:
@@ -165,18 +166,20 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
             return done
         # Loaded here as well as by Lightning: a hostile or broken checkpoint is refused before any work.
         epoch = int(files.load_torch(ckpt).get("epoch", -1)) + 1
-        console.print(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
+        log.info(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
     cfg = resolve_model_config(adopt_source_run(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
     num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
     model, report = build_for_training(cfg, prepared.pre, num_outputs)
+    if weights_kind(cfg) == "run":
+        report = load_features_from_run(model.net, Path(cfg.model.weights), cfg.model.name)
     leader = distributed.is_leader()
     if leader:
         _write_inputs(out, cfg, prepared)
     _report_data(prepared, out)
     if report is not None:
-        console.print(report.line())
+        log.info(report.line())
 
     strategy = transfer.resolve_strategy(cfg, weights_kind(cfg))
     transfer.check(cfg, strategy, model.net)
@@ -190,23 +193,22 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
                      monitor=monitor, full_batch_size=n_train if cfg.train.mode == "batch" else 0,
                      backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0,
                      check_gradients=cfg.train.precision not in ("16-mixed", "16"),
-                     channels_last=cfg.train.channels_last, compile=cfg.train.compile)
+                     channels_last=cfg.train.channels_last, compile=cfg.train.compile, config=cfg.model_dump(mode="json"))
+    meta = rundir.weights_metadata(cfg, prepared.pre, prepared.classes)
     cbs = standard_callbacks(cfg, out, has_val) + [distributed.ProcessWatch()] + list(callbacks)
     progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
     if cfg.train.gradient_every and not cached:
-        from cnnlab.evaluation.diagnostics import GradientFlow
-
         cbs.append(GradientFlow(out, cfg.train.gradient_every))
     schedule = None if cached else transfer.schedule_callback(cfg, strategy)
     if schedule is not None:
         cbs.append(schedule)
-    console.print(f"model: {cfg.model.name}, strategy {strategy}{' (cached features)' if cached else ''}, "
-                  f"augmentation: {describe(cfg.augment)}")
+    log.info(f"model: {cfg.model.name}, strategy {strategy}{' (cached features)' if cached else ''}, "
+             f"augmentation: {describe(cfg.augment)}")
     if cfg.train.deterministic:  # Lightning sets deterministic algorithms and the cuBLAS workspace; cuDNN too
         torch.backends.cudnn.deterministic = True
     if cfg.train.compile:
-        console.print("compiling the model with torch.compile: the first steps (and the first validation) take "
-                      "longer while it compiles")
+        log.info("compiling the model with torch.compile: the first steps (and the first validation) take "
+                 "longer while it compiles")
     world = distributed.world_size(cfg)
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs, max_time=timedelta(seconds=cfg.train.max_time) if cfg.train.max_time else None,
@@ -234,7 +236,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
                               f"with: cnnlab train --resume --out {out}") from None
         if not isinstance(exc, Diverged) or not leader:
             raise
-        best_epoch = _keep_best(model, out)
+        best_epoch = _keep_best(model, out, meta)
         files.write_json(out / rundir.TRAINING, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
                                                  "seconds": round(progress.elapsed(), 2)})
         kept = f"; the weights of epoch {best_epoch}, the best before it, are in {out / rundir.WEIGHTS}" \
@@ -242,7 +244,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         raise Diverged(f"{exc}{kept}") from None
     if not leader:
         return TrainResult(out, progress.elapsed(), trainer.current_epoch, None)
-    return _finish(trainer, model, out, progress.elapsed(), monitor, strategy)
+    return _finish(trainer, model, out, progress.elapsed(), monitor, strategy, meta)
 
 
 def _collective_failure(exc: BaseException) -> bool:
@@ -258,13 +260,13 @@ def _already_complete(out: Path) -> Optional[TrainResult]:
     info = rundir.Run.training_file(out)
     if not info or not info.get("complete", True) or not (out / rundir.WEIGHTS).is_file():
         return None
-    console.print(f"{out} is already complete: {info.get('epochs')} epochs in {info.get('seconds')} s; "
-                  f"nothing to resume (train further with a new run: --weights {out})")
+    log.info(f"{out} is already complete: {info.get('epochs')} epochs in {info.get('seconds')} s; "
+             f"nothing to resume (train further with a new run: --weights {out})")
     return TrainResult(out, float(info.get("seconds", 0.0)), int(info.get("epochs", 0)), info.get("best_epoch"),
                        info.get("final", {}), info.get("stopped"))
 
 
-def _keep_best(model, out: Path) -> Optional[int]:
+def _keep_best(model, out: Path, meta: dict[str, str]) -> Optional[int]:
     """Load the best checkpoint's weights into ``model`` and write model.safetensors; the epoch, or None."""
     best_path = rundir.checkpoint(out, rundir.BEST)
     if not best_path.is_file():
@@ -274,14 +276,15 @@ def _keep_best(model, out: Path) -> Optional[int]:
     best = {k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
     unknown = model.net.load_state_dict(best, strict=False).unexpected_keys
     assert not unknown, unknown  # the checkpoint holds this model's weights (all, or the head when cached)
-    rundir.save_weights(model.net, out / rundir.WEIGHTS)
+    rundir.save_weights(model.net, out / rundir.WEIGHTS, meta)
     return int(state.get("epoch", -1))
 
 
-def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, strategy: str) -> TrainResult:
-    best_epoch = _keep_best(model, out)
+def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, strategy: str,
+            meta: dict[str, str]) -> TrainResult:
+    best_epoch = _keep_best(model, out, meta)
     if best_epoch is None:
-        rundir.save_weights(model.net, out / rundir.WEIGHTS)
+        rundir.save_weights(model.net, out / rundir.WEIGHTS, meta)
     rows = rundir.read_csv(out / rundir.METRICS)
     final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
     epochs = len(rows)  # complete epochs: one cut short by a budget has no row
@@ -289,7 +292,7 @@ def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, 
     stopped = "budget" if timer is not None and (timer.time_remaining() or 0) <= 0 else \
         "early stopping" if epochs < trainer.max_epochs else None
     if stopped:
-        console.print(f"stopped by {stopped} after {epochs} of {trainer.max_epochs} epochs")
+        log.info(f"stopped by {stopped} after {epochs} of {trainer.max_epochs} epochs")
     info = {"complete": True, "seconds": round(seconds, 2), "epochs": epochs, "best_epoch": best_epoch,
             "monitor": monitor, "stopped": stopped, "stopped_early": stopped == "early stopping",
             "strategy": strategy, "final": final, "device": str(trainer.strategy.root_device)}

@@ -4,69 +4,19 @@ Everything else (the loop, devices, precision, checkpoints, early stopping) is L
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import lightning as L
 import torch
 import torchmetrics
 from torch import nn
 
-from cnnlab.config import OptimConfig
+from cnnlab.config import SCHEMA_VERSION, OptimConfig
 from cnnlab.errors import Diverged
-from cnnlab.registry import Registry
+from cnnlab.optim import OPTIMIZERS, SCHEDULES
 
-OPTIMIZERS: Registry = Registry("optimizer")
 PROGRESS_EVERY = 10
 AUX_WEIGHT = 0.4  # Szegedy et al. 2016 (Inception-v3): auxiliary classifier loss weight
-SCHEDULES: Registry = Registry("schedule")
-
-
-@OPTIMIZERS.register("sgd")
-def sgd(params, o: OptimConfig):
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                           weight_decay=o.weight_decay)
-
-
-@OPTIMIZERS.register("adam")
-def adam(params, o: OptimConfig):
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-@OPTIMIZERS.register("adamw")
-def adamw(params, o: OptimConfig):
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-@OPTIMIZERS.register("rmsprop")
-def rmsprop(params, o: OptimConfig):
-    return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
-@SCHEDULES.register("none")
-def no_schedule(opt, o: OptimConfig, trainer: L.Trainer, monitor: str):
-    return None
-
-
-@SCHEDULES.register("step")
-def step_schedule(opt, o: OptimConfig, trainer: L.Trainer, monitor: str):
-    return {"scheduler": torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma), "interval": "epoch"}
-
-
-@SCHEDULES.register("cosine")
-def cosine_schedule(opt, o: OptimConfig, trainer: L.Trainer, monitor: str):
-    return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=trainer.max_epochs), "interval": "epoch"}
-
-
-@SCHEDULES.register("plateau")
-def plateau_schedule(opt, o: OptimConfig, trainer: L.Trainer, monitor: str):
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max" if monitor.endswith("acc") else "min",
-                                                       factor=o.gamma, patience=2)
-    return {"scheduler": sched, "interval": "epoch", "monitor": monitor}
-
-
-@SCHEDULES.register("onecycle")
-def onecycle_schedule(opt, o: OptimConfig, trainer: L.Trainer, monitor: str):
-    max_lr = [g["lr"] for g in opt.param_groups]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=int(trainer.estimated_stepping_batches))
-    return {"scheduler": sched, "interval": "step"}
 
 
 class ImageTask(L.LightningModule):
@@ -74,8 +24,11 @@ class ImageTask(L.LightningModule):
 
     def __init__(self, model: nn.Module, task: str, num_outputs: int, optim: OptimConfig,
                  monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0,
-                 check_gradients: bool = True, channels_last: bool = False, compile: bool = False) -> None:
+                 check_gradients: bool = True, channels_last: bool = False, compile: bool = False,
+                 config: Optional[dict] = None) -> None:
         super().__init__()
+        if config is not None:  # every checkpoint carries the resolved config (plain data: weights_only loads it)
+            self.save_hyperparameters({"config": config, "schema_version": SCHEMA_VERSION})
         # NHWC activations (faster convolutions on tensor cores and oneDNN); the weights' names stay the same.
         self.channels_last = channels_last
         if channels_last:

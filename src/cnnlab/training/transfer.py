@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from cnnlab.config import Config
 from cnnlab.data.datasets import InMemoryImages, batch_collate
 from cnnlab.data.prepare import Prepared
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import ConfigError
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.training import distributed
 
@@ -38,10 +38,10 @@ def check(cfg: Config, strategy: str, net: nn.Module) -> None:
     if strategy in ("fine-tune", "two-phase"):
         n = len(net.blocks())
         if cfg.transfer.unfreeze > n:
-            raise CnnlabError(f"--unfreeze {cfg.transfer.unfreeze} is more than {cfg.model.name} has: "
+            raise ConfigError(f"--unfreeze {cfg.transfer.unfreeze} is more than {cfg.model.name} has: "
                               f"{n} blocks (use 1..{n}, or --strategy full)")
     if strategy == "two-phase" and cfg.optim.schedule == "onecycle":
-        raise CnnlabError("the onecycle schedule cannot follow two-phase's added parameter group: "
+        raise ConfigError("the onecycle schedule cannot follow two-phase's added parameter group: "
                           "use --schedule cosine, step, plateau or none")
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from torch import nn
 
+from cnnlab import files
 from cnnlab.config import Config
-from cnnlab.errors import CnnlabError
-from cnnlab.models.weights import LoadReport
+from cnnlab.errors import WeightsError
+from cnnlab.models.weights import LoadReport, kind
+from cnnlab.rundir import WEIGHTS, Run
 
 # What makes a custom CNN's convolutional part; everything else of the model config is head or weights.
 ARCHITECTURE_KEYS = ("name", "activation", "blocks", "batch_norm", "pool", "pool_size", "pool_stride", "residual")
@@ -19,14 +21,11 @@ ARCHITECTURE_KEYS = ("name", "activation", "blocks", "batch_norm", "pool", "pool
 
 def adopt_source_run(cfg: Config) -> Config:
     """The config with the source run's architecture and input, when ``model.weights`` is a run directory."""
-    from cnnlab.models.weights import kind
-    from cnnlab.rundir import Run
-
     if cfg.model.weights is None or kind(cfg.model.weights) != "run":
         return cfg
     src = Run.open(cfg.model.weights)
     if "name" in cfg.model.model_fields_set and cfg.model.name != src.config.model.name:
-        raise CnnlabError(f"--weights {cfg.model.weights} holds a {src.config.model.name}, not a {cfg.model.name}: "
+        raise WeightsError(f"--weights {cfg.model.weights} holds a {src.config.model.name}, not a {cfg.model.name}: "
                           f"leave out --model to continue from it")
     update = {k: getattr(src.config.model, k) for k in ARCHITECTURE_KEYS}
     update.update(input_size=src.pre.size[0], in_channels=src.pre.channels)
@@ -34,13 +33,10 @@ def adopt_source_run(cfg: Config) -> Config:
 
 
 def load_features_from_run(net: nn.Module, run_dir: Path, name: str) -> LoadReport:
-    from cnnlab import files
-    from cnnlab.rundir import WEIGHTS
-
     state = files.load_safetensors(Path(run_dir) / WEIGHTS)
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     try:
         net.features.load_state_dict(features, strict=True)
     except RuntimeError as exc:
-        raise CnnlabError(f"the backbone in {run_dir} does not fit {name}: {str(exc).splitlines()[1].strip()[:160]}") from None
+        raise WeightsError(f"the backbone in {run_dir} does not fit {name}: {str(exc).splitlines()[1].strip()[:160]}") from None
     return LoadReport(f"run {run_dir}", len(features), skipped_head=len(state) - len(features))

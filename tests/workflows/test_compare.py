@@ -1,7 +1,7 @@
 import csv
 
 import cnnlab
-from cnnlab.evaluation.compare import compare, trained_parameters
+from cnnlab.workflows.compare import compare, trained_parameters
 from cnnlab.models.registry import build_model, resolve_preprocessing
 from cnnlab.config import load_config
 

@@ -75,3 +75,8 @@ def max_pool(size: int, stride: int) -> nn.Module:
 @POOLING.register("avg")
 def avg_pool(size: int, stride: int) -> nn.Module:
     return nn.AvgPool2d(size, stride)
+
+
+@POOLING.register("none")
+def no_pool(size: int, stride: int) -> nn.Module:
+    return nn.Identity()

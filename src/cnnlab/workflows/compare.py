@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import html
 import json
 import statistics
@@ -18,9 +19,10 @@ from typing import Any, Optional
 import torch
 
 from cnnlab import files
-from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import EVALUATION, SPLIT, read_csv
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,7 +78,7 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
     scan(data, overrides.get("task", "classification"))  # a dataset error is every model's: once, before any trains
     entries = []
     for name in models:
-        console.print(f"[bold]{name}[/]")
+        log.info(f"training {name}")
         run_dir = out / name.replace(":", "_")
         try:
             result = train(data, run_dir, overwrite=True, model=name, **({"max_time": budget} if budget else {}),
@@ -84,7 +86,7 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
             report = build_report(run_dir, data)
         except (CnnlabError, RuntimeError, ValueError) as exc:  # one model that cannot run: a row saying why
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            console.print(f"[yellow]{name} failed:[/] {reason}", soft_wrap=True)
+            log.warning(f"{name} failed: {reason}")
             entries.append(Entry(model=name, error=reason))
             continue
         evaluation = json.loads((run_dir / EVALUATION).read_text())

@@ -1,0 +1,229 @@
+"""The GPU path, measured in one script (at most ~5 minutes on one GPU).
+
+1. ResNet-50 at 224x224, bf16-mixed, channels_last, batch 256, random init: training throughput (img/s)
+   of cnnlab (its Lightning module, model with preprocessing in front, from uint8 batches already on
+   the GPU) and of a bare PyTorch loop with the same model, optimiser and settings, with and without
+   torch.compile, and the ratio cnnlab / bare (target >= 0.95).
+2. MFU: ResNet-50 is 4.09 GMACs forward per image; training counts ~3x, so 24.5 GFLOP an image; divided
+   by the card's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s). Target >= 3,000 img/s on one H100.
+3. End to end: 5,000 JPEGs made at run time, decoded and augmented by cnnlab's pipeline (standard
+   preset, loader workers), `cnnlab.train` for 2 epochs: img/s and the share of step time spent waiting
+   for data (target <= 5%).
+
+Run: .venv/bin/python benchmarks/gpu.py            (on a GPU machine)
+     .venv/bin/python benchmarks/gpu.py --smoke    (CPU, tiny sizes: checks the script itself runs)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+GMACS_RESNET50 = 4.09
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def peak_tflops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------- 1. bare loop
+def bare_loop(args, compile_: bool) -> float:
+    import torchvision
+
+    device = args.device
+    model = torchvision.models.resnet50(num_classes=1000).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
+    x8 = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, 1000, (args.batch,), device=device)
+
+    def step_fn(x8, y):
+        x = ((x8.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    fn = torch.compile(step_fn) if compile_ else step_fn
+    for _ in range(args.warmup):
+        fn(x8, y)
+    sync()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        fn(x8, y)
+    sync()
+    return args.steps * args.batch / (time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- 1. cnnlab
+class StepTimer:
+    """Wall time of steps warmup..warmup+steps (synchronised), from Lightning's hooks."""
+
+    def __new__(cls, warmup: int, steps: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class _Timer(Callback):
+            def __init__(self):
+                self.start = self.end = None
+                self.wait = 0.0
+                self._last_end = None
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                now = time.perf_counter()
+                if batch_idx == warmup:
+                    sync()
+                    self.start = time.perf_counter()
+                elif self._last_end is not None and batch_idx > warmup:
+                    self.wait += now - self._last_end
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                self._last_end = time.perf_counter()
+                if batch_idx == warmup + steps - 1:
+                    sync()
+                    self.end = time.perf_counter()
+                    trainer.should_stop = True
+
+        return _Timer()
+
+
+def cnnlab_loop(args, compile_: bool) -> float:
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from cnnlab.config import Config, with_overrides
+    from cnnlab.data.datasets import InMemoryImages, batch_collate
+    from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing
+    from cnnlab.training.module import ImageTask
+
+    cfg = resolve_model_config(with_overrides(Config(), {
+        "model": "resnet50", "weights": "none", "input_size": args.size, "optimizer": "sgd", "lr": 0.1}))
+    pre = resolve_preprocessing(cfg)
+    model, _ = build_for_training(cfg, pre, 1000)
+    task = ImageTask(model, "classification", 1000, cfg.optim, channels_last=True, compile=compile_)
+    n = args.batch * (args.warmup + args.steps)
+    images = torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8)
+    data = InMemoryImages(images, torch.randint(0, 1000, (n,)))
+    loader = DataLoader(data, batch_size=args.batch, collate_fn=batch_collate, pin_memory=args.device.type == "cuda")
+    timer = StepTimer(args.warmup, args.steps)
+    trainer = L.Trainer(accelerator=args.device.type, devices=1, precision=args.precision, max_epochs=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(task, train_dataloaders=loader)
+    return args.steps * args.batch / (timer.end - timer.start)
+
+
+# ----------------------------------------------------------------------------- 3. end to end
+def make_jpegs(root: Path, n: int, size: int) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"c{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+def data_wait_timer():
+    """The second epoch's wall time, and the part of it the loop spent waiting for the next batch."""
+    from lightning.pytorch.callbacks import Callback
+
+    class DataWait(Callback):
+        wait = total = 0.0
+        _t0 = _last = None
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                sync()
+                self._t0 = self._last = time.perf_counter()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if self._last is not None:
+                self.wait += time.perf_counter() - self._last
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if self._t0 is not None:
+                self._last = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            if self._t0 is not None:
+                sync()
+                self.total = time.perf_counter() - self._t0
+
+    return DataWait()
+
+
+def end_to_end(args) -> dict:
+    import cnnlab
+    from cnnlab import rundir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        data = make_jpegs(Path(tmp) / "jpegs", args.jpegs, args.jpeg_size)
+        made = time.perf_counter() - start
+        timer = data_wait_timer()
+        workers = max(1, min(14, (os.cpu_count() or 2) - 2))
+        result = cnnlab.train(data, Path(tmp) / "run", callbacks=[timer], model="resnet50", weights="none",
+                              input_size=args.size, epochs=2, batch_size=args.batch, cache="disk",
+                              num_workers=workers, augment="standard", val_split=0.02,
+                              precision=args.precision, channels_last=True, progress=False,
+                              accelerator=args.device.type)
+        n_train = sum(1 for r in rundir.read_csv(result.run_dir / "split.csv") if r["split"] == "train")
+    return {"jpegs": args.jpegs, "made_in_s": round(made, 1), "workers": workers,
+            "img_per_s": round(n_train / timer.total, 1),  # the second epoch: loaders and compile warm
+            "data_wait_share": round(timer.wait / timer.total, 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: check the script runs")
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available() and not args.smoke
+    args.device = torch.device("cuda" if cuda else "cpu")
+    args.precision = "bf16-mixed"
+    args.batch, args.size, args.warmup, args.steps = (256, 224, 15, 50) if cuda else (4, 64, 1, 2)
+    args.jpegs, args.jpeg_size = (5000, 256) if cuda else (40, 72)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name() if cuda else "CPU (smoke test)"
+    print(f"device: {name}", flush=True)
+
+    results = {"device": name}
+    for compile_ in (False, True):
+        label = "compile" if compile_ else "eager"
+        bare = bare_loop(args, compile_)
+        ours = cnnlab_loop(args, compile_)
+        flops = 3 * 2 * GMACS_RESNET50 * 1e9 * (args.size / 224) ** 2
+        peak = peak_tflops()
+        mfu = ours * flops / (peak * 1e12) if peak else None
+        results[label] = {"bare_img_s": round(bare, 1), "cnnlab_img_s": round(ours, 1),
+                          "ratio": round(ours / bare, 3), "mfu": round(mfu, 3) if mfu else None}
+        print(f"ResNet-50 {args.size}px bf16 channels_last {label}: bare {bare:.0f} img/s, cnnlab {ours:.0f} img/s, "
+              f"ratio {ours / bare:.3f} (target >= 0.95)"
+              + (f", MFU {mfu:.1%} of {peak:.0f} TFLOP/s" if mfu else ""), flush=True)
+    e2e = end_to_end(args)
+    results["end_to_end"] = e2e
+    print(f"end to end, {e2e['jpegs']} JPEGs, {e2e['workers']} workers: {e2e['img_per_s']} img/s, data wait "
+          f"{e2e['data_wait_share']:.1%} of step time (target <= 5%)", flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

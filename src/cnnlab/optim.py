@@ -1,0 +1,65 @@
+"""Optimisers and learning-rate schedules by name: ``optim.optimizer`` and ``optim.schedule`` are checked
+against these registries, and the training module builds from them.
+
+An optimiser builder takes the parameter groups and the optim config; a schedule builder takes the
+optimiser, the optim config, the Lightning trainer and the monitored metric, and returns Lightning's
+scheduler dict (or None).
+"""
+from __future__ import annotations
+
+import torch
+
+from cnnlab.registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer")
+SCHEDULES: Registry = Registry("schedule")
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(params, o):
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                           weight_decay=o.weight_decay)
+
+
+@OPTIMIZERS.register("adam")
+def adam(params, o):
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params, o):
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(params, o):
+    return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+@SCHEDULES.register("none")
+def no_schedule(opt, o, trainer, monitor: str):
+    return None
+
+
+@SCHEDULES.register("step")
+def step_schedule(opt, o, trainer, monitor: str):
+    return {"scheduler": torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma), "interval": "epoch"}
+
+
+@SCHEDULES.register("cosine")
+def cosine_schedule(opt, o, trainer, monitor: str):
+    return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=trainer.max_epochs), "interval": "epoch"}
+
+
+@SCHEDULES.register("plateau")
+def plateau_schedule(opt, o, trainer, monitor: str):
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max" if monitor.endswith("acc") else "min",
+                                                       factor=o.gamma, patience=2)
+    return {"scheduler": sched, "interval": "epoch", "monitor": monitor}
+
+
+@SCHEDULES.register("onecycle")
+def onecycle_schedule(opt, o, trainer, monitor: str):
+    max_lr = [g["lr"] for g in opt.param_groups]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=int(trainer.estimated_stepping_batches))
+    return {"scheduler": sched, "interval": "step"}

@@ -1,0 +1,73 @@
+"""Artifacts that describe themselves: config.yaml's schema version (older runs still load), the config
+and preprocessing inside model.safetensors and inside every checkpoint."""
+import json
+import shutil
+
+import pytest
+import yaml
+
+import cnnlab
+from cnnlab import files, rundir
+from cnnlab.config import SCHEMA_VERSION, load_config
+from cnnlab.errors import ConfigError, RunDirError
+
+
+def test_config_yaml_carries_its_schema_version(tiny_run):
+    tree = yaml.safe_load((tiny_run / rundir.CONFIG).read_text())
+    assert tree["schema_version"] == SCHEMA_VERSION == 2
+    assert load_config(tiny_run / rundir.CONFIG).model.name == "cnn-small"
+
+
+def test_a_run_written_before_the_schema_version_still_loads_and_predicts(tiny_run, bars, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    tree = yaml.safe_load((old / rundir.CONFIG).read_text())
+    del tree["schema_version"], tree["train"]["channels_last"], tree["train"]["compile"]  # as version 1 wrote it
+    (old / rundir.CONFIG).write_text(yaml.safe_dump(tree))
+    png = sorted(bars.rglob("*.png"))[0]
+    assert cnnlab.load(old, "cpu").predict(png)[0].label == cnnlab.load(tiny_run, "cpu").predict(png)[0].label
+
+
+def test_a_run_of_a_newer_schema_is_a_clear_error(tiny_run, tmp_path):
+    new = tmp_path / "new"
+    shutil.copytree(tiny_run, new)
+    tree = yaml.safe_load((new / rundir.CONFIG).read_text())
+    tree["schema_version"] = 99
+    (new / rundir.CONFIG).write_text(yaml.safe_dump(tree))
+    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(2\\): upgrade cnnlab"):
+        cnnlab.load(new)
+
+
+def test_model_safetensors_alone_says_what_model_it_is(tiny_run):
+    meta = rundir.read_weights_metadata(tiny_run / rundir.WEIGHTS)
+    run = rundir.Run.open(tiny_run)
+    assert meta["schema_version"] == SCHEMA_VERSION
+    assert meta["config"] == run.config.model_dump(mode="json")
+    assert meta["preprocessing"] == json.loads((tiny_run / rundir.PREPROCESSING).read_text())
+    assert meta["classes"] == run.classes == ["a", "b", "c"]
+
+
+def test_checkpoints_carry_the_config(tiny_run):
+    for which in (rundir.BEST, rundir.LAST):
+        ckpt = files.load_torch(rundir.checkpoint(tiny_run, which))  # weights_only: plain data
+        assert ckpt["hyper_parameters"]["config"] == rundir.Run.open(tiny_run).config.model_dump(mode="json")
+        assert ckpt["hyper_parameters"]["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_missing_run_directory_is_a_run_dir_error(tmp_path):
+    with pytest.raises(RunDirError, match="run directory not found"):
+        cnnlab.load(tmp_path / "nothing")
+
+
+def test_every_run_file_name_is_spelled_in_rundir_only():
+    """No module but rundir spells a run file's name (the names are rundir's constants)."""
+    from pathlib import Path
+
+    names = [rundir.CONFIG, rundir.CLASSES, rundir.PREPROCESSING, rundir.SPLIT, rundir.SKIPPED, rundir.METRICS,
+             rundir.WEIGHTS, rundir.TRAINING, rundir.EVALUATION, rundir.GRADIENTS, rundir.CONFUSION,
+             rundir.CONFUSION_NORMALIZED, rundir.REPORT, rundir.ONNX, rundir.TORCHSCRIPT, rundir.EXPORT_INFO,
+             f"{rundir.BEST}.ckpt", f"{rundir.LAST}.ckpt"]
+    src = Path(rundir.__file__).parent
+    spelled = {(p.relative_to(src).as_posix(), n) for p in src.rglob("*.py") if p.name != "rundir.py"
+               for n in names if f'"{n}"' in p.read_text() or f"'{n}'" in p.read_text()}
+    assert not spelled
