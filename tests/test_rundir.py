@@ -24,6 +24,8 @@ def test_a_run_written_before_the_schema_version_still_loads_and_predicts(tiny_r
     tree = yaml.safe_load((old / rundir.CONFIG).read_text())
     del tree["schema_version"], tree["train"]["channels_last"], tree["train"]["compile"]  # as version 1 wrote it
     (old / rundir.CONFIG).write_text(yaml.safe_dump(tree))
+    run = rundir.Run.open(old)
+    assert run.config.train.channels_last is False and run.config.train.compile is False  # as version 1 trained
     png = sorted(bars.rglob("*.png"))[0]
     assert cnnlab.load(old, "cpu").predict(png)[0].label == cnnlab.load(tiny_run, "cpu").predict(png)[0].label
 

@@ -21,7 +21,8 @@ _LAZY = {
     "create_model": ("cnnlab.models.registry", "create_model"),
     "load_config": ("cnnlab.config", "load_config"),
     "Config": ("cnnlab.config", "Config"),
-    "CnnlabError": ("cnnlab.errors", "CnnlabError"),
+    **{name: ("cnnlab.errors", name) for name in ("CnnlabError", "ConfigError", "UnknownName", "DataError", "BadImage",
+                                                  "WeightsError", "RunDirError", "Diverged")},
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import save
 
 from cnnlab import files
-from cnnlab.config import SCHEMA_VERSION, Config, validate
+from cnnlab.config import SCHEMA_VERSION, Config, migrate, validate
 from cnnlab.errors import RunDirError, WeightsError
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.preprocessing import Preprocessing
@@ -131,7 +131,7 @@ class Run:
             raise RunDirError(f"{path} is not a complete cnnlab run directory: missing {', '.join(missing)}{hint}")
         import yaml
 
-        config = validate(yaml.safe_load((path / CONFIG).read_text()) or {})
+        config = validate(migrate(yaml.safe_load((path / CONFIG).read_text()) or {}, unversioned=1))
         classes = json.loads((path / CLASSES).read_text())
         return cls(path, config, classes, Preprocessing.load(path / PREPROCESSING))
 

@@ -23,7 +23,8 @@ from cnnlab.data.datamodule import ImageDataModule, accumulation
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError, Diverged, Interrupted
 from cnnlab.data.augment import describe, resolved
-from cnnlab.models.registry import build_for_training, resolve_model_config, resolve_preprocessing, weights_kind
+from cnnlab.models.registry import (build_for_training, get_entry, resolve_model_config, resolve_preprocessing,
+                                    weights_kind)
 from cnnlab.training.source_run import adopt_source_run, load_features_from_run
 from cnnlab.training import distributed, transfer
 from cnnlab.training.callbacks import EpochMetricsCSV, GradientFlow, bar_on_terminal, monitored, standard_callbacks
@@ -82,7 +83,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
         if not (out / rundir.CONFIG).is_file():
             raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} (start it with cnnlab train DATA "
                               f"--out {out})")
-        cfg = load_config(out / rundir.CONFIG, overrides)
+        cfg = load_config(out / rundir.CONFIG, overrides, run_file=True)
         distributed.check(cfg)
         if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
             log.info(f"{out} has no checkpoint yet: starting its training again from the beginning")
@@ -167,7 +168,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         # Loaded here as well as by Lightning: a hostile or broken checkpoint is refused before any work.
         epoch = int(files.load_torch(ckpt).get("epoch", -1)) + 1
         log.info(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
-    cfg = resolve_model_config(adopt_source_run(cfg))
+    cfg = resolve_devices(resolve_model_config(adopt_source_run(cfg)))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
     num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
@@ -245,6 +246,16 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     if not leader:
         return TrainResult(out, progress.elapsed(), trainer.current_epoch, None)
     return _finish(trainer, model, out, progress.elapsed(), monitor, strategy, meta)
+
+
+def resolve_devices(cfg: Config) -> Config:
+    """The device choices made explicit for this machine (written into the run as made). channels_last
+    defaults to on only where benchmarks/cpu_speed.py measured it faster end to end: the custom CNNs on
+    the CPU (cnn-small on mnist-5k: 1.1-1.2x); not resnet18 on the CPU (1.0x), not measured on GPUs."""
+    if cfg.train.channels_last is not None:
+        return cfg
+    on = distributed.accelerator(cfg) == "cpu" and not get_entry(cfg.model.name).pretrained
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"channels_last": on})})
 
 
 def _collective_failure(exc: BaseException) -> bool:
