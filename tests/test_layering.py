@@ -41,7 +41,8 @@ def _imports(path: Path) -> set[str]:
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}  # "from cnnlab import files"
     modules = {_name(p) for p in SRC.rglob("*.py")}
-    return {m for m in found if m in modules and m != "cnnlab"}
+    own = _name(path) if path.is_relative_to(SRC) else None  # a package importing its own submodules
+    return {m for m in found if m in modules and m not in ("cnnlab", own)}
 
 
 GRAPH = {_name(p): _imports(p) for p in SRC.rglob("*.py")}

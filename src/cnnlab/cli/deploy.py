@@ -1,0 +1,49 @@
+"""Commands that ship a run: export and serve."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cnnlab.cli.app import app
+from cnnlab.console import console
+
+
+# ----------------------------------------------------------------------------- export / serve
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: RUN/export)."),
+) -> None:
+    """Export the model with its preprocessing, checked against PyTorch (max abs diff <= 1e-4)."""
+    from cnnlab.inference.extras import require_serve
+
+    require_serve("cnnlab export")
+    from cnnlab.inference.export import export
+
+    result = export(run, fmt, out_dir)
+    console.print(f"{result.format}: {result.path} (parity with PyTorch: max abs diff {result.max_abs_diff:.2e})")
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="Run directory."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
+    port: int = typer.Option(8000, help="Port."),
+    backend: str = typer.Option("torch", help="torch or onnx."),
+    max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+) -> None:
+    """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
+    from cnnlab.inference.extras import require_serve
+
+    require_serve("cnnlab serve")
+    from cnnlab.inference.server import serve as run_server
+
+    console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    from cnnlab.inference.predictor import resolve_device
+
+    resolve_device(device)  # a wrong device is one line before uvicorn starts
+    run_server(str(run), host, port, backend, max_upload_mb, device)

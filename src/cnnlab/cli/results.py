@@ -1,0 +1,140 @@
+"""Commands that read a trained run: evaluate, predict, report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+
+from cnnlab import rundir
+from cnnlab.cli.app import app
+from cnnlab.console import console, new_table, out
+from cnnlab.errors import CnnlabError
+
+
+# ----------------------------------------------------------------------------- evaluate / predict
+def print_metrics(result: dict) -> None:
+    if "classes" not in result:
+        out.print(f"n={result['n']}  MAE {result['mae']:.4f}  RMSE {result['rmse']:.4f}  R² {result['r2']:.4f}")
+        return
+    what = {"test": "held-out test ", "val": "held-out validation ", "all": "all "}.get(result.get("split"), "")
+    table = new_table("class", "precision", "recall", "f1", "support",
+                      title=f"evaluation on {result['n']} {what}images")
+
+    def cell(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    for name, row in result["per_class"].items():
+        table.add_row(name, cell(row["precision"]), cell(row["recall"]), cell(row["f1"]), str(row["support"]))
+    table.add_section()
+    for avg in ("macro", "weighted", "micro"):
+        table.add_row(f"{avg} avg", f"{result[f'precision_{avg}']:.4f}", f"{result[f'recall_{avg}']:.4f}",
+                      f"{result[f'f1_{avg}']:.4f}", str(result["n"]))
+    out.print(table)
+    tops = "  ".join(f"top-{k} {v:.4f}" for k, v in result.get("top_k_accuracy", {}).items())
+    out.print(f"accuracy {result['accuracy']:.4f}  {tops}")
+    cm = new_table("true \\ pred", *result["classes"], title="confusion matrix")
+    for name, row in zip(result["classes"], result["confusion_matrix"]):
+        cm.add_row(name, *(str(v) for v in row))
+    out.print(cm)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: Path = typer.Argument(..., help="Labelled data: its test/ split if it has one, else all of it."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON to FILE."),
+    split: str = typer.Option("auto", help="auto: the run's own held-out images (test, else val) or another "
+                                            "dataset's test/ split; test, val; all: every image."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+) -> None:
+    """Accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion matrix."""
+    from cnnlab.evaluation.metrics import evaluate as run_evaluate
+
+    result = run_evaluate(run, data, json_path=json_file, split=split, device=device)
+    print_metrics(result)
+    if result.get("absent_classes"):
+        console.print(f"no images of {', '.join(result['absent_classes'])}: n/a, and left out of the macro and "
+                      f"weighted averages", soft_wrap=True)
+    console.print(f"metrics: {result['file']}", soft_wrap=True)
+    if "confusion_matrix" in result and Path(result["file"]).name == rundir.EVALUATION:
+        console.print(f"confusion matrix plot: {Path(run) / rundir.CONFUSION}")
+
+
+def _expand(paths: List[Path]) -> List[Path]:
+    from cnnlab.data.images import IMAGE_EXTENSIONS
+
+    files: List[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CnnlabError(f"image not found: {p}")
+    if not files:
+        raise CnnlabError(f"no images in {', '.join(map(str, paths))}")
+    return files
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run directory."),
+    images: List[Path] = typer.Argument(..., help="Image files or folders."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write path,label,probability,top_k rows to FILE "
+                                                                "instead of printing a table (large folders)."),
+    backend: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime; exported on first use)."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+) -> None:
+    """Predict the class (and probability) of each image."""
+    from cnnlab.errors import BadImage
+    from cnnlab.inference.predictor import load
+
+    predictor = load(run, device=device, backend=backend)
+    files, tensors, skipped = [], [], []
+    for f in _expand(images):
+        try:
+            tensors.append(predictor.preprocess(f))
+            files.append(str(f))
+        except BadImage as exc:
+            skipped.append(f"{f}: {exc.reason}")
+    if not files:
+        more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+        raise CnnlabError(f"none of the images could be read ({skipped[0]}{more})")
+    for line in skipped:
+        console.print(f"[yellow]skipped[/] {escape(line)}", soft_wrap=True)
+    preds = predictor.to_predictions(predictor.outputs(tensors), files, top_k)
+    if as_json:
+        from cnnlab.files import dumps
+
+        out.print(dumps([p.to_dict() for p in preds]), markup=False, highlight=False, soft_wrap=True)
+        return
+    if csv_file is not None:
+        from cnnlab.rundir import write_csv
+
+        write_csv(csv_file, ("path", "label", "probability", "top_k"),
+                  ((p.path, p.label, "" if p.probability is None else p.probability,
+                    "; ".join(f"{t['label']} {t['probability']:.4f}" for t in p.top_k)) for p in preds))
+        console.print(f"{len(preds)} predictions: {csv_file}")
+        return
+    table = new_table("image", "label", "probability", f"top {top_k}")
+    for p in preds:
+        prob = "" if p.probability is None else f"{p.probability:.4f}"
+        top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p.top_k)
+        table.add_row(p.path, str(p.label), prob, top)
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------- report
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run directory."),
+    data: Optional[Path] = typer.Option(None, help="Labelled test data (default: the data of the last evaluate)."),
+) -> None:
+    """Write RUN/report.html: run, model, curves, evaluation, mistakes with Grad-CAM, augmentation."""
+    from cnnlab.evaluation.report import build_report
+
+    console.print(f"report: {build_report(run, data)}")
