@@ -1,4 +1,5 @@
 """Every benchmark in turn; each prints its figure and its ratio to the baseline or target it names."""
+import cpu_speed
 import faults
 import overhead
 import pipeline
@@ -13,3 +14,10 @@ if __name__ == "__main__":
     pipeline.main()
     serving.main()
     faults.main()
+    cpu_speed.main()
+    import torch
+
+    if torch.cuda.is_available():
+        import gpu
+
+        gpu.main()

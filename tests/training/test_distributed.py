@@ -72,7 +72,8 @@ def test_two_processes_write_one_run_with_global_metrics_and_match_one_process(d
     settings = {**QUICK, "epochs": 6}
     ddp = _cli("train", digits / "train", "--out", tmp_path / "ddp", *CPU2, *_flags(settings))
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert (ddp.stdout + ddp.stderr).count("run directory:") == 1  # one voice: the other rank prints nothing of its own
+    said = ddp.stdout + ddp.stderr  # one voice: the other rank prints nothing of its own
+    assert said.count("run directory:") == 1 and said.count("data: ") == 1 and said.count("model: cnn-small") == 1
     info = _complete(tmp_path / "ddp", 6)
     single = cnnlab.train(digits / "train", tmp_path / "one", **settings)
 

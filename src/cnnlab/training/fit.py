@@ -142,13 +142,14 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
 @contextlib.contextmanager
 def quiet_unless(leader: bool):
     """The processes other than rank 0 log nothing of cnnlab's: one run, one voice."""
-    logger = logging.getLogger("cnnlab")
-    before = logger.disabled
-    logger.disabled = before or not leader
+    logger = logging.getLogger("cnnlab")  # its module loggers inherit its level
+    before = logger.level
+    if not leader:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        logger.disabled = before
+        logger.setLevel(before)
 
 
 def _interrupted(out: Path, epoch: Optional[int]) -> Interrupted:
