@@ -14,7 +14,7 @@ import time
 from cnnlab.workflows.demo import as_flags
 from common import SCRATCH, mnist_5k, verdict
 
-# Exactly the demo's settings (cnnlab/demo.py), without the progress bar.
+# Exactly the demo's settings (cnnlab/workflows/demo.py), without the progress bar.
 SETTINGS = as_flags() + ["--progress", "false"]
 
 

@@ -59,7 +59,11 @@ def test_corrupt_files_are_reported_in_one_line(tmp_path):
     run("datasets", "export", "shapes", tmp_path / "s", "--size", "12", "--count", "10")
     (tmp_path / "s" / "train" / "circle" / "broken.png").write_bytes(b"garbage")
     proc = run("train", tmp_path / "s", "--out", tmp_path / "r", "--epochs", "1", *TINY_FLAGS)
-    assert "skipped 1 unusable files (broken.png: not a readable image)" in " ".join(proc.stderr.split())
+    assert "warning: skipped 1 unusable files (broken.png: not a readable image)" in " ".join(proc.stderr.split())
+    # A person sees cnnlab's own lines: no info lines or warnings from the libraries (Lightning, torch).
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("data: ") and not [line for line in lines if "INFO" in line or "GPU available" in line
+                                                   or "Warning" in line], proc.stderr
 
 
 @pytest.mark.parametrize("args,message", [

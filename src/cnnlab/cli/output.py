@@ -29,8 +29,10 @@ class ConsoleHandler(logging.Handler):
 
 def quiet_lightning() -> None:
     """Lightning gives its "lightning" logger a stderr handler of its own when it is imported: without --debug
-    it keeps to warnings, like every other library here (call after importing the training code)."""
+    it keeps to warnings, like every other library here (the commands that train call this first)."""
     if not DEBUG:
+        import lightning  # noqa: F401 - the commands that call this train with it: its handler exists from here
+
         for handler in logging.getLogger("lightning").handlers:
             handler.setLevel(logging.WARNING)
 
