@@ -131,7 +131,7 @@ class TrainConfig(_Strict):
         "val_loss", description='metric for the best checkpoint and early stopping')
     accelerator: str = Field("auto", description='cpu, gpu (cuda) or auto: a GPU when there is one')
     devices: Union[int, str] = Field(
-        "auto", description='processes per machine: GPUs, or CPU processes with --accelerator cpu (auto: 1)')
+        "auto", description='processes per machine: GPUs, or CPU processes with --accelerator cpu (auto: every GPU, or 1 CPU process)')
     distributed: str = Field(
         "auto", description='auto, or ddp: one process per device, gradients averaged (gloo on the CPU, NCCL on GPUs)')
     num_nodes: int = Field(1, gt=0, description='machines to train on (launched by torchrun or SLURM)')

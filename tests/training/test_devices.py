@@ -77,6 +77,18 @@ def test_bf16_is_refused_on_a_gpu_without_it(monkeypatch):
         distributed.check(with_overrides(cfg, {"devices": 2, "precision": "32-true"}))
 
 
+def test_devices_auto_is_every_gpu_or_one_cpu_process_and_more_than_one_means_ddp(monkeypatch):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cpu = with_overrides(Config(), {"accelerator": "cpu"})
+    assert distributed.world_size(cpu) == 1 and distributed.strategy(cpu) == "auto"
+    assert distributed.world_size(with_overrides(cpu, {"devices": 2, "num_nodes": 3})) == 6
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    gpus = with_overrides(Config(), {"accelerator": "gpu"})  # the batches and full-batch chunks are dealt by this
+    assert distributed.world_size(gpus) == 4 and isinstance(distributed.strategy(gpus), DDPStrategy)
+
+
 class ConvDtype(Callback):
     """The dtype the first convolution computes in, during training."""
 

@@ -101,8 +101,12 @@ def check(cfg: Config) -> None:
 
 
 def world_size(cfg: Config) -> int:
-    """The processes this run trains in (``devices`` per node x nodes); 1 when devices is auto."""
-    devices = int(cfg.train.devices) if cfg.train.devices != "auto" else 1
+    """The processes this run trains in: ``devices`` per node x nodes. ``auto`` is Lightning's: every GPU of
+    the machine, or one CPU process."""
+    if cfg.train.devices != "auto":
+        devices = int(cfg.train.devices)
+    else:
+        devices = max(1, torch.cuda.device_count()) if accelerator(cfg) == "cuda" else 1
     return devices * cfg.train.num_nodes
 
 
