@@ -117,3 +117,41 @@ def test_a_model_with_non_finite_outputs_is_a_json_error(tiny_run):
     client = TestClient(create_app(str(tiny_run), predictor=predictor))
     r = client.post("/predict", files=[("files", ("x.png", png(), "image/png"))])
     assert r.status_code == 500 and "NaN or infinite outputs" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/octet-stream"])
+def test_a_raw_image_body_gives_the_multipart_answer(client, content_type):
+    blob = png(seed=4)
+    raw = client.post("/predict", content=blob, headers={"Content-Type": content_type})
+    assert raw.status_code == 200
+    [got], [want] = raw.json()["predictions"], upload(client, blob).json()["predictions"]
+    assert got["filename"] is None and got["label"] == want["label"] and got["top_k"] == want["top_k"]
+    bad = client.post("/predict", content=b"not an image", headers={"Content-Type": content_type})
+    assert bad.status_code == 415 and bad.json()["detail"] == "the request body: not a readable image"
+
+
+def test_unsupported_bodies_get_json_4xx_and_the_server_keeps_serving(client, tiny_run):
+    r = client.post("/predict", content=b"{}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 415 and "unsupported Content-Type 'application/json'" in r.json()["detail"]
+    r = client.post("/predict", data={"files": "just text"})  # a form, but not multipart
+    assert r.status_code == 415 and "application/x-www-form-urlencoded" in r.json()["detail"]
+    r = client.post("/predict", files=[("files", (None, b"just text"))])  # a multipart text field
+    assert r.status_code == 422 and "holds text, not a file" in r.json()["detail"]
+    many = [("files", (f"{i}.png", b"x", "image/png")) for i in range(2000)]  # a flood of parts: refused unread
+    roomy = TestClient(create_app(str(tiny_run), max_upload_mb=10))  # 2,000 small parts fit in 10 MB
+    r = roomy.post("/predict", files=many)
+    assert r.status_code == 400 and "Too many files" in r.json()["detail"]
+    big = client.post("/predict", content=b"\0" * 200_000, headers={"Content-Type": "image/png"})
+    assert big.status_code == 413
+    assert upload(client, png()).status_code == 200
+
+
+def test_the_openapi_schema_documents_every_field_and_both_bodies(client):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
+    parts = schema["components"]["schemas"]
+    assert set(parts["PredictionOut"]["properties"]) == {"filename", "label", "probability", "top_k"}
+    assert all(p.get("description") for model in ("PredictionOut", "TopK", "ModelInfo", "PredictResponse")
+               for p in parts[model]["properties"].values())
+    assert set(schema["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "415", "422", "500"}

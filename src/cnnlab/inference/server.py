@@ -1,7 +1,8 @@
 """``cnnlab serve RUN``: a web page and a REST API around a run directory (FastAPI + uvicorn).
 
 - ``GET /``: drop or pick an image, see it and the top classes as bars (no external assets);
-- ``POST /predict``: one or several images (multipart, field ``files``) -> top-k classes as JSON;
+- ``POST /predict``: one or several images (multipart, field ``files`` or ``file``), or one image as the
+  raw body (``Content-Type: image/*`` or ``application/octet-stream``) -> top-k classes as JSON;
 - ``GET /health``, ``GET /model``; the OpenAPI schema at ``/docs`` and ``/openapi.json``.
 
 Bad requests get a JSON error and the server keeps serving: too large -> 413, not an image -> 415,
@@ -10,17 +11,68 @@ corrupt or a decompression bomb -> 422. Inference runs in a worker thread, never
 from __future__ import annotations
 
 from importlib import resources
-from typing import List, Optional
+from typing import Optional, Union
 
-from fastapi import File, HTTPException, UploadFile
+from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 
 from cnnlab.errors import BadImage, CnnlabError
 from cnnlab.inference.predictor import Predictor, load
 
 MB = 1024 * 1024
+MAX_PARTS = 64  # file parts (and other fields) in one multipart request: more is refused before it is read
+RAW_TYPES = ("image/", "application/octet-stream")
+
+
+# ----------------------------------------------------------------------------- the API's documents
+class TopK(BaseModel):
+    label: str = Field(description="a class name")
+    probability: float = Field(description="softmax probability, in [0, 1]")
+
+
+class PredictionOut(BaseModel):
+    filename: Optional[str] = Field(description="the upload's file name (null for a raw body)")
+    label: Union[str, float] = Field(description="the top class, or the predicted value for a regression model")
+    probability: Optional[float] = Field(description="the top class's probability (null for regression)")
+    top_k: list[TopK] = Field(description="the most probable classes, most probable first")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[PredictionOut] = Field(description="one per image, in the order sent")
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="the model's name (cnnlab models)")
+    task: str = Field(description="classification or regression")
+    classes: list[str] = Field(description="class names in output order (empty for regression)")
+    input_size: list[int] = Field(description="[channels, height, width] the model takes")
+    backend: str = Field(description="torch or onnx")
+    training: dict[str, float] = Field(description="the last epoch's figures from training")
+    test_accuracy: Optional[float] = Field(description="accuracy on the run's held-out images, once evaluated")
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok while the server serves")
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what was wrong and what to do")
+
+
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "one or more image files"},
+        "file": {"type": "string", "format": "binary", "description": "one image file (the same as files)"}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}, "description": "one image as the body"},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
+    (413, "upload too large"), (415, "not an image, or an unsupported Content-Type"),
+    (422, "corrupt image, decompression bomb, no image sent"), (500, "the model cannot run"))}
 
 
 class RefuseLargeUploads:
@@ -57,7 +109,7 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
             try:
                 images.append(predictor.preprocess(data))
             except BadImage as exc:
-                exc.source = filename  # bytes have no name of their own: the upload's
+                exc.source = filename or "the request body"  # bytes have no name of their own: the upload's
                 raise
         return predictor.outputs(images)
 
@@ -73,38 +125,61 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     def index() -> str:
         return page
 
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok"}
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok")
 
-    @app.get("/model")
-    def model_info() -> dict:
+    @app.get("/model", response_model=ModelInfo)
+    def model_info() -> ModelInfo:
         run = predictor.run
-        return {
-            "name": run.config.model.name, "task": run.task, "classes": run.classes,
-            "input_size": [run.pre.channels, *run.pre.size], "backend": backend,
-            "training": run.training_info().get("final", {}),
-            "test_accuracy": run.evaluation().get("accuracy"),
-        }
+        return ModelInfo(name=run.config.model.name, task=run.task, classes=run.classes,
+                         input_size=[run.pre.channels, *run.pre.size], backend=backend,
+                         training=run.training_info().get("final", {}), test_accuracy=run.evaluation().get("accuracy"))
 
-    @app.post("/predict")
-    async def predict(files: Optional[List[UploadFile]] = File(None, description="one or more image files"),
-                      file: Optional[UploadFile] = File(None, description="one image file (the same as files)")) -> dict:
-        files = [*(files or []), *([file] if file is not None else [])]
-        if not files:
-            raise HTTPException(422, "no image: send it as a multipart/form-data field named 'files' (or 'file'), "
-                                     "e.g. curl -F files=@digit.png http://HOST/predict")
+    async def multipart(request: Request) -> list[tuple[Optional[str], bytes]]:
         blobs = []
-        for f in files:
-            data = await f.read(limit + 1)
+        # Starlette refuses more parts than MAX_PARTS with a 400 before reading them all.
+        async with request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS) as form:
+            for part in [*form.getlist("files"), *form.getlist("file")]:
+                if not isinstance(part, UploadFile):
+                    raise HTTPException(422, "the 'files' field holds text, not a file: send it as a file part "
+                                             "(curl -F files=@digit.png)")
+                data = await part.read(limit + 1)
+                if len(data) > limit:
+                    raise HTTPException(413, f"{part.filename}: upload too large (> {max_upload_mb:g} MB)")
+                blobs.append((part.filename, data))
+        return blobs
+
+    async def raw_body(request: Request) -> bytes:
+        data = bytearray()
+        async for chunk in request.stream():  # bounded as it arrives (a body without a Content-Length too)
+            data += chunk
             if len(data) > limit:
-                raise HTTPException(413, f"{f.filename}: upload too large (> {max_upload_mb:g} MB)")
-            blobs.append((f.filename, data))
+                raise HTTPException(413, f"upload too large (> {max_upload_mb:g} MB)")
+        return bytes(data)
+
+    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY, responses=ERRORS)
+    async def predict(request: Request) -> PredictResponse:
+        """Top-k classes of each image: multipart ``files`` (or ``file``), or one image as the raw body."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            blobs = await multipart(request)
+        elif kind.startswith(RAW_TYPES):
+            blobs = [(None, await raw_body(request))]
+        elif not kind:  # nothing said about a body: nothing sent
+            blobs = []
+        else:
+            raise HTTPException(415, f"unsupported Content-Type '{kind or 'none'}': send multipart/form-data with a "
+                                     f"'files' field, or the image itself as image/* or application/octet-stream")
+        if not blobs:
+            raise HTTPException(422, "no image: send it as a multipart/form-data field named 'files' (or 'file'), "
+                                     "e.g. curl -F files=@digit.png http://HOST/predict, or as the raw body with "
+                                     "Content-Type: image/png")
         # Decoding and the forward pass are CPU work: one hop off the event loop for both.
         outputs = await run_in_threadpool(decode_and_forward, blobs)
-        preds = predictor.to_predictions(outputs, [f.filename for f in files], top_k)
-        return {"predictions": [{"filename": p.path, "label": p.label, "probability": p.probability,
-                                 "top_k": p.top_k} for p in preds]}
+        preds = predictor.to_predictions(outputs, [name for name, _ in blobs], top_k)
+        return PredictResponse(predictions=[PredictionOut(filename=p.path, label=p.label, probability=p.probability,
+                                                          top_k=p.top_k) for p in preds])
 
     return app
 
