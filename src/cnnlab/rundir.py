@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import save
 
 from cnnlab import files
-from cnnlab.config import SCHEMA_VERSION, Config, migrate, validate
+from cnnlab.config import SCHEMA_VERSION, Config, load_config, migrate, validate
 from cnnlab.errors import RunDirError, WeightsError
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.preprocessing import Preprocessing
@@ -98,6 +98,52 @@ def save_weights(module: torch.nn.Module, path: Path, metadata: Optional[dict[st
     files.write_bytes(path, save(state, metadata=metadata))
 
 
+# ----------------------------------------------------------------------------- the writers
+def write_inputs(out: Path, config: Config, classes: list[str], pre: Preprocessing, records: Iterable[Iterable],
+                 skipped: Iterable[tuple]) -> None:
+    """What training starts from: config.yaml, classes.json, preprocessing.json, split.csv, skipped.csv."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files.write_text(out / CONFIG, config.to_yaml())
+    files.write_json(out / CLASSES, classes)
+    pre.save(out / PREPROCESSING)
+    write_csv(out / SPLIT, ("path", "label", "split"), records)
+    write_csv(out / SKIPPED, ("path", "reason"), skipped)
+
+
+def write_training(out: Path, info: dict) -> None:
+    """training.json: complete or not, time, epochs, best epoch, final figures."""
+    files.write_json(Path(out) / TRAINING, info)
+
+
+def evaluation_path(run_dir: Path, name: str | None = None) -> Path:
+    """evaluation.json (the run's own held-out images: its headline), or evaluations/<name>.json."""
+    return Path(run_dir) / EVALUATION if name is None else Path(run_dir) / EVALUATIONS / f"{name}.json"
+
+
+def confusion_paths(run_dir: Path) -> tuple[Path, Path]:
+    """The confusion-matrix PNGs of the headline evaluation: counts, and row-normalised."""
+    return Path(run_dir) / CONFUSION, Path(run_dir) / CONFUSION_NORMALIZED
+
+
+def weights_path(run_dir: Path) -> Path:
+    return Path(run_dir) / WEIGHTS
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether a run was started in ``run_dir`` (its config.yaml is written first)."""
+    return (Path(run_dir) / CONFIG).is_file()
+
+
+def load_run_config(run_dir: Path, overrides: dict | None = None) -> Config:
+    """A run's config.yaml (of this or an older schema version), with ``overrides`` on top."""
+    return load_config(Path(run_dir) / CONFIG, overrides, run_file=True)
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    return read_csv(Path(run_dir) / METRICS)
+
+
 def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable]) -> None:
     buf = io.StringIO(newline="")
     writer = csv.writer(buf)
@@ -148,6 +194,13 @@ class Run:
 
     def training_info(self) -> dict:
         return self.training_file(self.path)
+
+    def split(self) -> list[dict]:
+        """split.csv: path, label and split of every image used."""
+        return read_csv(self.path / SPLIT)
+
+    def skipped(self) -> list[dict]:
+        return read_csv(self.path / SKIPPED)
 
     def evaluation(self) -> dict:
         """The run's headline evaluation (evaluation.json), or {} before ``cnnlab evaluate``."""

@@ -59,7 +59,7 @@ def evaluate(
                       f"weighted averages", soft_wrap=True)
     console.print(f"metrics: {result['file']}", soft_wrap=True)
     if "confusion_matrix" in result and Path(result["file"]).name == rundir.EVALUATION:
-        console.print(f"confusion matrix plot: {Path(run) / rundir.CONFUSION}")
+        console.print(f"confusion matrix plot: {rundir.confusion_paths(Path(run))[0]}")
 
 
 def _expand(paths: List[Path]) -> List[Path]:

@@ -102,5 +102,5 @@ def demo(
     data, result, metrics = demo_.run(directory, **({"epochs": epochs} if epochs else {}))
     _print_training(result)
     print_metrics(metrics)
-    console.print(f"confusion matrix plot: {result.run_dir / rundir.CONFUSION}")
+    console.print(f"confusion matrix plot: {rundir.confusion_paths(result.run_dir)[0]}")
     console.print(f"next: {_command()} predict {result.run_dir} {data / 'test' / '7'} --top-k 3", soft_wrap=True)

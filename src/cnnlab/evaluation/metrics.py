@@ -21,7 +21,7 @@ from cnnlab.data.sources import Entry, Skipped, only_split, scan
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
-from cnnlab.rundir import CONFUSION, CONFUSION_NORMALIZED, EVALUATION, EVALUATIONS, SPLIT, read_csv
+from cnnlab.rundir import confusion_paths, evaluation_path
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "au
     run = predictor.run
     own_path = run.config.data.path
     own = own_path is not None and Path(data).expanduser().resolve() == Path(own_path).resolve()
-    if own and split != "all" and (run.path / SPLIT).is_file():
-        rows = read_csv(run.path / SPLIT)
+    rows = run.split() if own and split != "all" else []
+    if rows:
         held = {s for r in rows for s in [r["split"]] if s in ("test", "val")}
         which = split if split != "auto" else "test" if "test" in held else "val" if "val" in held else None
         if which is None or which not in held:
@@ -152,13 +152,14 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
     # The run's own held-out images are its headline (evaluation.json, the confusion-matrix PNGs, the
     # server's /model); any other data, or the training images, go to evaluations/<name>.json.
     headline = chosen.own and chosen.split != "all"
-    where = run_dir / EVALUATION if headline else \
-        run_dir / EVALUATIONS / f"{_name(data)}{'' if chosen.split in ('all', 'test') else '-' + chosen.split}.json"
+    where = evaluation_path(run_dir) if headline else \
+        evaluation_path(run_dir, f"{_name(data)}{'' if chosen.split in ('all', 'test') else '-' + chosen.split}")
     result["file"] = str(where)
     if plot and headline and predictor.task == "classification":
         cm = np.asarray(result["confusion_matrix"])
-        confusion_matrix_png(cm, predictor.classes, run_dir / CONFUSION)
-        confusion_matrix_png(cm, predictor.classes, run_dir / CONFUSION_NORMALIZED, normalize=True)
+        counts, normalized = confusion_paths(run_dir)
+        confusion_matrix_png(cm, predictor.classes, counts)
+        confusion_matrix_png(cm, predictor.classes, normalized, normalize=True)
     files.write_json(where, result)
     if json_path is not None:
         files.write_json(json_path, result)

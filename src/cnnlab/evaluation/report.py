@@ -18,7 +18,7 @@ from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
-from cnnlab.rundir import REPORT, SKIPPED, SPLIT, Run, read_csv
+from cnnlab.rundir import REPORT, Run
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
@@ -73,11 +73,11 @@ def grad_cam(predictor: Predictor, image: torch.Tensor, target: int) -> torch.Te
 
 def _run_section(run: Run) -> str:
     info = run.training_info()
-    split = read_csv(run.path / SPLIT)
+    split = run.split()
     counts = Counter((r["split"], r["label"]) for r in split)
     splits = [s for s in ("train", "val", "test") if any(k[0] == s for k in counts)]
     rows = [[c, *[counts.get((s, c), 0) for s in splits]] for c in (run.classes or ["(targets)"])]
-    skipped = read_csv(run.path / SKIPPED)
+    skipped = run.skipped()
     parts = [
         f"<p>Model <b>{html.escape(run.config.model.name)}</b>, strategy <b>{html.escape(str(info.get('strategy', '?')))}</b>, "
         f"weights {html.escape(str(run.config.model.weights or 'none'))}; trained {info.get('epochs', '?')} epochs in "

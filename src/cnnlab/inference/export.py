@@ -19,7 +19,7 @@ import torch
 from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab import rundir
-from cnnlab.rundir import CLASSES, PREPROCESSING, WEIGHTS, Run
+from cnnlab.rundir import CLASSES, PREPROCESSING, Run
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
@@ -38,7 +38,7 @@ def _samples(run: Run, n: int = 4) -> torch.Tensor:
 
 
 def weights_sha256(run: Run) -> str:
-    return hashlib.sha256((run.path / WEIGHTS).read_bytes()).hexdigest()
+    return hashlib.sha256(rundir.weights_path(run.path).read_bytes()).hexdigest()
 
 
 def check_current(run: Run, folder: Path) -> None:
@@ -47,7 +47,7 @@ def check_current(run: Run, folder: Path) -> None:
     recorded = json.loads(info.read_text()).get("weights_sha256") if info.is_file() else None
     if recorded != weights_sha256(run):
         why = "records no weights hash" if recorded is None else "was made from other weights (trained again since?)"
-        raise CnnlabError(f"the export in {folder} {why} than {run.path / WEIGHTS}: export it again with "
+        raise CnnlabError(f"the export in {folder} {why} than {rundir.weights_path(run.path)}: export it again with "
                           f"cnnlab export {run.path}")
 
 

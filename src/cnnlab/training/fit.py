@@ -48,12 +48,8 @@ class TrainResult:
 
 
 def _write_inputs(out: Path, cfg: Config, prepared: Prepared) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    files.write_text(out / rundir.CONFIG, cfg.to_yaml())
-    files.write_json(out / rundir.CLASSES, prepared.classes)
-    prepared.pre.save(out / rundir.PREPROCESSING)
-    rundir.write_csv(out / rundir.SPLIT, ("path", "label", "split"), prepared.records)
-    rundir.write_csv(out / rundir.SKIPPED, ("path", "reason"), ((s.path, s.reason) for s in prepared.skipped))
+    rundir.write_inputs(out, cfg, prepared.classes, prepared.pre, prepared.records,
+                        ((s.path, s.reason) for s in prepared.skipped))
 
 
 def _report_data(prepared: Prepared, out: Path) -> None:
@@ -80,10 +76,10 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
             raise CnnlabError("--resume needs the run directory to continue: --out RUN")
         out = Path(out)
         ckpt = rundir.checkpoint(out, rundir.LAST)
-        if not (out / rundir.CONFIG).is_file():
+        if not rundir.holds_run(out):
             raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} (start it with cnnlab train DATA "
                               f"--out {out})")
-        cfg = load_config(out / rundir.CONFIG, overrides, run_file=True)
+        cfg = rundir.load_run_config(out, overrides)
         distributed.check(cfg)
         if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
             log.info(f"{out} has no checkpoint yet: starting its training again from the beginning")
@@ -96,7 +92,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
     out = _run_dir(out, cfg)
     if not distributed.is_leader():  # rank 0 has checked and prepared the run directory
         return cfg, out, None
-    if (out / rundir.CONFIG).exists():
+    if rundir.holds_run(out):
         if not overwrite:
             raise CnnlabError(f"{out} already holds a run: choose another --out, continue it with --resume, or "
                               f"replace it with --overwrite (overwrite=True in Python)")
@@ -239,9 +235,9 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         if not isinstance(exc, Diverged) or not leader:
             raise
         best_epoch = _keep_best(model, out, meta)
-        files.write_json(out / rundir.TRAINING, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
+        rundir.write_training(out, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
                                                  "seconds": round(progress.elapsed(), 2)})
-        kept = f"; the weights of epoch {best_epoch}, the best before it, are in {out / rundir.WEIGHTS}" \
+        kept = f"; the weights of epoch {best_epoch}, the best before it, are in {rundir.weights_path(out)}" \
             if best_epoch is not None else ""
         raise Diverged(f"{exc}{kept}") from None
     if not leader:
@@ -270,7 +266,7 @@ def _collective_failure(exc: BaseException) -> bool:
 def _already_complete(out: Path) -> Optional[TrainResult]:
     """A run whose training finished: --resume changes nothing (runs before this field count as finished)."""
     info = rundir.Run.training_file(out)
-    if not info or not info.get("complete", True) or not (out / rundir.WEIGHTS).is_file():
+    if not info or not info.get("complete", True) or not rundir.weights_path(out).is_file():
         return None
     log.info(f"{out} is already complete: {info.get('epochs')} epochs in {info.get('seconds')} s; "
              f"nothing to resume (train further with a new run: --weights {out})")
@@ -288,7 +284,7 @@ def _keep_best(model, out: Path, meta: dict[str, str]) -> Optional[int]:
     best = {k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
     unknown = model.net.load_state_dict(best, strict=False).unexpected_keys
     assert not unknown, unknown  # the checkpoint holds this model's weights (all, or the head when cached)
-    rundir.save_weights(model.net, out / rundir.WEIGHTS, meta)
+    rundir.save_weights(model.net, rundir.weights_path(out), meta)
     return int(state.get("epoch", -1))
 
 
@@ -296,8 +292,8 @@ def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, 
             meta: dict[str, str]) -> TrainResult:
     best_epoch = _keep_best(model, out, meta)
     if best_epoch is None:
-        rundir.save_weights(model.net, out / rundir.WEIGHTS, meta)
-    rows = rundir.read_csv(out / rundir.METRICS)
+        rundir.save_weights(model.net, rundir.weights_path(out), meta)
+    rows = rundir.metrics_rows(out)
     final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
     epochs = len(rows)  # complete epochs: one cut short by a budget has no row
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
@@ -308,5 +304,5 @@ def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, 
     info = {"complete": True, "seconds": round(seconds, 2), "epochs": epochs, "best_epoch": best_epoch,
             "monitor": monitor, "stopped": stopped, "stopped_early": stopped == "early stopping",
             "strategy": strategy, "final": final, "device": str(trainer.strategy.root_device)}
-    files.write_json(out / rundir.TRAINING, info)
+    rundir.write_training(out, info)
     return TrainResult(out, seconds, epochs, best_epoch, final, stopped)

@@ -13,7 +13,7 @@ from cnnlab import files
 from cnnlab.config import Config
 from cnnlab.errors import WeightsError
 from cnnlab.models.weights import LoadReport, kind
-from cnnlab.rundir import WEIGHTS, Run
+from cnnlab.rundir import Run, weights_path
 
 # What makes a custom CNN's convolutional part; everything else of the model config is head or weights.
 ARCHITECTURE_KEYS = ("name", "activation", "blocks", "batch_norm", "pool", "pool_size", "pool_stride", "residual")
@@ -33,7 +33,7 @@ def adopt_source_run(cfg: Config) -> Config:
 
 
 def load_features_from_run(net: nn.Module, run_dir: Path, name: str) -> LoadReport:
-    state = files.load_safetensors(Path(run_dir) / WEIGHTS)
+    state = files.load_safetensors(weights_path(run_dir))
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     try:
         net.features.load_state_dict(features, strict=True)

@@ -9,7 +9,6 @@ import csv
 import io
 import logging
 import html
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -20,7 +19,6 @@ import torch
 
 from cnnlab import files
 from cnnlab.errors import CnnlabError
-from cnnlab.rundir import EVALUATION, SPLIT, read_csv
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +87,10 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
             log.warning(f"{name} failed: {reason}")
             entries.append(Entry(model=name, error=reason))
             continue
-        evaluation = json.loads((run_dir / EVALUATION).read_text())
         predictor = load(run_dir, "cpu")
+        evaluation = predictor.run.evaluation()
         strategy = predictor.run.training_info().get("strategy", "full")
-        sample = read_csv(run_dir / SPLIT)[0]["path"]
+        sample = predictor.run.split()[0]["path"]
         pre = predictor.run.pre
         entries.append(Entry(
             model=name, accuracy=evaluation["accuracy"], f1_macro=evaluation["f1_macro"],
