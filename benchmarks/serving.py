@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import cnnlab
-from cnnlab import demo
+from cnnlab.workflows import demo
 from cnnlab.workflows.compare import latency_ms
 from common import SCRATCH, verdict
 
@@ -78,14 +78,35 @@ async def load_test(url: str, image: bytes) -> dict:
     return {"errors": errors, "rps": REQUESTS / wall, "p50": p(latencies, 50), "p99": p(latencies, 99)}
 
 
-def sequential_p50(url: str, image: bytes, n: int = 100) -> float:
+def sequential_p50(url: str, image: bytes, n: int = 100, raw: bool = False) -> float:
+    """p50 of one /predict at a time: multipart (field ``files``), or the image as the raw body."""
     with httpx.Client(timeout=30) as client:
         times = []
         for _ in range(n + 5):
             start = time.perf_counter()
-            client.post(f"{url}/predict", files={"files": ("x.png", image, "image/png")}).raise_for_status()
+            if raw:
+                r = client.post(f"{url}/predict", content=image, headers={"Content-Type": "image/png"})
+            else:
+                r = client.post(f"{url}/predict", files={"files": ("x.png", image, "image/png")})
+            r.raise_for_status()
             times.append(time.perf_counter() - start)
     return statistics.median(times[5:]) * 1000
+
+
+def raw_body_overhead(run_dir, image: bytes, rounds: int = 3) -> None:
+    """The binary endpoint against multipart and the bare decode+forward, rounds alternating (#14's target
+    for cnn-small: /predict p50 <= 2x the bare decode+forward)."""
+    server = Server(run_dir)
+    try:
+        pairs = [(sequential_p50(server.url, image, raw=False), sequential_p50(server.url, image, raw=True))
+                 for _ in range(rounds)]
+    finally:
+        server.stop()
+    bare = bare_p50(cnnlab.load(run_dir, "cpu"), image)
+    multipart, raw = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    print(f"raw body  cnn-small: /predict p50 multipart {multipart:.2f} ms, raw body {raw:.2f} ms, bare decode+forward "
+          f"{bare:.2f} ms: raw {raw / bare:.2f}x the bare (target <= 2x: {verdict(raw / bare, 2.0, False)}), "
+          f"multipart {multipart / bare:.2f}x")
 
 
 def bare_p50(predictor, image: bytes, n: int = 100) -> float:
@@ -138,6 +159,7 @@ def main() -> None:
         ratio = served / bare
         print(f"serving overhead  {name}: /predict p50 {served:.2f} ms vs bare decode+forward p50 {bare:.2f} ms: "
               f"{ratio:.2f}x (target <= 1.5x: {verdict(ratio, 1.5, False)})")
+    raw_body_overhead(mnist_run, digit)
     for name, run_dir, image in (("cnn-small", mnist_run, digit), ("resnet18", resnet, photo)):
         t_eager = latency_ms(cnnlab.load(run_dir), image, n=50)
         t_onnx = latency_ms(cnnlab.load(run_dir, backend="onnx"), image, n=50)
