@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import save
 
 from cnnlab import files
-from cnnlab.config import SCHEMA_VERSION, Config, load_config, migrate, validate
+from cnnlab.config import SCHEMA_VERSION, Config, load_config
 from cnnlab.errors import RunDirError, WeightsError
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.preprocessing import Preprocessing
@@ -175,9 +175,7 @@ class Run:
         if missing:
             hint = " (training may not have finished; try: cnnlab train --resume)" if (path / CONFIG).is_file() else ""
             raise RunDirError(f"{path} is not a complete cnnlab run directory: missing {', '.join(missing)}{hint}")
-        import yaml
-
-        config = validate(migrate(yaml.safe_load((path / CONFIG).read_text()) or {}, unversioned=1))
+        config = load_run_config(path)
         classes = json.loads((path / CLASSES).read_text())
         return cls(path, config, classes, Preprocessing.load(path / PREPROCESSING))
 
@@ -190,7 +188,7 @@ class Run:
         return len(self.classes) if self.task == "classification" else 1
 
     def metrics(self) -> list[dict]:
-        return read_csv(self.path / METRICS)
+        return metrics_rows(self.path)
 
     def training_info(self) -> dict:
         return self.training_file(self.path)
@@ -204,7 +202,7 @@ class Run:
 
     def evaluation(self) -> dict:
         """The run's headline evaluation (evaluation.json), or {} before ``cnnlab evaluate``."""
-        file = self.path / EVALUATION
+        file = evaluation_path(self.path)
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def gradients(self) -> list[dict]:

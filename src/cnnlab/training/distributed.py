@@ -151,7 +151,7 @@ class ProcessWatch(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.world_size == 1 or self._thread is not None:
             return
-        procs = list(getattr(trainer.strategy.launcher, "procs", None) or [])
+        procs = launched(trainer)
         parent = os.getppid()
         started_by_launcher = not procs and "LOCAL_RANK" in os.environ and trainer.local_rank > 0
         if not procs and not started_by_launcher:
@@ -161,8 +161,6 @@ class ProcessWatch(Callback):
 
     def _watch(self, procs, parent: int, child: bool) -> None:
         while not self._stop.wait(WATCH_SECONDS):
-            if self._stop.is_set():
-                return
             if child and os.getppid() != parent:
                 print("error: the launching training process (rank 0) has stopped; stopping this one too",
                       file=sys.stderr, flush=True)
@@ -170,6 +168,8 @@ class ProcessWatch(Callback):
             for rank, proc in enumerate(procs, start=1):
                 code = proc.poll()
                 if code not in (None, 0):
+                    if self._stop.is_set():  # stopped by on_exception here, which sets the flag before the kill
+                        return
                     stop_children(procs)
                     print(f"error: the training process of local rank {rank} stopped (exit code {code}); its "
                           f"message is above. Stopped every process; continue with --resume once it is fixed",
@@ -179,10 +179,15 @@ class ProcessWatch(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """This process failed: stop watching (the ones it stops next are no news), then stop them."""
         self._stop.set()
-        stop_children(getattr(trainer.strategy.launcher, "procs", None) or [])
+        stop_children(launched(trainer))
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._stop.set()
+
+
+def launched(trainer) -> list:
+    """The processes Lightning started from this one for the other local devices (none when it started none)."""
+    return list(getattr(trainer.strategy.launcher, "procs", None) or [])
 
 
 def stop_children(procs) -> None:

@@ -225,14 +225,8 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
             raise
         # Lightning turns Ctrl-C into sys.exit(1): say instead how to go on.
         raise _interrupted(out, trainer.current_epoch) from None
-    except BaseException as exc:
-        # No process of this run may wait for this one: stop the ones it started, and say it in one line.
-        distributed.stop_children(getattr(trainer.strategy.launcher, "procs", None) or [])
-        if trainer.world_size > 1 and _collective_failure(exc):
-            raise CnnlabError(f"another training process of this run stopped (rank {trainer.global_rank} lost it "
-                              f"in a collective: {str(exc).splitlines()[0][:160]}); its message is above. Continue "
-                              f"with: cnnlab train --resume --out {out}") from None
-        if not isinstance(exc, Diverged) or not leader:
+    except Diverged as exc:  # every rank at once (a collective decision); rank 0 keeps the best epoch
+        if not leader:
             raise
         best_epoch = _keep_best(model, out, meta)
         rundir.write_training(out, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
@@ -240,6 +234,12 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         kept = f"; the weights of epoch {best_epoch}, the best before it, are in {rundir.weights_path(out)}" \
             if best_epoch is not None else ""
         raise Diverged(f"{exc}{kept}") from None
+    except Exception as exc:  # the processes this one started were stopped by ProcessWatch.on_exception
+        if trainer.world_size > 1 and _collective_failure(exc):
+            raise CnnlabError(f"another training process of this run stopped (rank {trainer.global_rank} lost it "
+                              f"in a collective: {str(exc).splitlines()[0][:160]}); its message is above. Continue "
+                              f"with: cnnlab train --resume --out {out}") from None
+        raise
     if not leader:
         return TrainResult(out, progress.elapsed(), trainer.current_epoch, None)
     return _finish(trainer, model, out, progress.elapsed(), monitor, strategy, meta)

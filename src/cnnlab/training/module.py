@@ -38,6 +38,7 @@ class ImageTask(L.LightningModule):
         # Stop at the first non-finite gradient, before the optimiser step (not with fp16 loss scaling,
         # whose scaler skips such steps by design).
         self.check_gradients = check_gradients
+        self._sums: dict[str, torch.Tensor] = {}  # stage -> [loss x n, correct, n] of this epoch, on the device
         self.model, self.task, self.optim_cfg, self.monitor = model, task, optim, monitor
         self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
@@ -104,11 +105,10 @@ class ImageTask(L.LightningModule):
         self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1, prog_bar=stage == "val")
 
     def on_train_epoch_start(self) -> None:
-        self._sums = {}
+        self._sums.pop("train", None)
         self.epoch_complete = False
 
     def on_validation_epoch_start(self) -> None:
-        self._sums = getattr(self, "_sums", {})
         self._sums.pop("val", None)
         if self.trainer.world_size > 1:
             # Each rank's last training step updated its own BatchNorm statistics; every rank evaluates with
@@ -120,7 +120,6 @@ class ImageTask(L.LightningModule):
         self._log_sums("val")
 
     def on_test_epoch_start(self) -> None:
-        self._sums = getattr(self, "_sums", {})
         self._sums.pop("test", None)
 
     def on_test_epoch_end(self) -> None:
