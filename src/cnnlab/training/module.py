@@ -4,6 +4,7 @@ Everything else (the loop, devices, precision, checkpoints, early stopping) is L
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Optional
 
 import lightning as L
@@ -17,6 +18,42 @@ from cnnlab.optim import OPTIMIZERS, SCHEDULES
 
 PROGRESS_EVERY = 10
 AUX_WEIGHT = 0.4  # Szegedy et al. 2016 (Inception-v3): auxiliary classifier loss weight
+
+
+class FiniteChecks:
+    """Whether each step's loss, gradients and running statistics are finite, without stalling a GPU.
+
+    On the CPU, or with several processes (whose decision must be collective), each value is checked
+    at once, before backward and before the update: nothing non-finite reaches the weights. On one GPU,
+    reading a value back would wait for the GPU's queue to drain every step (ResNet-50 on an H200:
+    0.75x a bare loop's throughput, benchmarks/gpu.py), so the flags are copied to the host
+    asynchronously and read once they have arrived, a step or two later, and all of them before any
+    checkpoint. A diverged run then stops with its best epoch's weights, as before; the last update
+    may have used the non-finite values, and its weights are never saved.
+    """
+
+    def __init__(self) -> None:
+        self.pending: deque = deque()
+
+    @staticmethod
+    def immediate(task: "ImageTask") -> bool:
+        return task.device.type != "cuda" or task.trainer.world_size > 1
+
+    def push(self, ok: torch.Tensor, named: list, values: torch.Tensor, step: int) -> None:
+        host_ok = torch.empty(ok.shape, dtype=torch.bool, pin_memory=True).copy_(ok, non_blocking=True)
+        host_values = torch.empty(values.shape, dtype=values.dtype, pin_memory=True).copy_(values, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self.pending.append((host_ok, host_values, [f"{what} {name}".strip() for what, name, _ in named], step, done))
+
+    def poll(self, task: "ImageTask", wait: bool = False) -> None:
+        while self.pending and (wait or self.pending[0][-1].query()):
+            ok, values, names, step, done = self.pending.popleft()
+            done.synchronize()
+            if not bool(ok.all()):
+                i = int((~ok).nonzero()[0])
+                self.pending.clear()
+                raise task._diverged(names[i], float(values[i]), step)
 
 
 class ImageTask(L.LightningModule):
@@ -39,6 +76,7 @@ class ImageTask(L.LightningModule):
         # whose scaler skips such steps by design).
         self.check_gradients = check_gradients
         self._sums: dict[str, torch.Tensor] = {}  # stage -> [loss x n, correct, n] of this epoch, on the device
+        self._checks = FiniteChecks()
         self.model, self.task, self.optim_cfg, self.monitor = model, task, optim, monitor
         self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
@@ -74,8 +112,9 @@ class ImageTask(L.LightningModule):
         n = len(y)
         # Lightning's self.log costs ~1 ms per call, a tenth of a small CNN's CPU step: sum on the device
         # here and log the exact epoch means once (benchmarks/overhead.py), over every rank's images.
+        # (no torch.tensor(n, device=...): a copy from the host would wait for the GPU's queue to drain)
         self._sums[stage] = self._sums.get(stage, 0) + torch.stack(
-            [loss.detach().float() * n, self._correct(out, y), torch.tensor(n, device=y.device, dtype=torch.float)])
+            [loss.detach().float() * n, self._correct(out, y), loss.detach().float().new_full((), n)])
         if stage == "train" and self.trainer.is_last_batch:
             self._log_sums("train")
             self.epoch_complete = True  # a budget (max_time) can end an epoch before its last batch
@@ -125,21 +164,21 @@ class ImageTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_sums("test")
 
-    def _all_finite(self, finite: bool) -> bool:
-        """Whether every rank's values are finite: all ranks stop together, or none does."""
-        if self.trainer.world_size == 1:
-            return finite
-        return self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-
-    def _diverged(self, what: str, value: float) -> Diverged:
-        return Diverged(f"training diverged in epoch {self.current_epoch}, step {self.global_step}: {what} is {value:g}. "
+    def _diverged(self, what: str, value: float, step: Optional[int] = None) -> Diverged:
+        step = self.global_step if step is None else step
+        return Diverged(f"training diverged in epoch {self.current_epoch}, step {step}: {what} is {value:g}. "
                         f"Lower the learning rate (--lr, now {self.optim_cfg.lr:g}), or with mixed precision try "
                         f"--precision 32-true")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        self._checks.poll(self)  # earlier steps' checks whose values have reached the host
         loss = self._shared_step(batch, "train")
-        if not self._all_finite(bool(torch.isfinite(loss))):  # before backward: no non-finite value reaches the weights
-            raise self._diverged("the loss" if not torch.isfinite(loss) else "another rank's loss", float(loss))
+        if self._checks.immediate(self):  # before backward: no non-finite value reaches the weights
+            if not self._all_finite(bool(torch.isfinite(loss))):
+                raise self._diverged("the loss" if not torch.isfinite(loss) else "another rank's loss", float(loss))
+        else:
+            self._checks.push(torch.isfinite(loss.detach()).reshape(1), [("the loss", "", None)],
+                              loss.detach().float().reshape(1), self.global_step)
         if batch_idx % PROGRESS_EVERY == 0:  # the progress bar redraws every 10th step anyway
             self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
         if self.full_batch_size:
@@ -149,19 +188,40 @@ class ImageTask(L.LightningModule):
             loss = loss * len(batch[1]) * k * self.trainer.world_size / self.full_batch_size
         return loss
 
+    def _all_finite(self, finite: bool) -> bool:
+        """Whether every rank's values are finite: all ranks stop together, or none does."""
+        if self.trainer.world_size == 1:
+            return finite
+        return self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+
     def on_before_optimizer_step(self, optimizer) -> None:
         """Before each update: gradients and the statistics the forward pass updated (BatchNorm's running
         mean and variance can overflow while the normalised loss stays finite) must all be finite."""
         named = [("the gradient of", n, p.grad) for n, p in self.model.named_parameters()
                  if p.grad is not None] if self.check_gradients else []
         named += [("the running statistic", n, b) for n, b in self.model.named_buffers() if b.is_floating_point()]
-        norms = torch.stack(torch._foreach_norm([t for _, _, t in named])) if named else torch.zeros(1)
+        if not named:
+            return
+        norms = torch.stack(torch._foreach_norm([t.detach() for _, _, t in named]))
+        if not self._checks.immediate(self):
+            self._checks.push(torch.isfinite(norms), named, norms.float(), self.global_step)
+            return
         if not self._all_finite(bool(torch.isfinite(norms).all())):  # one sync per step; on failure find which
             if bool(torch.isfinite(norms).all()):
                 raise self._diverged("another rank's gradient or statistic", float("nan"))
             i = int((~torch.isfinite(norms)).nonzero()[0])
             what, name, _ = named[i]
             raise self._diverged(f"{what} {name}", float(norms[i]))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.trainer.is_last_batch:  # every check of the epoch is read before its checkpoint is written
+            self._checks.poll(self, wait=True)
+
+    def on_train_epoch_end(self) -> None:  # a budget can end the epoch early; before its checkpoint
+        self._checks.poll(self, wait=True)
+
+    def on_train_end(self) -> None:
+        self._checks.poll(self, wait=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")
