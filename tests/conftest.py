@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A very small CNN that trains in well under a second on 16x16 images.
-TINY = {"blocks": [{"filters": 4}, {"filters": 8}], "dense": [16], "dropout": 0.0, "progress": False}
+TINY = {"blocks": [{"filters": 4}, {"filters": 8}], "dense": [16], "dropout": 0.0, "progress": False, "augment": "none"}
 
 
 def write_images(root: Path, counts: dict[str, int], size: int = 16, mode: str = "RGB", seed: int = 0) -> Path:

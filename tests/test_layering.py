@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 # Top to bottom: a module may import from its own layer's package or from any layer above.
 LAYERS = [
     {"cnnlab.errors", "cnnlab.registry", "cnnlab.files", "cnnlab.console", "cnnlab.memory", "cnnlab.optim",
-     "cnnlab.layers", "cnnlab.augmentations", "cnnlab.preprocessing", "cnnlab.config"},
+     "cnnlab.layers", "cnnlab.augmentations", "cnnlab.preprocessing", "cnnlab.config", "cnnlab.loggers",
+     "cnnlab.calibration"},
     {"cnnlab.data", "cnnlab.models"},
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},

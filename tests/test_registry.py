@@ -7,14 +7,15 @@ from cnnlab.config import NAMED, Config, commented_yaml, with_overrides
 from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.layers import ACTIVATIONS, POOLING
+from cnnlab.loggers import LOGGERS
 from cnnlab.models.registry import MODELS
 from cnnlab.optim import OPTIMIZERS, SCHEDULES
 from cnnlab.registry import Registry
 
 ALL = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "activation": ACTIVATIONS, "pooling": POOLING,
-       "preset": PRESETS, "operation": OPERATIONS, "model": MODELS, "dataset": SAMPLES}
+       "preset": PRESETS, "operation": OPERATIONS, "model": MODELS, "dataset": SAMPLES, "logger": LOGGERS}
 KEYS = {"optimizer": "optimizer", "schedule": "schedule", "activation": "activation", "pooling": "pool",
-        "preset": "augment"}
+        "preset": "augment", "logger": "logger"}
 
 
 def test_a_name_registered_twice_is_refused():
@@ -69,9 +70,9 @@ def test_the_config_accepts_exactly_the_registered_names(kind):
 
 
 def test_every_registry_named_key_is_validated_by_its_registry():
-    assert set(NAMED) == {"optimizer", "schedule", "pool", "activation", "preset"}
+    assert set(NAMED) == {"optimizer", "schedule", "pool", "activation", "preset", "logger"}
     assert {id(r) for r in NAMED.values()} == {id(ALL[k]) for k in ("optimizer", "schedule", "pooling",
-                                                                      "activation", "preset")}
+                                                                      "activation", "preset", "logger")}
 
 
 @pytest.mark.parametrize("name", POOLING.names())

@@ -14,7 +14,7 @@ from cnnlab.errors import ConfigError, RunDirError
 
 def test_config_yaml_carries_its_schema_version(tiny_run):
     tree = yaml.safe_load((tiny_run / rundir.CONFIG).read_text())
-    assert tree["schema_version"] == SCHEMA_VERSION == 2
+    assert tree["schema_version"] == SCHEMA_VERSION == 3
     assert load_config(tiny_run / rundir.CONFIG).model.name == "cnn-small"
 
 
@@ -30,13 +30,29 @@ def test_a_run_written_before_the_schema_version_still_loads_and_predicts(tiny_r
     assert cnnlab.load(old, "cpu").predict(png)[0].label == cnnlab.load(tiny_run, "cpu").predict(png)[0].label
 
 
+def test_a_version_2_run_keeps_the_recipe_it_trained_with(tiny_run, tmp_path):
+    old = tmp_path / "v2"
+    shutil.copytree(tiny_run, old)
+    tree = yaml.safe_load((old / rundir.CONFIG).read_text())
+    tree["schema_version"] = 2
+    for section, key in (("data", "sampler"), ("data", "standardize"), ("optim", "class_weights"), ("optim", "lr"),
+                         ("optim", "schedule"), ("train", "epochs"), ("train", "calibrate"), ("train", "logger"),
+                         ("augment", "preset")):
+        del tree[section][key]  # as version 2 wrote a run whose values were unset: its defaults then
+    (old / rundir.CONFIG).write_text(yaml.safe_dump(tree))
+    cfg = rundir.Run.open(old).config
+    assert (cfg.optim.lr, cfg.optim.schedule, cfg.train.epochs, cfg.augment.preset) == (0.001, "none", 10, "none")
+    assert (cfg.optim.class_weights, cfg.data.sampler, cfg.data.standardize, cfg.train.calibrate) == \
+        ("none", "shuffle", False, False)
+
+
 def test_a_run_of_a_newer_schema_is_a_clear_error(tiny_run, tmp_path):
     new = tmp_path / "new"
     shutil.copytree(tiny_run, new)
     tree = yaml.safe_load((new / rundir.CONFIG).read_text())
     tree["schema_version"] = 99
     (new / rundir.CONFIG).write_text(yaml.safe_dump(tree))
-    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(2\\): upgrade cnnlab"):
+    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(3\\): upgrade cnnlab"):
         cnnlab.load(new)
 
 

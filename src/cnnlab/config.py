@@ -16,14 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cnnlab.augmentations import PRESETS
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.layers import ACTIVATIONS, POOLING
+from cnnlab.loggers import LOGGERS
 from cnnlab.optim import OPTIMIZERS, SCHEDULES
 from cnnlab.registry import Registry
 
-SCHEMA_VERSION = 2  # of config.yaml in a run directory; 1: the runs before it carried a version
+SCHEMA_VERSION = 3  # of config.yaml in a run directory; 1: the runs before it carried a version
 
 # The keys whose values are registry names: validated by, and documented from, the registry itself.
 NAMED: dict[str, Registry] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "pool": POOLING,
-                              "activation": ACTIVATIONS, "preset": PRESETS}
+                              "activation": ACTIVATIONS, "preset": PRESETS, "logger": LOGGERS}
 
 
 def _named(value: Any, info) -> Any:
@@ -68,6 +69,10 @@ class DataConfig(_Strict):
         "auto", description='decoded images: in memory, decoded from disk each time, or auto (memory when they fit)')
     cache_limit_mb: int = Field(2048, gt=0, description='largest decoded dataset kept in memory with cache auto, in MB')
     target_column: Optional[str] = Field(None, description='CSV manifest column holding the label or target')
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description='training order: shuffle, or balanced (each class drawn equally often: rare classes repeat)')
+    standardize: bool = Field(
+        True, description='regression: train on standardised targets (mean and std kept in the run, undone at prediction)')
 
     @model_validator(mode="after")
     def _splits_leave_training_images(self) -> "DataConfig":
@@ -109,19 +114,35 @@ class ModelConfig(_Strict):
 
 class OptimConfig(_Strict):
     optimizer: str = Field("adam", description='optimiser')
-    lr: float = Field(1e-3, gt=0.0, description='learning rate')
+    lr: Union[float, Literal["auto"], None] = Field(
+        None, description="learning rate, or auto (Lightning's LR finder picks it; cnnlab lr-find shows the curve) "
+                          "(default: 0.003 for models trained from scratch, 0.001 for pretrained backbones)")
     weight_decay: float = Field(0.0, ge=0.0, description='L2 weight decay')
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description='momentum (sgd, rmsprop)')
     nesterov: bool = Field(False, description='Nesterov momentum (sgd)')
-    schedule: str = Field("none", description='learning-rate schedule')
+    schedule: Optional[str] = Field(
+        None, description="learning-rate schedule (default: onecycle; cosine for two-phase fine-tuning, whose added "
+                          "parameter group one-cycle cannot follow)")
     step_size: int = Field(10, gt=0, description='epochs between step-schedule decays')
     gamma: float = Field(0.1, gt=0.0, le=1.0, description='decay factor of the step and plateau schedules')
 
+    class_weights: Literal["none", "auto"] = Field(
+        "none", description='classification: auto weighs each class in the loss by its inverse frequency')
+
     _check_names = field_validator("optimizer", "schedule")(_named)
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, gt=0, description='passes over the training set')
+    epochs: Optional[int] = Field(
+        None, gt=0, description='passes over the training set (default: chosen for the data size, about 1,000 steps '
+                                'in 5 to 30 epochs)')
     mode: Literal["minibatch", "stochastic", "batch"] = Field(
         "minibatch", description='gradient descent: minibatch, stochastic (one image a step) or batch (one exact full-batch step an epoch)')
     early_stopping: bool = Field(False, description='stop when the monitored loss stops improving')
@@ -146,6 +167,13 @@ class TrainConfig(_Strict):
     progress: bool = Field(True, description='show a progress bar')
     gradient_every: int = Field(0, ge=0, description='record per-layer gradient norms every N steps (0: off)')
     max_time: Optional[float] = Field(None, gt=0, description='seconds of training at most (a budget), then stop')
+    calibrate: bool = Field(
+        True, description='classification: fit temperature scaling on the validation split after training')
+    logger: str = Field(
+        "csv", description='experiment tracking besides metrics.csv: csv (nothing more), tensorboard, mlflow (a local '
+                           'store under the run) or wandb')
+
+    _check_logger = field_validator("logger")(_named)
 
 
 class TransferConfig(_Strict):
@@ -162,7 +190,9 @@ class TransferConfig(_Strict):
 class AugmentConfig(_Strict):
     """Training-time augmentation: a preset, with any operation set explicitly on top of it."""
 
-    preset: str = Field("none", description='augmentation preset; every operation below goes on top of it')
+    preset: Optional[str] = Field(
+        None, description='augmentation preset; every operation below goes on top of it (default: light for models '
+                          'trained from scratch, none for pretrained backbones)')
     rotation: Optional[float] = Field(None, ge=0.0, le=180.0, description='random rotation, degrees +/-')
     translate: Optional[float] = Field(None, ge=0.0, lt=1.0, description='random shift, fraction of width/height +/-')
     zoom: Optional[tuple[float, float]] = Field(None, description='random scale range, e.g. [0.9, 1.1]')
@@ -204,6 +234,17 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+
+    @model_validator(mode="after")
+    def _classification_only(self) -> "Config":
+        if self.task == "regression":
+            if self.optim.class_weights != "none":
+                raise ValueError("class_weights weighs classes: it applies to classification, not regression "
+                                 "(drop --class-weights, or use --task classification)")
+            if self.data.sampler != "shuffle":
+                raise ValueError("sampler balanced draws classes equally: it applies to classification, not "
+                                 "regression (drop --sampler)")
+        return self
 
     def head_epochs(self) -> int:
         """Two-phase fine-tuning: the head-only epochs before the top blocks join (default: a third)."""
@@ -371,8 +412,25 @@ def _v1_to_v2(tree: dict) -> dict:
     return {**tree, "train": train}
 
 
+def _v2_to_v3(tree: dict) -> dict:
+    """Version 3 added class weights, the balanced sampler, target standardisation, calibration and loggers,
+    and made the epochs, learning rate, schedule and augmentation default to a recipe: a version-2 run had
+    none of the new ones, and its file holds the values it trained with, except where they were unset."""
+    sections = {name: dict(tree.get(name) or {}) for name in ("data", "optim", "train", "augment")}
+    sections["data"].setdefault("sampler", "shuffle")
+    sections["data"].setdefault("standardize", False)
+    sections["optim"].setdefault("class_weights", "none")
+    sections["optim"].setdefault("lr", 0.001)
+    sections["optim"].setdefault("schedule", "none")
+    sections["train"].setdefault("epochs", 10)
+    sections["train"].setdefault("calibrate", False)
+    sections["train"].setdefault("logger", "csv")
+    sections["augment"].setdefault("preset", "none")
+    return {**tree, **sections}
+
+
 # schema version -> the function that brings a config tree of that version to the next one
-MIGRATIONS = {1: _v1_to_v2}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(tree: dict, unversioned: int = SCHEMA_VERSION) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from cnnlab import files
 
@@ -19,6 +20,9 @@ class Preprocessing:
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.5])
     interpolation: str = "bilinear"
+    # regression trained on standardised targets: their training-split mean and std (None: raw targets)
+    target_mean: Optional[float] = None
+    target_std: Optional[float] = None
 
     def __post_init__(self) -> None:
         self.size = tuple(self.size)

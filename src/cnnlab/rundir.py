@@ -11,6 +11,9 @@
     checkpoints/         Lightning checkpoints: last.ckpt (every epoch, with every random state) for
                          --resume, best.ckpt (the best epoch by the monitored metric)
     gradients.csv        per-layer gradient norms (with --gradient-every)
+    calibration.json     classification: the temperature fitted on the validation split, ECE before/after
+    data_health.json     what training's exact-duplicate check found (leaks, label conflicts)
+    tensorboard/, mlruns/  with --logger tensorboard / mlflow
   added by later stages:
     evaluation.json, confusion_matrix*.png   cnnlab evaluate on the run's own held-out images
     evaluations/<data>.json                  cnnlab evaluate on other data (or --split all)
@@ -40,6 +43,8 @@ from cnnlab.preprocessing import Preprocessing
 CONFIG = "config.yaml"
 CLASSES = "classes.json"
 PREPROCESSING = "preprocessing.json"
+CALIBRATION = "calibration.json"  # temperature scaling fitted on the validation split
+DATA_HEALTH = "data_health.json"  # the exact-duplicate check training runs on its images
 SPLIT = "split.csv"
 SKIPPED = "skipped.csv"
 METRICS = "metrics.csv"
@@ -109,6 +114,11 @@ def write_inputs(out: Path, config: Config, classes: list[str], pre: Preprocessi
     pre.save(out / PREPROCESSING)
     write_csv(out / SPLIT, ("path", "label", "split"), records)
     write_csv(out / SKIPPED, ("path", "reason"), skipped)
+
+
+def write_config(out: Path, config: Config) -> None:
+    """config.yaml again, after training resolved a choice it made at run time (--lr auto)."""
+    files.write_text(Path(out) / CONFIG, config.to_yaml())
 
 
 def write_training(out: Path, info: dict) -> None:
@@ -203,6 +213,18 @@ class Run:
     def evaluation(self) -> dict:
         """The run's headline evaluation (evaluation.json), or {} before ``cnnlab evaluate``."""
         file = evaluation_path(self.path)
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def calibration(self) -> dict:
+        """calibration.json ({} when the run has none: no validation split, regression, or calibrate off)."""
+        file = self.path / CALIBRATION
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def temperature(self) -> float:
+        return float(self.calibration().get("temperature", 1.0))
+
+    def data_health(self) -> dict:
+        file = self.path / DATA_HEALTH
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def gradients(self) -> list[dict]:

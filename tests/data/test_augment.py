@@ -136,7 +136,7 @@ def test_preview_shows_each_image_then_versions_that_differ_from_it(tmp_path, sh
 
 
 def test_augmented_training_is_reproducible_with_loader_workers(tmp_path, bars):
-    runs = [cnnlab.train(bars, tmp_path / f"r{i}", epochs=1, augment="strong", num_workers=2, seed=7, **TINY)
+    runs = [cnnlab.train(bars, tmp_path / f"r{i}", epochs=1, num_workers=2, seed=7, **{**TINY, "augment": "strong"})
             for i in range(2)]
     a, b = (cnnlab.load(r.run_dir).model.net.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -35,7 +35,7 @@ def test_export_train_evaluate_predict(trained):
     proc = run("predict", trained / "run", trained / "shapes" / "test" / "circle", "--json", "--top-k", "2")
     preds = json.loads(proc.stdout)
     assert len(preds) == 4
-    assert set(preds[0]) == {"path", "label", "probability", "top_k"}
+    assert set(preds[0]) == {"path", "label", "probability", "top_k", "uncertain"}
     assert set(preds[0]["top_k"][0]) == {"label", "probability"} and len(preds[0]["top_k"]) == 2
 
 
@@ -50,7 +50,7 @@ def test_export_then_predict_with_onnx_runtime(trained):
 def test_summary_of_a_run_and_of_a_preset(trained):
     proc = run("summary", trained / "run")
     assert "input 3x16x16" in proc.stdout and "total params" in proc.stdout
-    assert "augmentation: none" in proc.stdout
+    assert "augmentation: rotation=10.0, translate=0.1, zoom=[0.9, 1.1]" in proc.stdout  # the light default
     proc = run("summary", "lenet5")
     assert "61,706" in proc.stdout
 

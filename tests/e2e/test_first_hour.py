@@ -91,7 +91,8 @@ def test_compare_reports_a_budget_cut(tmp_path, bars):
 
 def test_train_help_lists_every_config_key_with_defaults(tmp_path):
     text = " ".join(run("train", "--help").stdout.split())
-    assert "--lr [float] learning rate (default 0.001)" in text
+    assert "--lr [float|auto] learning rate, or auto" in text and "0.003 for models trained from scratch" in text
+    assert "--logger [csv|mlflow|tensorboard|wandb]" in text and "--class-weights [none|auto]" in text
     assert "--augment (or --preset) [light|none|standard|strong]" in text
     assert all(group in text for group in ("Data", "Model", "Optimisation", "Training", "Augmentation", "Transfer"))
     assert run("--version").stdout.startswith("cnnlab ")

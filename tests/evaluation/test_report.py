@@ -18,9 +18,18 @@ def report(tmp_path_factory, bars):
 
 def test_report_is_one_self_contained_file_with_every_section(report):
     text = report.read_text()
-    for heading in ("The run", "The model", "Training", "Evaluation", "Most confident mistakes", "Augmentation",
-                    "Gradient flow"):
+    order = ["The run", "Training", "Evaluation", "Most confident mistakes", "Data health", "Augmentation",
+             "Gradient flow", "Details"]
+    for heading in order:
         assert f"<h2>{heading}</h2>" in text, heading
+    positions = [text.index(f"<h2>{h}</h2>") for h in order]
+    assert positions == sorted(positions)  # top-down: results first, details last
+    assert text.index('id="headline"') < positions[0]
+    assert "<h3>Calibration</h3>" in text and 'alt="reliability diagram"' in text
+    # the config and the layer table come last, folded
+    details = text[positions[-1]:]
+    assert details.count("<details>") == 2 and "Resolved config" in details and "layer by layer" in details
+    assert "schema_version" not in text[:positions[-1]]
     assert 'class="metrics"' in text and 'alt="confusion matrix (counts)"' in text
     assert text.count(" + Grad-CAM</div>") >= 1 and "hflip=0.5" in text  # cards with a heatmap drawn
     assert "http://" not in text and "https://" not in text  # opens offline
@@ -43,7 +52,17 @@ def test_report_renders_in_a_real_browser(report, tmp_path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
+        browser.set_window_size(1280, 800)
         browser.get(report.as_uri())
+        headline = browser.find_element(By.ID, "headline")
+        box = browser.execute_script("const r = arguments[0].getBoundingClientRect(); "
+                                     "return [r.top, r.bottom, window.innerHeight, window.scrollY]", headline)
+        assert box[3] == 0 and 0 <= box[0] < box[1] <= box[2]  # wholly in view before any scrolling
+        accuracy = browser.find_element(By.CSS_SELECTOR, "#h-accuracy b").text
+        assert 0 <= float(accuracy) <= 1 and float(browser.find_element(By.CSS_SELECTOR, "#h-ece b").text) >= 0
+        assert browser.find_element(By.CSS_SELECTOR, "#h-f1 b").is_displayed()
+        folded = browser.find_element(By.XPATH, "//summary[contains(., 'Resolved config')]/following-sibling::pre")
+        assert not folded.is_displayed()  # folded until opened
         table = browser.find_element(By.CSS_SELECTOR, "table.metrics")
         assert "macro avg" in table.text and "precision" in table.text
         cm = browser.find_element(By.CSS_SELECTOR, "img[alt='confusion matrix (counts)']")

@@ -151,7 +151,7 @@ def test_the_openapi_schema_documents_every_field_and_both_bodies(client):
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
     parts = schema["components"]["schemas"]
-    assert set(parts["PredictionOut"]["properties"]) == {"filename", "label", "probability", "top_k"}
+    assert set(parts["PredictionOut"]["properties"]) == {"filename", "label", "probability", "top_k", "uncertain"}
     assert all(p.get("description") for model in ("PredictionOut", "TopK", "ModelInfo", "PredictResponse")
                for p in parts[model]["properties"].values())
     assert set(schema["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "415", "422", "500"}

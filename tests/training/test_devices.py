@@ -95,7 +95,10 @@ class ConvDtype(Callback):
     def on_train_start(self, trainer, pl_module):
         self.dtypes = set()
         conv = next(m for m in pl_module.modules() if isinstance(m, torch.nn.Conv2d))
-        conv.register_forward_hook(lambda m, i, o: self.dtypes.add(o.dtype))
+        self.hook = conv.register_forward_hook(lambda m, i, o: self.dtypes.add(o.dtype))
+
+    def on_train_end(self, trainer, pl_module):  # calibration afterwards runs as prediction does, in float32
+        self.hook.remove()
 
 
 def test_bf16_mixed_precision_trains_on_the_cpu_in_bfloat16(bars, tmp_path):

@@ -150,7 +150,7 @@ def test_two_nodes_with_the_standard_environment_match_one_process_exactly(digit
     """Full-batch gradient descent on two "nodes" (one process each) takes the same steps as one process:
     each rank's share is summed and DDP averages, which is the full batch's gradient."""
     settings = {"epochs": 2, "mode": "batch", "optimizer": "sgd", "lr": 0.1, "batch_size": 200, "batch_norm": False,
-                "dropout": 0.0, "progress": False}
+                "dropout": 0.0, "progress": False, "schedule": "none", "augment": "none"}
     port = str(_free_port())
     cmd = [sys.executable, "-m", "cnnlab", "train", str(digits / "train"), "--out", str(tmp_path / "nodes"),
            "--accelerator", "cpu", "--devices", "1", "--num-nodes", "2", "--distributed", "ddp", *_flags(settings)]

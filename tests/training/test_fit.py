@@ -70,7 +70,7 @@ class _Record(Callback):
 def test_batch_mode_is_one_exact_full_batch_gradient_step(tmp_path, bars):
     rec = _Record()
     # 60 images, val 0 -> 60 train in chunks of 16 (the last chunk has 12): still the exact full-batch mean.
-    result = cnnlab.train(bars, tmp_path / "run", epochs=1, mode="batch", batch_size=16, val_split=0.0,
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, mode="batch", batch_size=16, val_split=0.0, schedule="none",
                           optimizer="sgd", momentum=0.0, lr=0.5, batch_norm=False, callbacks=[rec], **TINY)
     assert rec.steps == 1
     model = cnnlab.load(result.run_dir).model
@@ -119,7 +119,7 @@ OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": 
 def test_each_optimizer_is_built_with_the_configured_hyperparameters(tmp_path, bars, name):
     seen = Optimiser()
     cnnlab.train(bars, tmp_path / "run", epochs=1, optimizer=name, lr=0.02, weight_decay=0.003, momentum=0.8,
-                 nesterov=True, callbacks=[seen], **TINY)
+                 nesterov=True, schedule="none", callbacks=[seen], **TINY)
     assert type(seen.optimizer) is OPTIMIZER_CLASSES[name]
     group = seen.optimizer.param_groups[0]
     assert group["lr"] == 0.02 and group["weight_decay"] == 0.003

@@ -73,7 +73,7 @@ def test_cached_features_train_the_same_head_only(tmp_path, bars, resnet_weights
 def test_fine_tune_trains_the_top_blocks_at_a_lower_rate(tmp_path, bars, resnet_weights):
     snap = Snapshot()
     result = cnnlab.train(bars, tmp_path / "run", epochs=1, strategy="fine-tune", unfreeze=1, backbone_lr_mult=0.1,
-                          weights=str(resnet_weights), callbacks=[snap], **RESNET)
+                          weights=str(resnet_weights), schedule="none", callbacks=[snap], **RESNET)
     final = _final(result.run_dir)
     assert not _same(final, snap.start, "features.layer4.")
     assert _same(final, snap.start, "features.layer3.") and _same(final, snap.start, "features.conv1.")

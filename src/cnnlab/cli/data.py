@@ -36,6 +36,56 @@ def datasets_export(ctx: typer.Context, name: str, directory: Path) -> None:
     console.print(f"{name}: {counts['train']} train and {counts['test']} test images in {directory}")
 
 
+@datasets_app.command("check")
+def datasets_check(
+    data: Path = typer.Argument(..., help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole report as JSON to FILE."),
+    task: str = typer.Option("classification", help="classification or regression (a CSV of numeric targets)."),
+    near: bool = typer.Option(True, help="Also look for near duplicates (a perceptual hash of each image)."),
+) -> None:
+    """Data health: counts and imbalance, unreadable files, duplicates, label conflicts, train/test leaks,
+    image sizes and modes. It reports every problem and never stops at one."""
+    from cnnlab import files
+    from cnnlab.data.health import check
+
+    if task not in ("classification", "regression"):
+        raise CnnlabError(f"unknown task '{task}': classification or regression")
+    report = check(data, task, near=near)
+    table = new_table("check", "found", title=f"data health of {data} ({report['images']} files)")
+    if report["counts"]:
+        splits = sorted({s for per in report["counts"].values() for s in per})
+        counts = new_table("class", *splits, "total", title="images per class and split")
+        for label, per in report["counts"].items():
+            counts.add_row(label, *(str(per.get(s, 0)) for s in splits), str(sum(per.values())))
+        out.print(counts)
+        ratio = report["imbalance_ratio"]
+        table.add_row("imbalance (largest / smallest class)", f"{ratio:.1f}" if ratio else "n/a")
+    rows = [("unreadable files", report["unreadable"]), ("exact duplicate groups", report["duplicates"]),
+            ("near duplicate groups", report["near_duplicates"]), ("label conflicts", report["label_conflicts"]),
+            ("train/held-out leaks", report["leaks"])]
+    for name, found in rows:
+        table.add_row(name, str(len(found)))
+    sizes = report["sizes"]
+    if sizes:
+        table.add_row("sizes (H x W)", f"smallest {sizes['smallest'][0]}x{sizes['smallest'][1]}, largest "
+                      f"{sizes['largest'][0]}x{sizes['largest'][1]}, {sizes['distinct']} distinct")
+        table.add_row("modes", ", ".join(f"{m} {n}" for m, n in sizes["modes"].items())
+                      + (" (mixed)" if sizes["mixed_modes"] else ""))
+        table.add_row(f"aspect ratio beyond {sizes['extreme_aspect_limit']:g}:1", str(len(sizes["extreme_aspect"])))
+    out.print(table)
+    for item in report["unreadable"][:5]:
+        console.print(f"unreadable: {item['path']}: {item['reason']}")
+    for leak in report["leaks"][:5]:
+        held = next(v for k, v in leak.items() if k in ("val", "test"))
+        console.print(f"leak ({leak['kind']}): {held} = {leak['train']}")
+    for conflict in report["label_conflicts"][:5]:
+        console.print(f"label conflict ({conflict['kind']}): "
+                      + ", ".join(f"{x['path']} ({x['label']})" for x in conflict["images"]))
+    if json_path is not None:
+        files.write_json(json_path, report)
+        console.print(f"report: {json_path}")
+
+
 # ----------------------------------------------------------------------------- augment
 @augment_app.command("preview", context_settings=EXTRA)
 def augment_preview(

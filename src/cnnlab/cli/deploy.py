@@ -35,6 +35,8 @@ def serve(
     backend: str = typer.Option("torch", help="torch or onnx."),
     max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+    threshold: Optional[float] = typer.Option(None, help="Default threshold (0-1): a top probability below it is "
+                                                          "answered uncertain, label null (?threshold= per request)."),
 ) -> None:
     """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
     from cnnlab.inference.extras import require_serve
@@ -45,5 +47,8 @@ def serve(
     console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     from cnnlab.inference.predictor import resolve_device
 
+    from cnnlab.inference.predictor import check_threshold
+
     resolve_device(device)  # a wrong device is one line before uvicorn starts
-    run_server(str(run), host, port, backend, max_upload_mb, device)
+    check_threshold(threshold)
+    run_server(str(run), host, port, backend, max_upload_mb, device, threshold)

@@ -33,7 +33,14 @@ def print_metrics(result: dict) -> None:
                       f"{result[f'f1_{avg}']:.4f}", str(result["n"]))
     out.print(table)
     tops = "  ".join(f"top-{k} {v:.4f}" for k, v in result.get("top_k_accuracy", {}).items())
-    out.print(f"accuracy {result['accuracy']:.4f}  {tops}")
+    out.print(f"accuracy {result['accuracy']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f}  {tops}")
+    cal = result.get("calibration")
+    if cal:
+        before = "" if cal["ece_before"] is None else f"{cal['ece_before']:.4f} before, "
+        out.print(f"calibration: temperature {cal['temperature']:.3f}, ECE ({cal['bins']} bins) {before}"
+                  f"{cal['ece_after']:.4f} after")
+    if result.get("tta"):
+        out.print(f"test-time augmentation: the mean over {', '.join(result['tta'])}")
     cm = new_table("true \\ pred", *result["classes"], title="confusion matrix")
     for name, row in zip(result["classes"], result["confusion_matrix"]):
         cm.add_row(name, *(str(v) for v in row))
@@ -48,11 +55,14 @@ def evaluate(
     split: str = typer.Option("auto", help="auto: the run's own held-out images (test, else val) or another "
                                             "dataset's test/ split; test, val; all: every image."),
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average the softmax over the image and "
+                                                  "the flips/shifts/zoom the run trained with."),
 ) -> None:
-    """Accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion matrix."""
+    """Accuracy, balanced accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion
+    matrix, calibration (ECE before and after the run's temperature)."""
     from cnnlab.evaluation.metrics import evaluate as run_evaluate
 
-    result = run_evaluate(run, data, json_path=json_file, split=split, device=device)
+    result = run_evaluate(run, data, json_path=json_file, split=split, device=device, tta=tta)
     print_metrics(result)
     if result.get("absent_classes"):
         console.print(f"no images of {', '.join(result['absent_classes'])}: n/a, and left out of the macro and "
@@ -88,12 +98,16 @@ def predict(
                                                                 "instead of printing a table (large folders)."),
     backend: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime; exported on first use)."),
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+    threshold: Optional[float] = typer.Option(None, help="Mark predictions whose top probability is below this "
+                                                          "(0-1) as uncertain: no label."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (the views the run trained with)."),
 ) -> None:
-    """Predict the class (and probability) of each image."""
+    """Predict the class (and calibrated probability) of each image."""
     from cnnlab.errors import BadImage
-    from cnnlab.inference.predictor import load
+    from cnnlab.inference.predictor import check_threshold, load
 
-    predictor = load(run, device=device, backend=backend)
+    check_threshold(threshold)
+    predictor = load(run, device=device, backend=backend, tta=tta)
     files, tensors, skipped = [], [], []
     for f in _expand(images):
         try:
@@ -106,7 +120,7 @@ def predict(
         raise CnnlabError(f"none of the images could be read ({skipped[0]}{more})")
     for line in skipped:
         console.print(f"[yellow]skipped[/] {escape(line)}", soft_wrap=True)
-    preds = predictor.to_predictions(predictor.outputs(tensors), files, top_k)
+    preds = predictor.to_predictions(predictor.outputs(tensors), files, top_k, threshold)
     if as_json:
         from cnnlab.files import dumps
 
@@ -116,7 +130,7 @@ def predict(
         from cnnlab.rundir import write_csv
 
         write_csv(csv_file, ("path", "label", "probability", "top_k"),
-                  ((p.path, p.label, "" if p.probability is None else p.probability,
+                  ((p.path, "" if p.label is None else p.label, "" if p.probability is None else p.probability,
                     "; ".join(f"{t['label']} {t['probability']:.4f}" for t in p.top_k)) for p in preds))
         console.print(f"{len(preds)} predictions: {csv_file}")
         return
@@ -124,7 +138,7 @@ def predict(
     for p in preds:
         prob = "" if p.probability is None else f"{p.probability:.4f}"
         top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p.top_k)
-        table.add_row(p.path, str(p.label), prob, top)
+        table.add_row(p.path, "uncertain" if p.uncertain else str(p.label), prob, top)
     out.print(table)
 
 

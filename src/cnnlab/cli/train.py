@@ -21,7 +21,8 @@ def train(
     data: Optional[Path] = typer.Argument(None, help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see: cnnlab models); default cnn-small."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write; default runs/<model>-<time>."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the training set; default 10."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training set; default: about 1,000 steps "
+                                                     "(5-30 epochs, chosen for the data size)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: bool = typer.Option(False, help="Continue the interrupted run in --out to the same end."),
     overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
@@ -46,6 +47,28 @@ def train(
 
     if is_leader():  # the other processes of a multi-process run have nothing of their own to say
         _print_training(result)
+
+
+@app.command("lr-find", context_settings=EXTRA, epilog=_config_epilog())
+def lr_find(
+    ctx: typer.Context,
+    data: Path = typer.Argument(..., help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see: cnnlab models); default cnn-small."),
+    out_png: Path = typer.Option(Path("lr_find.png"), "--out", "-o", help="The plot to write (PNG)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
+) -> None:
+    """Learning-rate range test (Lightning's LR finder): loss against learning rate as a PNG, and the suggestion.
+    Takes the same flags as train; --lr auto in train runs it first and keeps its choice."""
+    from cnnlab.training.fit import find_learning_rate
+
+    quiet_lightning()
+    overrides = parse_extra(list(ctx.args))
+    if model is not None:
+        overrides["model"] = model
+    lr, png = find_learning_rate(data, out_png, config=config, **overrides)
+    out.print(f"suggested learning rate: {lr:.3g}")
+    console.print(f"plot: {escape(str(png))}", soft_wrap=True)
+    console.print(f"next: {_command()} train {escape(str(data))} --lr {lr:.3g}", soft_wrap=True)
 
 
 def _print_training(result) -> None:

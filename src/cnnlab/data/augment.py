@@ -19,7 +19,7 @@ from cnnlab.config import AugmentConfig
 
 def resolved(cfg: AugmentConfig) -> dict:
     """The preset's operations, with every operation the config sets explicitly on top."""
-    ops = dict(PRESETS.get(cfg.preset)())
+    ops = dict(PRESETS.get(cfg.preset or "none")())
     ops.update({k: getattr(cfg, k) for k in OPERATIONS.names() if getattr(cfg, k) is not None})
     return {k: v for k, v in ops.items() if v not in (0, 0.0, None)}
 

@@ -27,6 +27,25 @@ def accumulation(cfg: Config, n_train: int, world: int = 1) -> int:
     return math.ceil(math.ceil(n_train / world) / cfg.data.batch_size) if cfg.train.mode == "batch" else 1
 
 
+def class_counts(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(targets.reshape(-1).long(), minlength=num_classes)
+
+
+def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
+    """Each image's probability in a balanced draw: every class equally likely, its images alike."""
+    targets = targets.reshape(-1).long()
+    counts = class_counts(targets, int(targets.max()) + 1).double()
+    return (1.0 / counts)[targets]
+
+
+def inverse_frequency(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class weights for the loss: n / (classes x count), so a balanced set gets 1 for every class
+    (scikit-learn's compute_class_weight("balanced")); a class with no training image gets 0."""
+    counts = class_counts(targets, num_classes).float()
+    weights = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights
+
+
 class EpochBatches(Sampler):
     """Shuffled training batches that depend only on (seed, epoch, batch number), and on the rank.
 
@@ -43,8 +62,11 @@ class EpochBatches(Sampler):
     gradient is then exactly the full batch's.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, whole: bool = False) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, whole: bool = False,
+                 weights: Optional[torch.Tensor] = None) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        # balanced sampling: each epoch draws n indices with these probabilities, with replacement
+        self.weights = weights
         self.rank, self.world, self.whole = rank, world, whole
         self.sampler = self
 
@@ -62,7 +84,11 @@ class EpochBatches(Sampler):
 
     def __iter__(self):
         key = (self.seed * 1_000_003 + self.epoch) % (1 << 62)
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(key)).tolist()
+        generator = torch.Generator().manual_seed(key)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist()
+        else:
+            order = torch.randperm(self.n, generator=generator).tolist()
         if self.whole:
             share, k, size = order[self.rank::self.world], len(self), self.batch_size
             if len(share) > (k - 1) * size:  # k chunks of the batch size, the last one shorter
@@ -114,8 +140,10 @@ class ImageDataModule(L.LightningDataModule):
                   "generator": torch.Generator().manual_seed(self.cfg.seed)}
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if shuffle:
+            balanced = self.cfg.data.sampler == "balanced" and self.cfg.train.mode != "batch"
             batches = EpochBatches(len(ds), self.batch_size, self.cfg.seed, rank, world,
-                                   whole=self.cfg.train.mode == "batch")
+                                   whole=self.cfg.train.mode == "batch",
+                                   weights=balanced_weights(ds.targets) if balanced else None)
             return DataLoader(ds, batch_sampler=batches, **common)
         sampler = Shard(len(ds), rank, world) if world > 1 else None
         return DataLoader(ds, batch_size=max(self.batch_size, 256), sampler=sampler, shuffle=False, **common)

@@ -19,6 +19,7 @@ from cnnlab import files
 from cnnlab.data.datasets import decode_entries
 from cnnlab.data.sources import Entry, Skipped, only_split, scan
 from cnnlab.errors import CnnlabError
+from cnnlab.calibration import BINS, ece, reliability, uncalibrated
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
 from cnnlab.rundir import confusion_paths, evaluation_path
@@ -101,7 +102,9 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[
     labels = list(range(len(classes)))
     present = sorted({int(t) for t in y_true})
     y_pred = probs.argmax(axis=1)
-    result: dict = {"classes": classes, "n": int(len(y_true)), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    result: dict = {"classes": classes, "n": int(len(y_true)), "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+                    # the mean of the per-class recalls (of the classes present): what accuracy hides on imbalanced data
+                    "balanced_accuracy": float(np.mean([(y_pred[y_true == c] == c).mean() for c in present]))}
     for avg in ("macro", "weighted", "micro"):
         p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels if avg == "micro" else present,
                                                          average=avg, zero_division=0)
@@ -136,24 +139,36 @@ def _name(data: Union[str, Path]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name) or "data"
 
 
+def calibration_figures(probs: torch.Tensor, y_true: np.ndarray, temperature: float, tta: bool) -> dict:
+    """ECE (15 bins) of the probabilities before and after the run's temperature, and the reliability
+    diagram's bins (after). With TTA the averaged probabilities have no single "before"."""
+    labels = torch.as_tensor(y_true).long()
+    return {"temperature": temperature, "bins": BINS,
+            "ece_before": None if tta else ece(uncalibrated(probs, temperature), labels),
+            "ece_after": ece(probs, labels), "reliability": reliability(probs, labels)}
+
+
 def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True,
-                          split: str = "auto", device: str = "auto"):
+                          split: str = "auto", device: str = "auto", tta: bool = False):
     """``evaluate`` that also returns the targets, model outputs and paths behind the figures."""
-    predictor = run if isinstance(run, Predictor) else load(run, device)
+    predictor = run if isinstance(run, Predictor) else load(run, device, tta=tta)
+    tta = len(predictor.views) > 1
     y_true, outputs, paths, skipped, chosen = predict_dataset(predictor, data, split)
     if predictor.task == "classification":
         result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
+        result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta)
     else:
         result = regression_metrics(y_true, outputs.numpy()[:, 0])
     result["data"] = str(data)
     result["split"] = chosen.split
+    result["tta"] = [name for name, _ in predictor.views] if tta else None
     result["skipped"] = [{"path": str(s.path), "reason": s.reason} for s in skipped]
     run_dir = predictor.run.path
     # The run's own held-out images are its headline (evaluation.json, the confusion-matrix PNGs, the
     # server's /model); any other data, or the training images, go to evaluations/<name>.json.
-    headline = chosen.own and chosen.split != "all"
-    where = evaluation_path(run_dir) if headline else \
-        evaluation_path(run_dir, f"{_name(data)}{'' if chosen.split in ('all', 'test') else '-' + chosen.split}")
+    headline = chosen.own and chosen.split != "all" and not tta  # TTA figures sit beside the headline
+    suffix = ('' if chosen.split in ('all', 'test') else '-' + chosen.split) + ("-tta" if tta else "")
+    where = evaluation_path(run_dir) if headline else evaluation_path(run_dir, f"{_name(data)}{suffix}")
     result["file"] = str(where)
     if plot and headline and predictor.task == "classification":
         cm = np.asarray(result["confusion_matrix"])
@@ -169,9 +184,9 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
 
 
 def evaluate(run: Union[str, Path, Predictor], data: Union[str, Path], json_path: Optional[Union[str, Path]] = None,
-             plot: bool = True, split: str = "auto", device: str = "auto") -> dict:
+             plot: bool = True, split: str = "auto", device: str = "auto", tta: bool = False) -> dict:
     """Evaluate a run on DATA. On the run's own data: its held-out images (test, else val, from split.csv),
     written to evaluation.json with the confusion-matrix PNGs; on other data: its test/ split if it has
     one, else all of it, written to evaluations/<name>.json. ``device``: auto (a GPU when there is one),
-    cpu or cuda."""
-    return evaluate_with_outputs(run, data, json_path, plot, split, device)[0]
+    cpu or cuda. ``tta``: test-time augmentation (the views the run trained with)."""
+    return evaluate_with_outputs(run, data, json_path, plot, split, device, tta)[0]

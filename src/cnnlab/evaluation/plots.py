@@ -153,3 +153,32 @@ def gradient_flow_png(rows: list[dict], path: Path, max_layers: int = 8) -> Path
     files.save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
+
+
+def reliability_png(before: Optional[list[dict]], after: list[dict], path: Path, ece_before: Optional[float],
+                    ece_after: float, temperature: float) -> Path:
+    """The reliability diagram: accuracy against confidence per bin (bars: after temperature scaling;
+    line: before), the diagonal being perfect calibration; the bins' image counts below."""
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    mids = [(b["low"] + b["high"]) / 2 for b in after]
+    width = after[0]["high"] - after[0]["low"]
+    ax.bar(mids, [b["accuracy"] or 0 for b in after], width=width * 0.92, color="#4c72b0", alpha=0.85,
+           label=f"after (T={temperature:.2f}): ECE {ece_after:.4f}")
+    if before is not None:
+        pts = [(m, b["accuracy"]) for m, b in zip(mids, before) if b["n"]]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#dd8452",
+                label=f"before: ECE {ece_before:.4f}" if ece_before is not None else "before")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    counts.bar(mids, [b["n"] for b in after], width=width * 0.92, color="#999")
+    counts.set_yscale("symlog")
+    counts.set_xlabel("confidence (top probability)")
+    counts.set_ylabel("images")
+    counts.set_xlim(0, 1)
+    fig.tight_layout()
+    files.save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,6 +1,7 @@
-"""``cnnlab report RUN [--data DATA]``: one self-contained HTML file (images embedded) about a run:
-what was trained on what, the model, the training curves, the evaluation, the most confident
-mistakes with Grad-CAM heatmaps, the augmentation, and the gradient flow."""
+"""``cnnlab report RUN [--data DATA]``: one self-contained HTML file (images embedded) about a run, read
+top-down: a headline card (accuracy or R², macro F1, ECE, time, device), the training curves, the
+evaluation with its reliability diagram, the most confident mistakes with Grad-CAM heatmaps, data
+health, augmentation and gradient flow; the resolved config and the layer table last, folded."""
 from __future__ import annotations
 
 import base64
@@ -25,7 +26,11 @@ h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}pre{background:#f7f7f7;padding:.6rem;overflow:auto}
 .grid{display:flex;flex-wrap:wrap;gap:.8rem}.card{text-align:center;font-size:.8rem}.card img{width:112px;height:112px;
-image-rendering:pixelated}img.plot{max-width:100%}"""
+image-rendering:pixelated}img.plot{max-width:100%}
+#headline{display:flex;flex-wrap:wrap;gap:1.5rem;background:#f3f6fb;border:1px solid #d5deea;border-radius:8px;
+padding:.8rem 1.2rem;margin:.6rem 0 1rem}#headline div{min-width:7rem}#headline b{display:block;font-size:1.6rem}
+#headline span{font-size:.8rem;color:#555}details{margin:1rem 0}summary{cursor:pointer;font-weight:600}
+.warn{color:#a15c00}"""
 
 
 def _png_uri(path: Path) -> str:
@@ -82,12 +87,62 @@ def _run_section(run: Run) -> str:
         f"<p>Model <b>{html.escape(run.config.model.name)}</b>, strategy <b>{html.escape(str(info.get('strategy', '?')))}</b>, "
         f"weights {html.escape(str(run.config.model.weights or 'none'))}; trained {info.get('epochs', '?')} epochs in "
         f"{info.get('seconds', '?')} s on {html.escape(str(info.get('device', '?')))}; best epoch {info.get('best_epoch')}.</p>",
-        "<h3>Dataset</h3>", _table(["class", *splits], rows),
-        f"<p>{len(skipped)} files skipped.</p>" + (_table(["file", "reason"], [[r["path"], r["reason"]] for r in skipped[:50]])
-                                                  if skipped else ""),
-        "<h3>Resolved config</h3>", f"<pre>{html.escape(run.config.to_yaml())}</pre>",
     ]
-    return "<h2>The run</h2>" + "".join(parts)
+    return "<h2>The run</h2>" + "".join(parts), _table(["class", *splits], rows), skipped
+
+
+def _config_section(run: Run) -> str:
+    return (f"<details><summary>Resolved config (config.yaml)</summary><pre>{html.escape(run.config.to_yaml())}</pre>"
+            f"</details>")
+
+
+def _health_section(run: Run, dataset_table: str, skipped: list) -> str:
+    found = run.data_health()
+    parts = ["<h2>Data health</h2>", dataset_table]
+    ratio = _imbalance(run)
+    if ratio is not None:
+        parts.append(f"<p>Imbalance (largest class / smallest): {ratio:.1f}"
+                     + (" <span class='warn'>(consider --class-weights auto or --sampler balanced)</span>"
+                        if ratio >= 3 else "") + "</p>")
+    parts.append(f"<p>{len(skipped)} files skipped (unreadable).</p>"
+                 + (_table(["file", "reason"], [[r["path"], r["reason"]] for r in skipped[:50]]) if skipped else ""))
+    if found:
+        leaks, conflicts, dups = found.get("leaks", []), found.get("label_conflicts", []), found.get("duplicates", [])
+        parts.append(f"<p>Exact duplicates found by training's check: {len(dups)} groups within a class, "
+                     f"<span class='{'warn' if conflicts else ''}'>{len(conflicts)} label conflicts</span>, "
+                     f"<span class='{'warn' if leaks else ''}'>{len(leaks)} held-out images that are copies of "
+                     f"training images</span>. <code>cnnlab datasets check DATA</code> also finds near duplicates.</p>")
+        if leaks:
+            parts.append(_table(["training image", "held-out copy"],
+                                [[x["train"], next(v for k, v in x.items() if k in ("val", "test"))] for x in leaks[:20]]))
+    return "".join(parts)
+
+
+def _imbalance(run: Run) -> Optional[float]:
+    counts = Counter(r["label"] for r in run.split() if r["split"] == "train")
+    return max(counts.values()) / min(counts.values()) if run.classes and counts and min(counts.values()) else None
+
+
+def _headline(run: Run, result: Optional[dict]) -> str:
+    info = run.training_info()
+    cells = []
+    if result and "accuracy" in result:
+        cells += [("accuracy", f"{result['accuracy']:.4f}", "accuracy"), ("macro F1", f"{result['f1_macro']:.4f}", "f1"),
+                  ("balanced accuracy", f"{result['balanced_accuracy']:.4f}", "balanced")]
+        ece = (result.get("calibration") or {}).get("ece_after")
+        if ece is not None:
+            cells.append(("ECE (calibrated)", f"{ece:.4f}", "ece"))
+    elif result and "r2" in result:
+        cells += [("R²", f"{result['r2']:.4f}", "r2"), ("MAE", f"{result['mae']:.4f}", "mae")]
+    else:
+        cells.append(("not evaluated", "—", "none"))
+    cells += [("training time", f"{info.get('seconds', '?')} s", "time"), ("device", str(info.get("device", "?")), "device")]
+    what = f" on {result['n']} {html.escape(str(result.get('split', '')))} images" if result else ""
+    return ('<section id="headline" aria-label="headline">'
+            + "".join(f'<div id="h-{key}"><span>{html.escape(name)}</span><b>{html.escape(value)}</b></div>'
+                      for name, value, key in cells)
+            + f'<div><span>model</span><b style="font-size:1.1rem">{html.escape(run.config.model.name)}</b>'
+              f'<span>{html.escape(what)}</span></div></section>')
 
 
 def _model_section(predictor: Predictor) -> str:
@@ -99,9 +154,10 @@ def _model_section(predictor: Predictor) -> str:
     strategy = predictor.run.training_info().get("strategy", "full")
     trained = {"feature-extract": "the head only", "fine-tune": f"the head and the top {predictor.run.config.transfer.unfreeze} blocks",
                "two-phase": f"the head, then the top {predictor.run.config.transfer.unfreeze} blocks"}.get(strategy, "all layers")
-    return (f"<h2>The model</h2><p>Input {pre.channels}x{pre.size[0]}x{pre.size[1]}, mean {pre.mean}, std {pre.std}. "
+    return (f"<details><summary>The model: {s.total:,} parameters, layer by layer</summary>"
+            f"<p>Input {pre.channels}x{pre.size[0]}x{pre.size[1]}, mean {pre.mean}, std {pre.std}. "
             f"Total parameters {s.total:,}; trained: {trained} (strategy {strategy}).</p>"
-            + _table(["layer", "type", "output shape", "params"], rows, "summary"))
+            + _table(["layer", "type", "output shape", "params"], rows, "summary") + "</details>")
 
 
 def _curves_section(run: Run, tmp: Path) -> str:
@@ -113,10 +169,8 @@ def _curves_section(run: Run, tmp: Path) -> str:
     return "<h2>Training</h2>" + _img(path, "training curves: loss, accuracy and learning rate per epoch")
 
 
-def _evaluation_section(predictor: Predictor, data, tmp: Path) -> str:
-    from cnnlab.evaluation.metrics import evaluate_with_outputs
-
-    result, y_true, outputs, paths = evaluate_with_outputs(predictor, data)
+def _evaluation_section(predictor: Predictor, data, tmp: Path, evaluated) -> str:
+    result, y_true, outputs, paths = evaluated
     if predictor.task != "classification":
         return (f"<h2>Evaluation</h2><p>{result['n']} images: MAE {result['mae']:.4f}, RMSE {result['rmse']:.4f}, "
                 f"R² {result['r2']:.4f}</p>")
@@ -131,7 +185,23 @@ def _evaluation_section(predictor: Predictor, data, tmp: Path) -> str:
                f"over {result['n']} images.</p>" + _table(["class", "precision", "recall", "f1", "support"], rows, "metrics")
                + '<div class="grid">' + _img(counts, "confusion matrix (counts)") + _img(normed, "confusion matrix (row-normalised)")
                + "</div>")
-    return section + _mistakes_section(predictor, y_true, outputs, paths)
+    return section + _calibration_section(result, y_true, outputs, tmp) + _mistakes_section(predictor, y_true, outputs, paths)
+
+
+def _calibration_section(result: dict, y_true, outputs: torch.Tensor, tmp: Path) -> str:
+    from cnnlab.calibration import reliability, uncalibrated
+
+    cal = result.get("calibration")
+    if not cal:
+        return ""
+    before = None if cal["ece_before"] is None else reliability(uncalibrated(outputs, cal["temperature"]), y_true)
+    path = plots.reliability_png(before, cal["reliability"], tmp / "reliability.png", cal["ece_before"], cal["ece_after"],
+                                 cal["temperature"])
+    text = (f"<p>Temperature scaling (fitted on the validation split): T = {cal['temperature']:.3f}. Expected calibration "
+            f"error ({cal['bins']} bins): " + ("" if cal["ece_before"] is None else f"{cal['ece_before']:.4f} before, ")
+            + f"{cal['ece_after']:.4f} after. A well-calibrated model's bars follow the diagonal: of the images it "
+              f"gives 0.9, nine in ten are right.</p>")
+    return "<h3>Calibration</h3>" + text + _img(path, "reliability diagram")
 
 
 def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths: list, n: int = 8, cams: int = 3) -> str:
@@ -176,17 +246,22 @@ def _gradients_section(run: Run, tmp: Path) -> str:
 
 
 def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = None) -> Path:
+    from cnnlab.evaluation.metrics import evaluate_with_outputs
+
     predictor = load(run_dir, "cpu")  # Grad-CAM and the layer table run on the CPU
     run = predictor.run
     if data is None:
         data = run.evaluation().get("data")
+    evaluated = evaluate_with_outputs(predictor, data) if data else None
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        body = [f"<h1>cnnlab report: {html.escape(run.path.name)}</h1>", _run_section(run), _model_section(predictor),
-                _curves_section(run, tmp)]
-        body.append(_evaluation_section(predictor, data, tmp) if data else
+        run_text, dataset_table, skipped = _run_section(run)
+        body = [f"<h1>cnnlab report: {html.escape(run.path.name)}</h1>", _headline(run, evaluated and evaluated[0]),
+                run_text, _curves_section(run, tmp)]
+        body.append(_evaluation_section(predictor, data, tmp, evaluated) if evaluated else
                     "<h2>Evaluation</h2><p>No test data given: run <code>cnnlab report RUN --data DATA</code>.</p>")
-        body += [_augment_section(run, data, tmp), _gradients_section(run, tmp)]
+        body += [_health_section(run, dataset_table, skipped), _augment_section(run, data, tmp),
+                 _gradients_section(run, tmp), "<h2>Details</h2>", _config_section(run), _model_section(predictor)]
     out = run.path / REPORT
     files.write_text(out, f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab report</title>'
                    f'<link rel="icon" href="data:,"><style>{STYLE}</style></head><body>{"".join(body)}</body></html>')

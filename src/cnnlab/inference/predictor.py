@@ -20,36 +20,52 @@ class Prediction:
     label: Union[str, float]
     probability: Optional[float]
     top_k: list[dict] = field(default_factory=list)
+    uncertain: bool = False  # the top probability is below the threshold asked for: label is None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class Predictor:
-    def __init__(self, run: Run, device: Union[str, torch.device] = "cpu") -> None:
+    """A run ready to predict: its own preprocessing, its calibration temperature (classification), and
+    optionally test-time augmentation (``tta``: the softmax averaged over the views the run trained with)."""
+
+    def __init__(self, run: Run, device: Union[str, torch.device] = "cpu", tta: bool = False) -> None:
         self.run = run
         self.device = torch.device(device)
         self.model = run.load_model(self.device)
-        self.classes = run.classes
-        self.pre = run.pre
-        self.task = run.task
+        self._setup(run, tta)
+
+    def _setup(self, run: Run, tta: bool) -> None:
+        from cnnlab.inference.tta import views
+
+        self.classes, self.pre, self.task = run.classes, run.pre, run.task
+        self.temperature = run.temperature() if run.task == "classification" else 1.0
+        self.views = views(run.config.augment) if tta else [("original", None)]
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """One image (path, bytes, PIL image or array) -> uint8 tensor (C, H, W) at the model's size."""
         return decode(image, self.pre.channels, self.pre.size, self.pre.interpolation)
 
     @torch.inference_mode()
+    def raw(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> the model's outputs (logits, or regression values), on the CPU."""
+        return self.model(batch.to(self.device)).float().cpu()
+
+    @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 batch (N, C, H, W) -> class probabilities (N, K), or regression values (N, 1)."""
-        out = self.model(batch.to(self.device)).float()
-        return self._probabilities(out.cpu())
+        """uint8 batch (N, C, H, W) -> class probabilities (N, K), or regression values (N, 1); with TTA,
+        the mean over the views."""
+        outs = [self._probabilities(self.raw(batch if view is None or name == "original" else view(batch)))
+                for name, view in self.views]
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
 
     def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
         bad = int((~torch.isfinite(out)).any(dim=1).sum())
         if bad:
             raise CnnlabError(f"the model in {self.run.path} gives NaN or infinite outputs for {bad} of {len(out)} "
                               f"images, so it cannot predict; its weights are broken: train it again (lower --lr)")
-        return out.softmax(dim=1) if self.task == "classification" else out
+        return (out / self.temperature).softmax(dim=1) if self.task == "classification" else out
 
     def outputs(self, images: Iterable[torch.Tensor], batch_size: int = 128) -> torch.Tensor:
         chunks, batch = [], []
@@ -62,7 +78,10 @@ class Predictor:
             chunks.append(self.forward(torch.stack(batch)))
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.classes) or 1)
 
-    def to_predictions(self, out: torch.Tensor, paths: Sequence[Optional[str]], top_k: int) -> list[Prediction]:
+    def to_predictions(self, out: torch.Tensor, paths: Sequence[Optional[str]], top_k: int,
+                       threshold: Optional[float] = None) -> list[Prediction]:
+        """``threshold``: a top probability below it gives ``label=None, uncertain=True`` (top-k still listed)."""
+        check_threshold(threshold)
         preds = []
         for row, path in zip(out, paths):
             if self.task == "regression":
@@ -70,24 +89,27 @@ class Predictor:
                 continue
             probs, idx = row.topk(min(top_k, len(self.classes)))
             top = [{"label": self.classes[i], "probability": round(float(p), 6)} for p, i in zip(probs, idx)]
-            preds.append(Prediction(path, top[0]["label"], top[0]["probability"], top))
+            unsure = threshold is not None and float(probs[0]) < threshold
+            preds.append(Prediction(path, None if unsure else top[0]["label"], top[0]["probability"], top, unsure))
         return preds
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5,
-                batch_size: int = 128) -> list[Prediction]:
-        """Predict one image or a list; an unreadable image is a ``BadImage`` naming it."""
+                batch_size: int = 128, threshold: Optional[float] = None) -> list[Prediction]:
+        """Predict one image or a list; an unreadable image is a ``BadImage`` naming it. ``threshold``: mark
+        predictions whose top probability is below it as uncertain (``label`` None)."""
+        check_threshold(threshold)
         if not isinstance(images, (list, tuple)):
             images = [images]
         with ThreadPoolExecutor(4) as pool:
             tensors = list(pool.map(self.preprocess, images))
         paths = [str(i) if isinstance(i, (str, Path)) else None for i in images]
-        return self.to_predictions(self.outputs(tensors, batch_size), paths, top_k)
+        return self.to_predictions(self.outputs(tensors, batch_size), paths, top_k, threshold)
 
 
 class OnnxPredictor(Predictor):
     """The same predictor on ONNX Runtime (exported on first use into RUN/export/)."""
 
-    def __init__(self, run: Run, threads: Optional[int] = None) -> None:
+    def __init__(self, run: Run, threads: Optional[int] = None, tta: bool = False) -> None:
         from cnnlab.inference.extras import require_serve
 
         require_serve("--backend onnx")
@@ -99,10 +121,15 @@ class OnnxPredictor(Predictor):
         self.session = onnx_session(path, threads)  # checks the file: a hostile one is refused as such first
         check_current(run, path.parent)
         self.run, self.device, self.model = run, torch.device("cpu"), None
-        self.classes, self.pre, self.task = run.classes, run.pre, run.task
+        self._setup(run, tta)
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self._probabilities(torch.from_numpy(self.session.run(None, {"image": batch.numpy()})[0]))
+    def raw(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"image": batch.contiguous().numpy()})[0]).float()
+
+
+def check_threshold(threshold: Optional[float]) -> None:
+    if threshold is not None and not 0 < threshold < 1:
+        raise CnnlabError(f"--threshold {threshold:g}: a probability strictly between 0 and 1 (e.g. 0.8)")
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -122,7 +149,8 @@ def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", backend: str = "torch") -> Predictor:
+def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", backend: str = "torch",
+         tta: bool = False) -> Predictor:
     """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``.
 
     ``device``: auto (a GPU when there is one), cpu or cuda. The ONNX backend runs on the CPU.
@@ -131,7 +159,7 @@ def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", b
     if backend == "onnx":
         if where.type != "cpu" and device != "auto":
             raise CnnlabError(f"--backend onnx runs on the CPU (ONNX Runtime); for --device {device} use --backend torch")
-        return OnnxPredictor(Run.open(run_dir))
+        return OnnxPredictor(Run.open(run_dir), tta=tta)
     if backend != "torch":
         raise CnnlabError(f"unknown backend '{backend}'. Known: torch, onnx")
-    return Predictor(Run.open(run_dir), where)
+    return Predictor(Run.open(run_dir), where, tta)

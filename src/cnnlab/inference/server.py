@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Optional, Union
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from cnnlab.errors import BadImage, CnnlabError
-from cnnlab.inference.predictor import Predictor, load
+from cnnlab.inference.predictor import Predictor, check_threshold, load
 
 MB = 1024 * 1024
 MAX_PARTS = 64  # file parts (and other fields) in one multipart request: more is refused before it is read
@@ -36,9 +36,11 @@ class TopK(BaseModel):
 
 class PredictionOut(BaseModel):
     filename: Optional[str] = Field(description="the upload's file name (null for a raw body)")
-    label: Union[str, float] = Field(description="the top class, or the predicted value for a regression model")
-    probability: Optional[float] = Field(description="the top class's probability (null for regression)")
+    label: Union[str, float, None] = Field(
+        description="the top class, or the predicted value for a regression model; null when uncertain")
+    probability: Optional[float] = Field(description="the top class's calibrated probability (null for regression)")
     top_k: list[TopK] = Field(description="the most probable classes, most probable first")
+    uncertain: bool = Field(False, description="the top probability is below the threshold: no label is given")
 
 
 class PredictResponse(BaseModel):
@@ -96,9 +98,11 @@ class RefuseLargeUploads:
 
 
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
-               predictor: Optional[Predictor] = None, device: str = "auto"):
+               predictor: Optional[Predictor] = None, device: str = "auto", threshold: Optional[float] = None):
+    check_threshold(threshold)
     predictor = predictor or load(run_dir, device=device, backend=backend)
     limit = int(max_upload_mb * MB)
+    default_threshold = threshold
     # The API docs at /docs and /redoc from assets served here, not from a CDN: they work offline.
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
     page = resources.files("cnnlab.inference").joinpath("static/index.html").read_text()
@@ -159,7 +163,10 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         return bytes(data)
 
     @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY, responses=ERRORS)
-    async def predict(request: Request) -> PredictResponse:
+    async def predict(request: Request, threshold: Optional[float] = Query(
+            default_threshold, gt=0, lt=1, description="mark predictions whose top probability is below this as "
+                                                       "uncertain (label null); default: the server's --threshold")
+                      ) -> PredictResponse:
         """Top-k classes of each image: multipart ``files`` (or ``file``), or one image as the raw body."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
@@ -177,15 +184,16 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
                                      "Content-Type: image/png")
         # Decoding and the forward pass are CPU work: one hop off the event loop for both.
         outputs = await run_in_threadpool(decode_and_forward, blobs)
-        preds = predictor.to_predictions(outputs, [name for name, _ in blobs], top_k)
+        preds = predictor.to_predictions(outputs, [name for name, _ in blobs], top_k, threshold)
         return PredictResponse(predictions=[PredictionOut(filename=p.path, label=p.label, probability=p.probability,
-                                                          top_k=p.top_k) for p in preds])
+                                                          top_k=p.top_k, uncertain=p.uncertain) for p in preds])
 
     return app
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
-          max_upload_mb: float = 10.0, device: str = "auto") -> None:
+          max_upload_mb: float = 10.0, device: str = "auto", threshold: Optional[float] = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(run_dir, backend, max_upload_mb, device=device), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(run_dir, backend, max_upload_mb, device=device, threshold=threshold), host=host, port=port,
+                log_level="info")

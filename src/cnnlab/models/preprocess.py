@@ -32,6 +32,26 @@ class ImageModel(nn.Module):
         self.pre = pre
         self.normalize = Normalize(pre.mean, pre.std)
         self.net = net
+        # Regression on standardised targets: the network predicts (y - mean) / std, and this undoes it, so
+        # every output (metrics, prediction, serving, export) is in the targets' own units.
+        self.target_scale = None
+        if pre.target_mean is not None:
+            self.target_scale = TargetScale(pre.target_mean, pre.target_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        out = self.net(self.normalize(x))
+        if self.target_scale is not None:
+            out = tuple(map(self.target_scale, out)) if isinstance(out, tuple) else self.target_scale(out)
+        return out
+
+
+class TargetScale(nn.Module):
+    """Standardised outputs -> the targets' units: ``out x std + mean`` (the values live in preprocessing.json)."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)), persistent=False)
+        self.register_buffer("std", torch.tensor(float(std)), persistent=False)
+
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        return out * self.std + self.mean

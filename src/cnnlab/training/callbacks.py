@@ -112,6 +112,9 @@ class GradientFlow(Callback):
             return
         norms = gradient_norms(pl_module.model)
         self.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch, **norms})
+        if trainer.loggers:  # TensorBoard, MLflow ...: one curve per layer
+            for logger in trainer.loggers:
+                logger.log_metrics({f"gradient_norm/{k}": float(v) for k, v in norms.items()}, trainer.global_step)
         ratio = first_last_ratio(norms)
         if not self.warned and ratio is not None and ratio < VANISHING_RATIO:
             self.warned = True

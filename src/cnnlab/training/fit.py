@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -14,19 +16,21 @@ from typing import Any, Optional, Sequence, Union
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, Timer
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, Timer
 from lightning.pytorch.trainer.states import TrainerStatus
 
-from cnnlab import files, rundir
+from cnnlab import files, loggers, rundir
 from cnnlab.config import Config, load_config, with_overrides
-from cnnlab.data.datamodule import ImageDataModule, accumulation
+from cnnlab.data import health
+from cnnlab.data.datamodule import ImageDataModule, accumulation, inverse_frequency, loader_batch_size
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError, Diverged, Interrupted
 from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import (build_for_training, get_entry, resolve_model_config, resolve_preprocessing,
                                     weights_kind)
 from cnnlab.training.source_run import adopt_source_run, load_features_from_run
-from cnnlab.training import distributed, transfer
+from cnnlab.training import calibrate, distributed, transfer
+from cnnlab.training.lr_find import find_lr
 from cnnlab.training.callbacks import EpochMetricsCSV, GradientFlow, bar_on_terminal, monitored, standard_callbacks
 from cnnlab.training.checkpoint import AtomicCheckpointIO
 from cnnlab.training.module import ImageTask
@@ -35,6 +39,7 @@ from cnnlab.training.module import ImageTask
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "CNNLAB_RUN_DIR"
+TRACKER_GRADIENT_EVERY = 50  # gradient-norm steps with a tracker (TensorBoard ...) when --gradient-every is 0
 
 
 @dataclass
@@ -50,6 +55,15 @@ class TrainResult:
 def _write_inputs(out: Path, cfg: Config, prepared: Prepared) -> None:
     rundir.write_inputs(out, cfg, prepared.classes, prepared.pre, prepared.records,
                         ((s.path, s.reason) for s in prepared.skipped))
+
+
+def _check_health(prepared: Prepared, out: Path) -> None:
+    """Training's cheap data check: exact duplicates of its images, a warning line for each problem that
+    spoils a run (held-out copies of training images, one image under two classes); data_health.json."""
+    found = health.exact(prepared.records)
+    files.write_json(out / rundir.DATA_HEALTH, found)
+    for line in health.warnings_for(found):
+        log.warning(line)
 
 
 def _report_data(prepared: Prepared, out: Path) -> None:
@@ -80,7 +94,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
             raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} (start it with cnnlab train DATA "
                               f"--out {out})")
         cfg = rundir.load_run_config(out, overrides)
-        distributed.check(cfg)
+        _check(cfg)
         if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
             log.info(f"{out} has no checkpoint yet: starting its training again from the beginning")
             return cfg, out, None
@@ -88,7 +102,7 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
     cfg = with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
     if data is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(data).resolve())})})
-    distributed.check(cfg)  # before anything is written or removed
+    _check(cfg)  # before anything is written or removed
     out = _run_dir(out, cfg)
     if not distributed.is_leader():  # rank 0 has checked and prepared the run directory
         return cfg, out, None
@@ -102,6 +116,47 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
             shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
         log.info(f"--overwrite: removed the previous run in {out} ({len(old)} entries)")
     return cfg, out, None
+
+
+def _check(cfg: Config) -> None:
+    """What can be refused before any work: devices, the tracker's package, --lr auto with several processes."""
+    distributed.check(cfg)
+    loggers.check_installed(cfg.train.logger)
+    if cfg.optim.lr == "auto" and (distributed.world_size(cfg) > 1 or cfg.train.num_nodes > 1):
+        raise CnnlabError("--lr auto runs Lightning's LR finder in one process: run cnnlab lr-find DATA first, then "
+                          "train on several devices with the --lr it suggests")
+
+
+def from_scratch(cfg: Config) -> bool:
+    return weights_kind(cfg) == "none"
+
+
+def resolve_recipe(cfg: Config) -> Config:
+    """The defaults that depend on the model, made explicit: the learning rate (0.003 from scratch, 0.001 for
+    pretrained weights), the schedule (one-cycle's warm-up and annealing; cosine for two-phase) and the augmentation (light from scratch; none
+    for pretrained backbones, whose frozen features can then be computed once)."""
+    optim, augment = cfg.optim, cfg.augment
+    if optim.lr is None:
+        optim = optim.model_copy(update={"lr": 0.003 if from_scratch(cfg) else 0.001})
+    if optim.schedule is None:
+        two_phase = transfer.resolve_strategy(cfg, weights_kind(cfg)) == "two-phase"
+        optim = optim.model_copy(update={"schedule": "cosine" if two_phase else "onecycle"})
+    if augment.preset is None:
+        augment = augment.model_copy(update={"preset": "light" if from_scratch(cfg) else "none"})
+    return cfg.model_copy(update={"optim": optim, "augment": augment})
+
+
+TARGET_STEPS = 900  # optimiser steps the default epoch count aims at (mnist-5k: 16 epochs of 57 steps)
+EPOCH_RANGE = (5, 30)
+
+
+def resolve_epochs(cfg: Config, n_train: int) -> Config:
+    """Epochs unset: about TARGET_STEPS optimiser steps, within EPOCH_RANGE (one step an epoch in batch mode)."""
+    if cfg.train.epochs is not None:
+        return cfg
+    steps = 1 if cfg.train.mode == "batch" else max(1, math.ceil(n_train / loader_batch_size(cfg)))
+    epochs = min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], round(TARGET_STEPS / steps)))
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs})})
 
 
 def _run_dir(out, cfg: Config) -> Path:
@@ -165,10 +220,17 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         # Loaded here as well as by Lightning: a hostile or broken checkpoint is refused before any work.
         epoch = int(files.load_torch(ckpt).get("epoch", -1)) + 1
         log.info(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
-    cfg = resolve_devices(resolve_model_config(adopt_source_run(cfg)))
+    cfg = resolve_devices(resolve_recipe(resolve_model_config(adopt_source_run(cfg))))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     prepared = prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed))
+    cfg = resolve_epochs(cfg, prepared.size("train"))
     num_outputs = len(prepared.classes) if cfg.task == "classification" else 1
+    train_targets = prepared.datasets["train"].targets
+    if cfg.task == "regression" and cfg.data.standardize:
+        std = float(train_targets.float().std()) if len(train_targets) > 1 else 0.0
+        prepared.pre.target_mean = float(train_targets.float().mean())
+        prepared.pre.target_std = std if std > 0 else 1.0
+    class_weights = inverse_frequency(train_targets, num_outputs) if cfg.optim.class_weights == "auto" else None
     model, report = build_for_training(cfg, prepared.pre, num_outputs)
     if weights_kind(cfg) == "run":
         report = load_features_from_run(model.net, Path(cfg.model.weights), cfg.model.name)
@@ -176,6 +238,8 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     if leader:
         _write_inputs(out, cfg, prepared)
     _report_data(prepared, out)
+    if leader:
+        _check_health(prepared, out)
     if report is not None:
         log.info(report.line())
 
@@ -191,12 +255,17 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
                      monitor=monitor, full_batch_size=n_train if cfg.train.mode == "batch" else 0,
                      backbone_lr_mult=cfg.transfer.backbone_lr_mult if strategy == "fine-tune" else 1.0,
                      check_gradients=cfg.train.precision not in ("16-mixed", "16"),
-                     channels_last=cfg.train.channels_last, compile=cfg.train.compile, config=cfg.model_dump(mode="json"))
+                     channels_last=cfg.train.channels_last, compile=cfg.train.compile, config=cfg.model_dump(mode="json"),
+                     class_weights=class_weights, target_std=prepared.pre.target_std)
     meta = rundir.weights_metadata(cfg, prepared.pre, prepared.classes)
     cbs = standard_callbacks(cfg, out, has_val) + [distributed.ProcessWatch()] + list(callbacks)
     progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
-    if cfg.train.gradient_every and not cached:
-        cbs.append(GradientFlow(out, cfg.train.gradient_every))
+    tracker = loggers.LOGGERS.build(cfg.train.logger, out=out, run=out.name)
+    if tracker is not None:  # the curves, the learning rate and (every 50 steps unless set) the gradient norms
+        cbs.append(LearningRateMonitor(logging_interval="epoch"))
+    gradient_every = cfg.train.gradient_every or (TRACKER_GRADIENT_EVERY if tracker is not None else 0)
+    if gradient_every and not cached:
+        cbs.append(GradientFlow(out, gradient_every))
     schedule = None if cached else transfer.schedule_callback(cfg, strategy)
     if schedule is not None:
         cbs.append(schedule)
@@ -213,13 +282,22 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         accelerator=cfg.train.accelerator, devices=cfg.train.devices,
         strategy=distributed.strategy(cfg), num_nodes=cfg.train.num_nodes, precision=cfg.train.precision,
         use_distributed_sampler=False,  # the data module deals out every rank's share itself (same steps on each)
-        accumulate_grad_batches=accumulation(cfg, n_train, world), callbacks=cbs, logger=False,
+        accumulate_grad_batches=accumulation(cfg, n_train, world), callbacks=cbs, logger=tracker or False,
         enable_progress_bar=cfg.train.progress and bar_on_terminal(), enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=out, log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
         deterministic=cfg.train.deterministic or None, benchmark=False if cfg.train.deterministic else None,
     )
+    datamodule = ImageDataModule(prepared, cfg)
+    if cfg.optim.lr == "auto":  # Lightning's LR finder; the value it picks is written into config.yaml
+        lr = find_lr(trainer, task, datamodule, out if leader else None)
+        log.info(f"--lr auto: the LR finder suggests {lr:.3g}")
+        cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": lr})})
+        task.optim_cfg = cfg.optim
+        task.hparams["config"] = cfg.model_dump(mode="json")
+        if leader:
+            rundir.write_config(out, cfg)
     try:
-        trainer.fit(task, datamodule=ImageDataModule(prepared, cfg), ckpt_path=ckpt, weights_only=True if ckpt else None)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
     except SystemExit:
         if trainer.state.status != TrainerStatus.INTERRUPTED:
             raise
@@ -242,7 +320,40 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         raise
     if not leader:
         return TrainResult(out, progress.elapsed(), trainer.current_epoch, None)
-    return _finish(trainer, model, out, progress.elapsed(), monitor, strategy, meta)
+    return _finish(trainer, model, out, progress.elapsed(), monitor, strategy, meta, task, datamodule, cfg)
+
+
+class _RangeTestDone(Exception):
+    """Raised at the start of training by ``find_learning_rate``: the range test ran, nothing more to do."""
+
+
+class _StopAfterRangeTest(Callback):
+    def on_train_start(self, trainer, pl_module) -> None:
+        raise _RangeTestDone()
+
+
+def find_learning_rate(data, png: Union[str, Path], *, config: Union[Config, str, Path, None] = None,
+                       **overrides: Any) -> tuple[float, Path]:
+    """``cnnlab lr-find``: the same setup as ``train`` (data, model, augmentation, batch size), the LR range
+    test, and no training. Returns the suggested learning rate and the plot written to ``png``."""
+    import tempfile
+
+    from cnnlab.training.lr_find import LR_FIND_JSON, LR_FIND_PNG
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-lr-find-") as tmp:
+        run = Path(tmp) / "run"
+        try:
+            train(data, run, config=config, callbacks=[_StopAfterRangeTest()],
+                  **{**overrides, "lr": "auto", "calibrate": False, "logger": "csv"})
+        except _RangeTestDone:
+            pass
+        found = json.loads((run / LR_FIND_JSON).read_text()) if (run / LR_FIND_JSON).is_file() else None
+        if found is None:
+            raise CnnlabError("the LR finder did not run: see the messages above")
+        png = Path(png)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / LR_FIND_PNG, png)
+    return float(found["suggestion"]), png
 
 
 def resolve_devices(cfg: Config) -> Config:
@@ -289,10 +400,12 @@ def _keep_best(model, out: Path, meta: dict[str, str]) -> Optional[int]:
 
 
 def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, strategy: str,
-            meta: dict[str, str]) -> TrainResult:
+            meta: dict[str, str], task: ImageTask, datamodule: ImageDataModule, cfg: Config) -> TrainResult:
     best_epoch = _keep_best(model, out, meta)
     if best_epoch is None:
         rundir.save_weights(model.net, rundir.weights_path(out), meta)
+    if cfg.task == "classification" and cfg.train.calibrate:
+        calibrate.calibrate_run(task, datamodule, out, trainer.strategy.root_device)
     rows = rundir.metrics_rows(out)
     final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
     epochs = len(rows)  # complete epochs: one cut short by a budget has no row

@@ -20,6 +20,15 @@ PROGRESS_EVERY = 10
 AUX_WEIGHT = 0.4  # Szegedy et al. 2016 (Inception-v3): auxiliary classifier loss weight
 
 
+class StandardisedMSE(nn.Module):
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.scale = 1.0 / float(std) ** 2
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(out, y) * self.scale
+
+
 class FiniteChecks:
     """Whether each step's loss, gradients and running statistics are finite, without stalling a GPU.
 
@@ -62,7 +71,8 @@ class ImageTask(L.LightningModule):
     def __init__(self, model: nn.Module, task: str, num_outputs: int, optim: OptimConfig,
                  monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0,
                  check_gradients: bool = True, channels_last: bool = False, compile: bool = False,
-                 config: Optional[dict] = None) -> None:
+                 config: Optional[dict] = None, class_weights: Optional[torch.Tensor] = None,
+                 target_std: Optional[float] = None) -> None:
         super().__init__()
         if config is not None:  # every checkpoint carries the resolved config (plain data: weights_only loads it)
             self.save_hyperparameters({"config": config, "schema_version": SCHEMA_VERSION})
@@ -77,17 +87,22 @@ class ImageTask(L.LightningModule):
         self.check_gradients = check_gradients
         self._sums: dict[str, torch.Tensor] = {}  # stage -> [loss x n, correct, n] of this epoch, on the device
         self._checks = FiniteChecks()
+        self.watch_finite = True  # off only while the LR finder drives the loss up on purpose
         self.model, self.task, self.optim_cfg, self.monitor = model, task, optim, monitor
         self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
         self.full_batch_size = full_batch_size
         if task == "classification":
-            self.loss_fn: nn.Module = nn.CrossEntropyLoss()
+            # --class-weights auto: each class's loss weighed by its inverse frequency (a buffer: it moves with
+            # the module and travels in the checkpoint)
+            self.loss_fn: nn.Module = nn.CrossEntropyLoss(weight=class_weights)
             # Accuracy is counted directly (exact over the epoch); a torchmetrics object updated and logged
             # every step cost ~4 ms of a ~30 ms CPU step (benchmarks/overhead.py).
             self.metrics = nn.ModuleDict()
         else:
-            self.loss_fn = nn.MSELoss()
+            # Standardised targets: the model's output is in the targets' units (ImageModel undoes the
+            # scaling), and the loss is the MSE of the standardised values, MSE / std^2.
+            self.loss_fn = StandardisedMSE(target_std or 1.0)
             self.metrics = nn.ModuleDict({
                 f"{stage}_{name}": metric() for stage in ("train", "val", "test") for name, metric in (
                     ("mae", torchmetrics.MeanAbsoluteError),
@@ -173,7 +188,9 @@ class ImageTask(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         self._checks.poll(self)  # earlier steps' checks whose values have reached the host
         loss = self._shared_step(batch, "train")
-        if self._checks.immediate(self):  # before backward: no non-finite value reaches the weights
+        if not self.watch_finite:
+            pass
+        elif self._checks.immediate(self):  # before backward: no non-finite value reaches the weights
             if not self._all_finite(bool(torch.isfinite(loss))):
                 raise self._diverged("the loss" if not torch.isfinite(loss) else "another rank's loss", float(loss))
         else:
@@ -197,6 +214,8 @@ class ImageTask(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         """Before each update: gradients and the statistics the forward pass updated (BatchNorm's running
         mean and variance can overflow while the normalised loss stays finite) must all be finite."""
+        if not self.watch_finite:
+            return
         named = [("the gradient of", n, p.grad) for n, p in self.model.named_parameters()
                  if p.grad is not None] if self.check_gradients else []
         named += [("the running statistic", n, b) for n, b in self.model.named_buffers() if b.is_floating_point()]

@@ -1,0 +1,226 @@
+"""Data health: what is wrong with a dataset before it spoils a run. It reports, it never aborts.
+
+``check(DATA)`` (``cnnlab datasets check``) decodes every file with the training decoder and finds:
+counts per class and split and the imbalance ratio; unreadable files and why; exact duplicates (a
+SHA-256 of the bytes) and near duplicates (a perceptual hash of the decoded image, imagehash's pHash,
+within ``NEAR`` bits), each reported within a class, across classes (a label conflict) and across
+splits (a leak between training and test); image sizes, grayscale/RGB mixes and extreme aspect ratios.
+
+``exact(records)`` is the cheap form training runs on its own split: exact hashes only.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+import numpy as np
+
+from cnnlab.data.datasets import decoder_pool
+from cnnlab.data.images import decode
+from cnnlab.data.sources import scan
+from cnnlab.errors import BadImage
+
+log = logging.getLogger(__name__)
+
+NEAR = 6  # pHash bits that may differ for two images to be compared as near duplicates (64 bits in all)
+# ... and then their thumbnails must agree: pHash alone matches many different small, simple images
+# (two handwritten 1s), so a candidate pair counts when its THUMB x THUMB grayscale thumbnails differ by
+# at most THUMB_DIFF of the images' own variation (mean absolute deviation): a re-encoded, resized or
+# lightly edited copy differs by a few percent of it, two different handwritten digits by a third or more.
+THUMB, THUMB_DIFF = 32, 0.06
+ALL_PAIRS_LIMIT = 20_000  # above this many images, near duplicates are only those with equal hashes
+EXTREME_ASPECT = 3.0  # width/height (or height/width) beyond which an image is listed
+HELD_OUT = ("val", "test")
+
+
+@dataclass
+class Item:
+    path: str
+    label: str
+    split: str
+    digest: Optional[str] = None
+    phash: Optional[int] = None
+    size: Optional[tuple[int, int]] = None  # (H, W)
+    mode: Optional[str] = None  # L or RGB
+    thumb: Optional[np.ndarray] = None  # THUMB x THUMB grayscale, to confirm a near duplicate pixel by pixel
+
+
+def _digest(path: Union[str, Path]) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _inspect(item: Item) -> Optional[str]:
+    """Fill in the item's hashes, size and mode; the reason it is unreadable, or None."""
+    import imagehash
+    from PIL import Image
+
+    try:
+        item.digest = _digest(item.path)
+        image = decode(item.path, 3, None)  # the training decoder, at full size
+    except BadImage as exc:
+        return exc.reason
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    item.size = (int(image.shape[1]), int(image.shape[2]))
+    array = image.permute(1, 2, 0).numpy()
+    item.mode = "L" if bool((array == array[..., :1]).all()) else "RGB"
+    picture = Image.fromarray(array)
+    item.phash = int(str(imagehash.phash(picture)), 16)
+    item.thumb = np.asarray(picture.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.float32)
+    return None
+
+
+def _alike(a: Item, b: Item) -> bool:
+    spread = (np.abs(a.thumb - a.thumb.mean()).mean() + np.abs(b.thumb - b.thumb.mean()).mean()) / 2
+    return float(np.abs(a.thumb - b.thumb).mean()) <= THUMB_DIFF * max(float(spread), 1.0)
+
+
+def _groups(keys: dict[int, list[int]]) -> list[list[int]]:
+    return [sorted(g) for g in keys.values() if len(g) > 1]
+
+
+def _near_groups(items: list[Item]) -> list[list[int]]:
+    """Items whose pHashes differ in at most NEAR bits and whose thumbnails agree, joined (union-find)."""
+    index = [i for i, it in enumerate(items) if it.phash is not None]
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(a: int, b: int) -> None:
+        parent[root(a)] = root(b)
+
+    if len(index) <= ALL_PAIRS_LIMIT:
+        hashes = np.array([items[i].phash for i in index], dtype=np.uint64)
+        for a in range(len(index)):
+            x = np.bitwise_xor(hashes[a + 1:], hashes[a])
+            bits = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+            for b in np.nonzero(bits <= NEAR)[0]:
+                i, j = index[a], index[a + 1 + int(b)]
+                if _alike(items[i], items[j]):
+                    join(i, j)
+    else:
+        by_hash: dict[int, list[int]] = defaultdict(list)
+        for i in index:
+            by_hash[items[i].phash].append(i)
+        for group in by_hash.values():
+            for other in group[1:]:
+                if _alike(items[group[0]], items[other]):
+                    join(group[0], other)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in index:
+        members[root(i)].append(i)
+    return _groups(members)
+
+
+def _findings(items: list[Item], groups: list[list[int]]) -> dict:
+    """Duplicates within a class, label conflicts (the same image under two classes) and leaks
+    (the same image in training and in a held-out split) among groups of identical images."""
+    duplicates, conflicts, leaks = [], [], []
+    for group in groups:
+        labels = {items[i].label for i in group}
+        if len(labels) > 1:
+            conflicts.append({"images": [{"path": items[i].path, "label": items[i].label} for i in group]})
+        else:
+            duplicates.append([items[i].path for i in group])
+        train = [items[i].path for i in group if items[i].split == "train"]
+        held = [(items[i].split, items[i].path) for i in group if items[i].split in HELD_OUT]
+        leaks += [{"train": t, split: h} for t in train[:1] for split, h in held]
+    return {"duplicates": duplicates, "label_conflicts": conflicts, "leaks": leaks}
+
+
+def _counts(items: list[Item]) -> tuple[dict, Optional[float]]:
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for it in items:
+        counts[it.label][it.split] += 1
+    totals = {label: sum(per.values()) for label, per in counts.items()}
+    ratio = max(totals.values()) / min(totals.values()) if totals and min(totals.values()) else None
+    return {label: dict(sorted(per.items())) for label, per in sorted(counts.items())}, ratio
+
+
+def check(data: Union[str, Path], task: str = "classification", near: bool = True) -> dict:
+    """The whole report of ``cnnlab datasets check``: a dict with the keys ``classes``, ``counts`` (class ->
+    split -> n), ``imbalance_ratio``, ``unreadable``, ``duplicates``, ``near_duplicates``,
+    ``label_conflicts``, ``leaks`` and ``sizes``. Files are split by the layout (train/ val/ test/, a CSV
+    column); without one, every image is "all"."""
+    found = scan(data, task)
+    items = [Item(str(e.path), str(e.label), e.split or "all") for e in found.entries]
+    reasons = list(decoder_pool().map(_inspect, items))
+    unreadable = [{"path": str(s.path), "reason": s.reason} for s in found.skipped]
+    unreadable += [{"path": it.path, "reason": r} for it, r in zip(items, reasons) if r is not None]
+    readable = [it for it, r in zip(items, reasons) if r is None]
+    by_digest: dict = defaultdict(list)
+    for i, it in enumerate(readable):
+        by_digest[it.digest].append(i)
+    exact_groups = _groups(by_digest)
+    result: dict = {"data": str(data), "images": len(items), "classes": found.classes if task == "classification" else []}
+    counts, ratio = _counts(items) if task == "classification" else ({}, None)
+    result.update({"counts": counts, "imbalance_ratio": ratio, "unreadable": unreadable})
+    exact_findings = _findings(readable, exact_groups)
+    result.update(exact_findings)
+    in_exact = {frozenset(g) for g in exact_groups}
+    near_groups = [g for g in _near_groups(readable) if frozenset(g) not in in_exact] if near else []
+    near_findings = _findings(readable, near_groups)
+    result["near_duplicates"] = near_findings["duplicates"]
+    for key in ("label_conflicts", "leaks"):  # near or exact, both spoil a run: kept together, marked
+        result[key] = [dict(x, kind="exact") for x in exact_findings[key]] + \
+                      [dict(x, kind="near") for x in near_findings[key]]
+    result["sizes"] = _sizes(readable)
+    return result
+
+
+def _sizes(items: list[Item]) -> dict:
+    if not items:
+        return {}
+    sizes = [it.size for it in items]
+    areas = [h * w for h, w in sizes]
+    modes = Counter(it.mode for it in items)
+    extreme = [it.path for it in items if max(it.size) / max(1, min(it.size)) > EXTREME_ASPECT]
+    common = Counter(sizes).most_common(1)[0]
+    return {"smallest": list(sizes[int(np.argmin(areas))]), "largest": list(sizes[int(np.argmax(areas))]),
+            "most_common": list(common[0]), "most_common_count": common[1], "distinct": len(set(sizes)),
+            "modes": dict(sorted(modes.items())), "mixed_modes": len(modes) > 1,
+            "extreme_aspect": extreme, "extreme_aspect_limit": EXTREME_ASPECT}
+
+
+def exact(records: Iterable[tuple[str, str, str]]) -> dict:
+    """Training's own check on its images ((path, label, split) rows): exact duplicates only."""
+    items = [Item(str(p), str(label), split) for p, label, split in records]
+
+    def digest(it: Item) -> None:
+        try:
+            it.digest = _digest(it.path)
+        except OSError:
+            it.digest = None
+
+    list(decoder_pool().map(digest, items))
+    by_digest: dict = defaultdict(list)
+    for i, it in enumerate(items):
+        if it.digest is not None:
+            by_digest[it.digest].append(i)
+    found = _findings(items, _groups(by_digest))
+    return {"images": len(items), "duplicates": found["duplicates"], "label_conflicts": found["label_conflicts"],
+            "leaks": found["leaks"]}
+
+
+def warnings_for(found: dict) -> list[str]:
+    """One line per problem that spoils a run: leaks between training and held-out images, label conflicts."""
+    lines = []
+    if found.get("leaks"):
+        first = found["leaks"][0]
+        other = next(v for k, v in first.items() if k in HELD_OUT)
+        lines.append(f"{len(found['leaks'])} held-out images are byte-for-byte copies of training images (e.g. "
+                     f"{other} = {first['train']}): the held-out figures are optimistic; cnnlab datasets check "
+                     f"DATA lists them")
+    if found.get("label_conflicts"):
+        labels = sorted({x["label"] for x in found["label_conflicts"][0]["images"]})
+        lines.append(f"{len(found['label_conflicts'])} images appear under two or more classes (e.g. one under "
+                     f"{' and '.join(labels)}): a label conflict; cnnlab datasets check DATA lists them")
+    return lines

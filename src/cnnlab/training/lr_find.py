@@ -1,0 +1,93 @@
+"""The learning-rate range test (Smith 2017), by Lightning's LR finder: ``--lr auto`` and ``cnnlab lr-find``.
+
+The learning rate grows exponentially from 1e-6 to 1 over 100 steps while the loss is recorded (by
+Lightning's finder); the suggestion is fastai's "valley" rule on that curve. The model's weights are restored after
+the test, so training then starts from the same initialisation.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Optional
+
+from cnnlab import files
+from cnnlab.errors import CnnlabError
+
+log = logging.getLogger(__name__)
+
+LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"
+MIN_LR, MAX_LR, STEPS = 1e-6, 1.0, 100
+
+
+def find_lr(trainer, task, datamodule, out: Optional[Path] = None) -> float:
+    """Run the range test on ``task`` and return the suggested learning rate; with ``out``, write
+    OUT/lr_find.png (loss against learning rate, the suggestion marked) and OUT/lr_find.json."""
+    from lightning.pytorch.tuner import Tuner
+
+    task.optim_cfg = task.optim_cfg.model_copy(update={"lr": MIN_LR})  # replaced step by step by the finder
+    task.watch_finite = False  # the test drives the loss up on purpose: that is not a diverged run
+    loop, epochs = trainer.fit_loop, trainer.fit_loop.max_epochs
+    per_epoch = max(1, len(datamodule.train_dataloader()) // max(1, trainer.accumulate_grad_batches))
+    loop.max_epochs = max(epochs or 1, math.ceil(STEPS / per_epoch) + 1)  # a small dataset: the test spans epochs
+    try:
+        finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=MIN_LR, max_lr=MAX_LR,
+                                        num_training=STEPS, update_attr=False)
+    finally:
+        task.watch_finite = True
+        loop.max_epochs = epochs
+    lr = None
+    if finder is not None:
+        _undo_double_debias(finder)
+        lr = valley(finder.results["lr"], finder.results["loss"])
+        finder._optimal_idx = finder.results["lr"].index(lr) if lr is not None else None  # the plot marks it
+    if lr is None or not lr > 0:
+        raise CnnlabError("the LR finder found no learning rate where the loss falls (too few training steps, or a "
+                          "loss that never decreased): give --lr yourself (e.g. --lr 0.001)")
+    if out is not None:
+        _plot(finder, lr, Path(out) / LR_FIND_PNG)
+        files.write_json(Path(out) / LR_FIND_JSON, {"suggestion": float(lr), "lr": [float(x) for x in finder.results["lr"]],
+                                                    "loss": [float(x) for x in finder.results["loss"]]})
+    return float(lr)
+
+
+def valley(lrs: list[float], losses: list[float]) -> Optional[float]:
+    """fastai's "valley" rule: the longest run of decreasing loss (as a longest decreasing subsequence), and
+    the learning rate half-way into its middle third. Lightning's own suggestion, the steepest point of
+    the curve, lands on the noise of the flat start (4.6e-6 for cnn-small on mnist-5k, against a valley
+    that runs from 1e-5 to 0.15)."""
+    n = len(losses)
+    if n < 3:
+        return None
+    longest = [1] * n
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+        if longest[end] < longest[i]:
+            end, start = i, i - longest[i]
+    third = (end - start) / 3
+    return float(lrs[min(n - 1, start + int(third) + int(third / 2))])
+
+
+def _undo_double_debias(finder, beta: float = 0.98) -> None:
+    """Lightning's finder divides its running mean by 1 - beta^(step + 1) with the step already counted
+    once (the first point is half the loss, and the curve climbs for its first ~50 points before it falls,
+    which moves the suggestion): rescale each point by (1 - beta^(i + 2)) / (1 - beta^(i + 1))."""
+    losses = finder.results.get("loss", [])
+    finder.results["loss"] = [x * (1 - beta ** (i + 2)) / (1 - beta ** (i + 1)) for i, x in enumerate(losses)]
+
+
+def _plot(finder, lr: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = finder.plot(suggest=True, show=False)
+    ax = fig.axes[0]
+    ax.set_title(f"learning-rate range test: suggestion {lr:.3g}")
+    ax.set_ylabel("training loss")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,228 @@
+"""The default recipe, class imbalance, calibration, the LR finder and target standardisation."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.utils.class_weight import compute_class_weight
+
+import cnnlab
+from cnnlab import files, rundir
+from cnnlab.config import Config, with_overrides
+from cnnlab.data.datamodule import EpochBatches, balanced_weights, inverse_frequency
+from cnnlab.calibration import ece, fit_temperature, uncalibrated
+from cnnlab.training.fit import resolve_epochs, resolve_recipe
+from cnnlab.training.lr_find import valley
+from conftest import TINY, write_images
+
+
+def cli(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- the default recipe
+def test_the_defaults_are_the_demo_recipe_made_explicit_for_the_model():
+    scratch = resolve_recipe(with_overrides(Config(), {}))
+    assert (scratch.optim.lr, scratch.optim.schedule, scratch.augment.preset) == (0.003, "onecycle", "light")
+    from cnnlab.data.augment import resolved
+
+    assert "hflip" not in resolved(scratch.augment)  # light never flips: digits and text stay readable
+    backbone = resolve_recipe(with_overrides(Config(), {"model": "resnet18"}))
+    assert (backbone.optim.lr, backbone.augment.preset) == (0.001, "none")
+    mine = resolve_recipe(with_overrides(Config(), {"lr": 0.02, "augment": "standard"}))
+    assert (mine.optim.lr, mine.augment.preset) == (0.02, "standard")
+
+
+@pytest.mark.parametrize("n_train,batch,mode,epochs", [(3600, 64, "minibatch", 16), (100, 64, "minibatch", 30),
+                                                       (500_000, 64, "minibatch", 5), (3600, 64, "batch", 30)])
+def test_the_default_epoch_count_aims_at_about_900_steps(n_train, batch, mode, epochs):
+    cfg = with_overrides(Config(), {"batch_size": batch, "mode": mode})
+    assert resolve_epochs(cfg, n_train).train.epochs == epochs
+    assert resolve_epochs(with_overrides(cfg, {"epochs": 3}), n_train).train.epochs == 3
+
+
+# ----------------------------------------------------------------------------- class imbalance
+def test_class_weights_auto_are_scikit_learns_balanced_weights():
+    y = torch.tensor([0] * 30 + [1] * 6 + [2] * 3)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y.numpy())
+    assert torch.allclose(inverse_frequency(y, 3), torch.tensor(expected, dtype=torch.float32))
+
+
+def test_the_balanced_sampler_draws_every_class_about_equally_often():
+    y = torch.tensor([0] * 900 + [1] * 100)
+    sampler = EpochBatches(len(y), 100, seed=0, weights=balanced_weights(y))
+    drawn = torch.tensor([i for epoch in range(3) for batch in (sampler.set_epoch(epoch) or sampler) for i in batch])
+    share = float((y[drawn] == 1).float().mean())
+    assert len(drawn) == 3000 and 0.45 < share < 0.55  # the plain order would give 0.10
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("skewed"), {"a": 30, "b": 6, "c": 6})
+
+
+def test_training_with_class_weights_puts_them_in_the_loss(skewed, tmp_path):
+    result = cnnlab.train(skewed, tmp_path / "run", epochs=1, batch_size=16, class_weights="auto", sampler="balanced",
+                          **TINY)
+    state = files.load_torch(rundir.checkpoint(result.run_dir, rundir.LAST))["state_dict"]
+    split = rundir.Run.open(result.run_dir).split()
+    y = [["a", "b", "c"].index(r["label"]) for r in split if r["split"] == "train"]
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=np.array(y))
+    assert np.allclose(state["loss_fn.weight"].numpy(), expected, rtol=1e-5)
+    cfg = rundir.load_run_config(result.run_dir)
+    assert (cfg.optim.class_weights, cfg.data.sampler) == ("auto", "balanced")
+
+
+def test_class_weights_with_regression_is_one_line_and_exit_2(tmp_path):
+    proc = cli("train", tmp_path, "--task", "regression", "--class-weights", "auto")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "class_weights" in lines[0] and "regression" in lines[0]
+
+
+# ----------------------------------------------------------------------------- calibration
+def test_temperature_scaling_recovers_a_known_temperature_and_lowers_the_ece():
+    torch.manual_seed(0)
+    logits = torch.randn(4000, 5) * 4
+    labels = torch.distributions.Categorical(logits=logits / 3.0).sample()  # the truth is T = 3
+    t = fit_temperature(logits, labels)
+    assert t == pytest.approx(3.0, abs=0.25)
+    assert ece((logits / t).softmax(1), labels) < ece(logits.softmax(1), labels) / 3
+    assert torch.allclose(uncalibrated((logits / t).softmax(1), t), logits.softmax(1), atol=1e-5)
+
+
+def test_ece_is_the_weighted_gap_between_confidence_and_accuracy():
+    rng = np.random.default_rng(1)
+    probs = torch.tensor(rng.dirichlet(np.ones(4) * 0.5, 600), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 4, 600))
+    conf, pred = probs.max(1)
+    edges = np.linspace(0, 1, 16)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            total += float(m.float().mean()) * abs(float(conf[m].mean()) - float((pred[m] == labels[m]).float().mean()))
+    assert ece(probs, labels) == pytest.approx(total, abs=1e-5)
+
+
+def test_a_trained_run_is_calibrated_and_predicts_with_its_temperature(tiny_run, bars):
+    cal = json.loads((tiny_run / rundir.CALIBRATION).read_text())
+    assert cal["temperature"] > 0 and cal["split"] == "val" and cal["n"] == 6
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    predictor = cnnlab.load(tiny_run, "cpu")
+    x = torch.stack([predictor.preprocess(p) for p in sorted(bars.rglob("*.png"))[:8]])
+    assert torch.allclose(predictor.forward(x), (predictor.raw(x) / cal["temperature"]).softmax(1), atol=1e-6)
+
+
+def test_evaluate_reports_balanced_accuracy_and_calibration_before_and_after(tiny_run, bars, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = cli("evaluate", tiny_run, bars, "--split", "all", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    cm = np.array(result["confusion_matrix"])
+    per_class_recall = cm.diagonal() / cm.sum(1)
+    assert result["balanced_accuracy"] == pytest.approx(float(per_class_recall.mean()))
+    y = np.repeat(np.arange(len(cm)), cm.sum(1))
+    pred = np.concatenate([np.repeat(np.arange(len(cm)), row) for row in cm])
+    assert result["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    cal = result["calibration"]
+    assert set(cal) >= {"temperature", "ece_before", "ece_after", "reliability"} and len(cal["reliability"]) == 15
+    assert cal["temperature"] == pytest.approx(json.loads((tiny_run / rundir.CALIBRATION).read_text())["temperature"])
+    assert "balanced accuracy" in proc.stdout and "ECE" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- abstention
+@pytest.fixture(scope="module")
+def unsure_run(tmp_path_factory, bars):
+    """Barely trained: its probabilities spread over (0, 1)."""
+    out = tmp_path_factory.mktemp("unsure") / "run"
+    cnnlab.train(bars, out, epochs=1, lr=1e-4, batch_size=16, calibrate=False, **TINY)
+    return out
+
+
+def test_predict_threshold_marks_unsure_predictions_without_a_label(unsure_run, bars):
+    tiny_run = unsure_run
+    sure = json.loads(cli("predict", tiny_run, bars, "--json").stdout)
+    assert all(p["label"] is not None and p["uncertain"] is False for p in sure)
+    threshold = float(np.median([p["probability"] for p in sure]))
+    assert 0 < threshold < 1
+    proc = cli("predict", tiny_run, bars, "--threshold", threshold, "--json")
+    assert proc.returncode == 0, proc.stderr
+    preds = json.loads(proc.stdout)
+    for before, after in zip(sure, preds):
+        assert after["uncertain"] == (before["probability"] < threshold)
+        assert after["label"] == (None if after["uncertain"] else before["label"])
+        assert after["top_k"] == before["top_k"]  # still listed
+    assert any(p["uncertain"] for p in preds) and not all(p["uncertain"] for p in preds)
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2"])
+def test_a_threshold_outside_0_1_is_one_line_and_exit_2(tiny_run, bars, value):
+    proc = cli("predict", tiny_run, bars / "a", "--threshold", value)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "between 0 and 1" in lines[0]
+
+
+# ----------------------------------------------------------------------------- LR finder
+def test_the_valley_rule_picks_a_rate_inside_the_longest_descent():
+    lrs = list(np.logspace(-6, 0, 100))
+    losses = [2.3] * 30 + list(np.linspace(2.3, 0.5, 55)) + list(np.linspace(0.5, 4, 15))
+    lr = valley(lrs, losses)
+    assert lrs[30] < lr < lrs[84]
+    assert lrs.index(lr) == 29 + 18 + 9  # start + a third + a sixth of the 55-point valley
+
+
+def test_lr_find_writes_the_plot_and_prints_the_suggestion(bars, tmp_path):
+    png = tmp_path / "lr.png"
+    proc = cli("lr-find", bars, "--out", png, "--batch-size", "8", "--blocks", "[{filters: 4}]", "--dense", "[8]")
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lr = float(proc.stdout.split("suggested learning rate:")[1].split()[0])
+    assert 1e-6 <= lr <= 1.0
+
+
+def test_train_lr_auto_records_the_chosen_rate_in_the_run(bars, tmp_path):
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, batch_size=8, lr="auto", **TINY)
+    cfg = rundir.load_run_config(result.run_dir)
+    found = json.loads((result.run_dir / "lr_find.json").read_text())
+    assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == pytest.approx(found["suggestion"])
+    assert len(found["lr"]) == len(found["loss"]) > 10
+    assert (result.run_dir / "lr_find.png").is_file()
+
+
+def test_lr_find_on_data_that_cannot_train_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "only").mkdir()
+    write_images(tmp_path / "one_class", {"a": 5})
+    for data in (tmp_path / "missing", tmp_path / "one_class"):
+        proc = cli("lr-find", data)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+
+
+# ----------------------------------------------------------------------------- regression
+def test_regression_targets_are_standardised_and_predictions_come_back_in_their_units(tmp_path):
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    rows = ["path,value"]
+    for i in range(40):
+        v = float(rng.uniform(100, 200))  # far from 0: raw MSE would start ~150^2 away
+        level = int((v - 100) / 100 * 255)
+        Image.fromarray(np.full((16, 16), level, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{v}")
+    (tmp_path / "targets.csv").write_text("\n".join(rows))
+    result = cnnlab.train(tmp_path / "targets.csv", tmp_path / "run", task="regression", epochs=3, batch_size=8,
+                          **TINY)
+    pre = json.loads((result.run_dir / rundir.PREPROCESSING).read_text())
+    split = rundir.Run.open(result.run_dir).split()
+    train = np.array([float(r["label"]) for r in split if r["split"] == "train"])
+    assert pre["target_mean"] == pytest.approx(train.mean(), rel=1e-5)
+    assert pre["target_std"] == pytest.approx(train.std(ddof=1), rel=1e-4)
+    pred = cnnlab.load(result.run_dir, "cpu").predict(str(tmp_path / "0.png"))[0].label
+    assert 80 < pred < 220  # in the targets' units, not standardised ones
