@@ -141,8 +141,8 @@ class OptimConfig(_Strict):
 
 class TrainConfig(_Strict):
     epochs: Optional[int] = Field(
-        None, gt=0, description='passes over the training set (default: chosen for the data size, about 1,000 steps '
-                                'in 5 to 30 epochs)')
+        None, gt=0, description='passes over the training set (default: chosen for the data size, about 900 steps '
+                                'in 5 to 30 epochs; 1,600 in up to 80 for regression)')
     mode: Literal["minibatch", "stochastic", "batch"] = Field(
         "minibatch", description='gradient descent: minibatch, stochastic (one image a step) or batch (one exact full-batch step an epoch)')
     early_stopping: bool = Field(False, description='stop when the monitored loss stops improving')

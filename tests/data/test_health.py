@@ -109,5 +109,20 @@ def test_trainings_cheap_check_finds_leaks_and_conflicts_and_says_so_in_one_line
     assert len(found["leaks"]) == 1 and len(found["label_conflicts"]) == 1
     lines = warnings_for(found)
     assert len(lines) == 2 and all("\n" not in line for line in lines)
-    assert "held-out" in lines[0] and "leaked.png" in lines[0]
+    assert "1 held-out image is a byte-for-byte copy" in lines[0] and "leaked.png" in lines[0]
     assert "cat and dog" in lines[1]
+
+
+def test_training_warns_of_leaks_and_conflicts_and_keeps_what_it_found(sick, tmp_path):
+    from cnnlab import rundir
+
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(sick), "--out", str(tmp_path / "run"),
+                           "--epochs", "1", "--blocks", "[{filters: 4}]", "--dense", "[8]", "--progress", "false"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert any("byte-for-byte cop" in line and "held-out" in line for line in warnings)
+    assert any("label conflict" in line for line in warnings)
+    found = json.loads((tmp_path / "run" / rundir.DATA_HEALTH).read_text())
+    assert {"train": str(sick / "train/cat/cat2.png"), "test": str(sick / "test/cat/leaked.png")} in found["leaks"]
+    assert len(found["label_conflicts"]) == 1

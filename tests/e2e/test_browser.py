@@ -85,3 +85,76 @@ def test_page_shows_the_servers_error_for_a_bad_file(server, browser, tmp_path, 
     # nothing of the previous prediction stays beside the error, and no broken-image icon
     assert not browser.find_elements(By.CSS_SELECTOR, "#bars .row")
     assert not browser.find_element(By.ID, "preview").is_displayed()
+
+
+def _serve_in_thread(app):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    return srv, thread, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def gray_server(tmp_path_factory):
+    """A single-channel model (a light bar on a dark ground), with a report."""
+    from conftest import TINY, write_images
+    from cnnlab.evaluation.report import build_report
+
+    data = write_images(tmp_path_factory.mktemp("gray"), {"a": 12, "b": 12}, size=28, mode="L")
+    run = tmp_path_factory.mktemp("grayrun") / "run"
+    cnnlab.train(data, run, epochs=2, lr=0.01, batch_size=8, **TINY)
+    build_report(run, data)
+    srv, thread, url = _serve_in_thread(create_app(str(run)))
+    yield url, run
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_draw_pad_predicts_a_stroke_live_and_the_report_is_linked(gray_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, run = gray_server
+    browser.get_log("browser")  # what earlier tests left in the log
+    browser.get(url)
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "padbox").is_displayed())
+    browser.execute_script("window.cnnlabPad.stroke([[40, 140], [140, 140], [240, 140]])")  # a horizontal bar
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "label").text not in ("–", "…", ""))
+    assert browser.find_element(By.ID, "label").text in ("a", "b", "uncertain")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .row")) == 2
+    sent = browser.find_element(By.ID, "preview")  # what went to the model: the drawing at 28x28
+    assert sent.is_displayed() and browser.execute_script("return arguments[0].naturalWidth", sent) == 28
+    link = browser.find_element(By.ID, "report")
+    assert link.get_attribute("href").endswith("/report")
+    browser.get(link.get_attribute("href"))
+    assert browser.find_element(By.ID, "headline").is_displayed()
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_several_images_become_a_gallery_each_with_its_bars(server, browser, tiny_run, bars, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    files = [sorted((bars / c).glob("*.png"))[0] for c in ("a", "b", "c")] + [bad]
+    browser.get(server)
+    WebDriverWait(browser, 20).until(lambda d: "classes" in d.find_element(By.ID, "model").text)
+    assert not browser.find_element(By.ID, "padbox").is_displayed()  # an RGB model: no drawing pad
+    browser.find_element(By.ID, "file").send_keys("\n".join(str(f) for f in files))
+    WebDriverWait(browser, 20).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery .card b")) == 4
+        and all(b.text not in ("…", "") for b in d.find_elements(By.CSS_SELECTOR, "#gallery .card b")))
+    cards = browser.find_elements(By.CSS_SELECTOR, "#gallery .card")
+    expected = [p.label for p in cnnlab.load(tiny_run).predict(files[:3])]
+    labels = [c.find_element(By.TAG_NAME, "b").text for c in cards]
+    assert labels[:3] == expected
+    assert all(len(c.find_elements(By.CSS_SELECTOR, ".row")) == 3 for c in cards[:3])
+    assert "bad" in cards[3].get_attribute("class") and "not a readable image" in labels[3]

@@ -155,3 +155,23 @@ def test_the_openapi_schema_documents_every_field_and_both_bodies(client):
     assert all(p.get("description") for model in ("PredictionOut", "TopK", "ModelInfo", "PredictResponse")
                for p in parts[model]["properties"].values())
     assert set(schema["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "415", "422", "500"}
+
+
+def test_threshold_marks_unsure_predictions_and_a_bad_one_is_a_422(client):
+    blobs = [png(seed=s) for s in range(6)]  # noise: the model is unsure of some of it
+    plain = upload(client, *blobs).json()["predictions"]
+    probs = sorted(p["probability"] for p in plain)
+    threshold = (probs[2] + probs[3]) / 2
+    assert 0 < threshold < 1 and probs[2] < probs[3]
+    r = client.post(f"/predict?threshold={threshold}",
+                    files=[("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs)])
+    assert r.status_code == 200
+    for before, after in zip(plain, r.json()["predictions"]):
+        assert after["uncertain"] == (before["probability"] < threshold)
+        assert after["label"] == (None if after["uncertain"] else before["label"]) and after["top_k"] == before["top_k"]
+    raw = client.post(f"/predict?threshold={threshold}", content=blobs[0], headers={"content-type": "image/png"})
+    assert raw.json()["predictions"][0]["uncertain"] == (plain[0]["probability"] < threshold)
+    for bad in ("1.5", "0", "abc"):
+        r = client.post(f"/predict?threshold={bad}", files=[("files", ("x.png", blobs[0], "image/png"))])
+        assert r.status_code == 422 and "threshold" in r.text
+    assert client.get("/health").json() == {"status": "ok"}

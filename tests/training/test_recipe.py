@@ -39,10 +39,12 @@ def test_the_defaults_are_the_demo_recipe_made_explicit_for_the_model():
     assert (mine.optim.lr, mine.augment.preset) == (0.02, "standard")
 
 
-@pytest.mark.parametrize("n_train,batch,mode,epochs", [(3600, 64, "minibatch", 16), (100, 64, "minibatch", 30),
-                                                       (500_000, 64, "minibatch", 5), (3600, 64, "batch", 30)])
-def test_the_default_epoch_count_aims_at_about_900_steps(n_train, batch, mode, epochs):
-    cfg = with_overrides(Config(), {"batch_size": batch, "mode": mode})
+@pytest.mark.parametrize("task,n_train,batch,mode,epochs", [
+    ("classification", 3600, 64, "minibatch", 16), ("classification", 100, 64, "minibatch", 30),
+    ("classification", 500_000, 64, "minibatch", 5), ("classification", 3600, 64, "batch", 30),
+    ("regression", 1293, 64, "minibatch", 76), ("regression", 100, 64, "minibatch", 80)])
+def test_the_default_epoch_count_aims_at_a_number_of_steps(task, n_train, batch, mode, epochs):
+    cfg = with_overrides(Config(), {"batch_size": batch, "mode": mode, "task": task})
     assert resolve_epochs(cfg, n_train).train.epochs == epochs
     assert resolve_epochs(with_overrides(cfg, {"epochs": 3}), n_train).train.epochs == 3
 

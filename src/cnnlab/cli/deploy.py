@@ -8,6 +8,7 @@ import typer
 
 from cnnlab.cli.app import app
 from cnnlab.console import console
+from cnnlab.errors import CnnlabError
 
 
 # ----------------------------------------------------------------------------- export / serve
@@ -37,6 +38,13 @@ def serve(
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
     threshold: Optional[float] = typer.Option(None, help="Default threshold (0-1): a top probability below it is "
                                                           "answered uncertain, label null (?threshold= per request)."),
+    workers: int = typer.Option(1, help="Server processes (a worker that dies is replaced)."),
+    max_batch: int = typer.Option(32, help="Most images in one forward pass (micro-batching of concurrent requests)."),
+    max_wait_ms: float = typer.Option(5.0, help="Longest wait for more requests to join a batch, in ms."),
+    limit_concurrency: Optional[int] = typer.Option(None, help="Requests to the model in flight at most; more get 503 "
+                                                                "with Retry-After."),
+    request_timeout: float = typer.Option(30.0, help="Seconds a connection has to send a complete request "
+                                                     "(headers and body) before it is closed."),
 ) -> None:
     """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
     from cnnlab.inference.extras import require_serve
@@ -51,4 +59,8 @@ def serve(
 
     resolve_device(device)  # a wrong device is one line before uvicorn starts
     check_threshold(threshold)
-    run_server(str(run), host, port, backend, max_upload_mb, device, threshold)
+    if workers < 1 or max_batch < 1 or max_wait_ms < 0 or request_timeout <= 0 or (limit_concurrency or 1) < 1:
+        raise CnnlabError("--workers, --max-batch and --limit-concurrency must be at least 1, --max-wait-ms at least 0, "
+                          "--request-timeout above 0")
+    run_server(str(run), host, port, backend, max_upload_mb, device, threshold, workers, max_batch, max_wait_ms,
+               limit_concurrency, request_timeout)

@@ -21,7 +21,7 @@ def train(
     data: Optional[Path] = typer.Argument(None, help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see: cnnlab models); default cnn-small."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write; default runs/<model>-<time>."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the training set; default: about 1,000 steps "
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training set; default: about 900 steps "
                                                      "(5-30 epochs, chosen for the data size)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: bool = typer.Option(False, help="Continue the interrupted run in --out to the same end."),

@@ -216,11 +216,13 @@ def warnings_for(found: dict) -> list[str]:
     if found.get("leaks"):
         first = found["leaks"][0]
         other = next(v for k, v in first.items() if k in HELD_OUT)
-        lines.append(f"{len(found['leaks'])} held-out images are byte-for-byte copies of training images (e.g. "
+        n = len(found["leaks"])
+        lines.append(f"{n} held-out image{'s are' if n != 1 else ' is a'} byte-for-byte cop{'ies' if n != 1 else 'y'} of training images (e.g. "
                      f"{other} = {first['train']}): the held-out figures are optimistic; cnnlab datasets check "
                      f"DATA lists them")
     if found.get("label_conflicts"):
         labels = sorted({x["label"] for x in found["label_conflicts"][0]["images"]})
-        lines.append(f"{len(found['label_conflicts'])} images appear under two or more classes (e.g. one under "
+        n = len(found["label_conflicts"])
+        lines.append(f"{n} image{'s' if n != 1 else ''} appear{'s' if n == 1 else ''} under two or more classes (e.g. one under "
                      f"{' and '.join(labels)}): a label conflict; cnnlab datasets check DATA lists them")
     return lines

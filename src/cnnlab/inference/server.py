@@ -3,10 +3,14 @@
 - ``GET /``: drop or pick an image, see it and the top classes as bars (no external assets);
 - ``POST /predict``: one or several images (multipart, field ``files`` or ``file``), or one image as the
   raw body (``Content-Type: image/*`` or ``application/octet-stream``) -> top-k classes as JSON;
-- ``GET /health``, ``GET /model``; the OpenAPI schema at ``/docs`` and ``/openapi.json``.
+- ``GET /health``, ``GET /model``, ``GET /metrics`` (Prometheus); the OpenAPI schema at ``/docs``.
 
 Bad requests get a JSON error and the server keeps serving: too large -> 413, not an image -> 415,
-corrupt or a decompression bomb -> 422. Inference runs in a worker thread, never on the event loop.
+corrupt or a decompression bomb -> 422, busy (``--limit-concurrency``) -> 503 with Retry-After.
+Decoding runs in worker threads, never on the event loop; concurrent requests' images share one
+forward pass (``MicroBatcher``: up to ``--max-batch`` images, waiting at most ``--max-wait-ms``). A
+connection that has not sent a complete request within ``--request-timeout`` is closed
+(``RequestTimeoutH11``), and ``--workers N`` runs N processes, a dead one replaced by uvicorn.
 """
 from __future__ import annotations
 
@@ -15,13 +19,17 @@ from typing import Optional, Union
 
 from fastapi import HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from cnnlab.errors import BadImage, CnnlabError
+from cnnlab.inference.batching import MicroBatcher
+from cnnlab.inference.http import LimitConcurrency
+from cnnlab.inference.monitoring import Measure, Monitor
 from cnnlab.inference.predictor import Predictor, check_threshold, load
+from cnnlab.rundir import REPORT
 
 MB = 1024 * 1024
 MAX_PARTS = 64  # file parts (and other fields) in one multipart request: more is refused before it is read
@@ -55,6 +63,9 @@ class ModelInfo(BaseModel):
     backend: str = Field(description="torch or onnx")
     training: dict[str, float] = Field(description="the last epoch's figures from training")
     test_accuracy: Optional[float] = Field(description="accuracy on the run's held-out images, once evaluated")
+    report: bool = Field(description="whether the run has a report (cnnlab report), served at GET /report")
+    ink: Optional[str] = Field(description="single-channel models: light (on a dark ground, as MNIST) or dark ink, "
+                                           "read from the training images; null when unknown")
 
 
 class Health(BaseModel):
@@ -98,16 +109,22 @@ class RefuseLargeUploads:
 
 
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
-               predictor: Optional[Predictor] = None, device: str = "auto", threshold: Optional[float] = None):
+               predictor: Optional[Predictor] = None, device: str = "auto", threshold: Optional[float] = None,
+               max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None):
     check_threshold(threshold)
+    if max_batch < 1 or max_wait_ms < 0 or (limit_concurrency is not None and limit_concurrency < 1):
+        raise CnnlabError(f"--max-batch {max_batch}, --max-wait-ms {max_wait_ms:g}, --limit-concurrency "
+                          f"{limit_concurrency}: the batch and the limit must be at least 1, the wait at least 0")
     predictor = predictor or load(run_dir, device=device, backend=backend)
+    monitor = Monitor()
+    batcher = MicroBatcher(predictor.outputs, max_batch, max_wait_ms, on_batch=monitor.batch_size.observe)
     limit = int(max_upload_mb * MB)
     default_threshold = threshold
     # The API docs at /docs and /redoc from assets served here, not from a CDN: they work offline.
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of the {predictor.run.config.model.name} model in {run_dir}")
     page = resources.files("cnnlab.inference").joinpath("static/index.html").read_text()
 
-    def decode_and_forward(blobs):
+    def decode(blobs):
         images = []
         for filename, data in blobs:
             try:
@@ -115,9 +132,11 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
             except BadImage as exc:
                 exc.source = filename or "the request body"  # bytes have no name of their own: the upload's
                 raise
-        return predictor.outputs(images)
+        return images
 
     app.add_middleware(RefuseLargeUploads, limit=limit, max_upload_mb=max_upload_mb)
+    app.add_middleware(LimitConcurrency, limit=limit_concurrency, on_refuse=monitor.refused.inc)
+    app.add_middleware(Measure, monitor=monitor)  # outermost: it sees every answer, the 413s and 503s too
 
     @app.exception_handler(CnnlabError)
     async def cnnlab_error(request, exc: CnnlabError) -> JSONResponse:
@@ -133,12 +152,28 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     def health() -> Health:
         return Health(status="ok")
 
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}},
+                                                                       "description": "Prometheus text format"}})
+    def metrics() -> Response:
+        body, kind = monitor.exposition()
+        return Response(body, media_type=kind)
+
+    ink = _ink(predictor)
+
     @app.get("/model", response_model=ModelInfo)
     def model_info() -> ModelInfo:
         run = predictor.run
         return ModelInfo(name=run.config.model.name, task=run.task, classes=run.classes,
                          input_size=[run.pre.channels, *run.pre.size], backend=backend,
-                         training=run.training_info().get("final", {}), test_accuracy=run.evaluation().get("accuracy"))
+                         training=run.training_info().get("final", {}), test_accuracy=run.evaluation().get("accuracy"),
+                         report=(run.path / REPORT).is_file(), ink=ink)
+
+    @app.get("/report", response_class=HTMLResponse, responses={404: {"model": ErrorOut}})
+    def report() -> HTMLResponse:
+        path = predictor.run.path / REPORT
+        if not path.is_file():
+            raise HTTPException(404, f"this run has no report yet: cnnlab report {predictor.run.path}")
+        return HTMLResponse(path.read_text())
 
     async def multipart(request: Request) -> list[tuple[Optional[str], bytes]]:
         blobs = []
@@ -182,8 +217,9 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
             raise HTTPException(422, "no image: send it as a multipart/form-data field named 'files' (or 'file'), "
                                      "e.g. curl -F files=@digit.png http://HOST/predict, or as the raw body with "
                                      "Content-Type: image/png")
-        # Decoding and the forward pass are CPU work: one hop off the event loop for both.
-        outputs = await run_in_threadpool(decode_and_forward, blobs)
+        # Decoding is CPU work off the event loop; the forward pass is shared with concurrent requests.
+        images = await run_in_threadpool(decode, blobs)
+        outputs = await batcher.submit(images)
         preds = predictor.to_predictions(outputs, [name for name, _ in blobs], top_k, threshold)
         return PredictResponse(predictions=[PredictionOut(filename=p.path, label=p.label, probability=p.probability,
                                                           top_k=p.top_k, uncertain=p.uncertain) for p in preds])
@@ -191,9 +227,56 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     return app
 
 
+def _ink(predictor: Predictor, count: int = 16) -> Optional[str]:
+    """Single-channel models: "light" when the training images are mostly dark (a light digit on a dark
+    ground, as MNIST), else "dark"; None when they cannot be read here (a run copied without its data)."""
+    if predictor.pre.channels != 1:
+        return None
+    rows = [r for r in predictor.run.split() if r["split"] == "train"][:count]
+    means = []
+    for row in rows:
+        try:
+            means.append(float(predictor.preprocess(row["path"]).float().mean()))
+        except (BadImage, OSError):
+            continue
+    return None if not means else "light" if sum(means) / len(means) < 128 else "dark"
+
+
+SERVE_ENV = "CNNLAB_SERVE"  # the app's options, for the worker processes that build it from an import path
+
+
+def app_from_env():
+    """The app of ``cnnlab serve --workers N``: each worker process builds it from ``CNNLAB_SERVE``."""
+    import json
+    import os
+
+    options = json.loads(os.environ[SERVE_ENV])
+    return create_app(options.pop("run_dir"), **options)
+
+
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
-          max_upload_mb: float = 10.0, device: str = "auto", threshold: Optional[float] = None) -> None:
+          max_upload_mb: float = 10.0, device: str = "auto", threshold: Optional[float] = None, workers: int = 1,
+          max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None,
+          request_timeout: float = 30.0) -> None:
+    import json
+    import os
+    import tempfile
+
     import uvicorn
 
-    uvicorn.run(create_app(run_dir, backend, max_upload_mb, device=device, threshold=threshold), host=host, port=port,
-                log_level="info")
+    from cnnlab.inference.http import TIMEOUT_ENV, RequestTimeoutH11
+
+    if request_timeout <= 0 or workers < 1:
+        raise CnnlabError(f"--request-timeout {request_timeout:g}, --workers {workers}: both must be positive")
+    os.environ[TIMEOUT_ENV] = str(request_timeout)
+    options = {"backend": backend, "max_upload_mb": max_upload_mb, "device": device, "threshold": threshold,
+               "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limit_concurrency": limit_concurrency}
+    common = {"host": host, "port": port, "log_level": "info", "http": RequestTimeoutH11}
+    if workers == 1:
+        uvicorn.run(create_app(run_dir, **options), **common)
+        return
+    # Several processes: each builds the app from the environment; their metrics add up in files.
+    os.environ[SERVE_ENV] = json.dumps({"run_dir": run_dir, **options})
+    with tempfile.TemporaryDirectory(prefix="cnnlab-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("cnnlab.inference.server:app_from_env", factory=True, workers=workers, **common)

@@ -1,0 +1,102 @@
+"""Dynamic micro-batching for the server: concurrent requests share one forward pass.
+
+Each request hands its decoded images to ``MicroBatcher.submit`` and awaits its own rows. One task
+gathers what arrives: it runs a batch as soon as ``max_batch`` images are waiting, or ``max_wait_ms``
+after the first of them arrived, whichever comes first; the forward pass runs off the event loop.
+The model is in eval mode and every layer of it works on each image alone, so a request's answer is
+the same whether it shared a batch or not (up to the last bits of a floating-point sum; the server
+rounds probabilities to 6 decimals).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from starlette.concurrency import run_in_threadpool
+
+
+@dataclass
+class _Job:
+    images: list[torch.Tensor]
+    future: asyncio.Future
+    arrived: float = 0.0
+
+
+@dataclass
+class BatchStats:
+    """What the batcher did (the server's /metrics reads it through ``on_batch``)."""
+
+    batches: int = 0
+    images: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class MicroBatcher:
+    def __init__(self, forward: Callable[[list[torch.Tensor]], torch.Tensor], max_batch: int = 32,
+                 max_wait_ms: float = 5.0, on_batch: Optional[Callable[[int], None]] = None) -> None:
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
+        self.forward, self.max_batch, self.max_wait = forward, max_batch, max_wait_ms / 1000
+        self.on_batch = on_batch
+        self._queue: Optional[asyncio.Queue] = None
+        self._task: Optional[asyncio.Task] = None
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()  # a new event loop (a test client's, say) gets its own queue and task
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._run())
+
+    async def submit(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """The model's outputs for ``images`` (a request's), computed in a batch with whatever else waits."""
+        self._start()
+        loop = asyncio.get_running_loop()
+        job = _Job(images, loop.create_future(), loop.time())
+        await self._queue.put(job)
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending: Optional[_Job] = None
+        while True:
+            first = pending or await self._queue.get()
+            pending = None
+            jobs, count = [first], len(first.images)
+            deadline = first.arrived + self.max_wait
+            while count < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0 and self._queue.empty():
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), max(timeout, 0))
+                except asyncio.TimeoutError:
+                    break
+                if count + len(job.images) > self.max_batch:  # it starts the next batch
+                    pending = job
+                    break
+                jobs.append(job)
+                count += len(job.images)
+            await self._run_batch(jobs, count)
+
+    async def _run_batch(self, jobs: list[_Job], count: int) -> None:
+        images = [img for job in jobs for img in job.images]
+        try:
+            outputs = await run_in_threadpool(self.forward, images)
+        except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        if self.on_batch is not None:
+            self.on_batch(count)
+        start = 0
+        for job in jobs:
+            if not job.future.done():  # a client that went away cancelled its future
+                job.future.set_result(outputs[start:start + len(job.images)])
+            start += len(job.images)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

@@ -1,0 +1,221 @@
+"""Serving under load: micro-batching, /metrics, a concurrency limit, stalled clients and worker processes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+import cnnlab
+from cnnlab.inference.batching import MicroBatcher
+from cnnlab.inference.server import create_app
+
+pytestmark = pytest.mark.xdist_group("serving")  # servers and sockets: one worker at a time
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    """An app served by uvicorn in a thread, on a free port."""
+
+    def __init__(self, app):
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+
+    def __enter__(self) -> str:
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_the_batcher_gathers_concurrent_requests_and_answers_each_as_alone(tiny_run, bars):
+    predictor = cnnlab.load(tiny_run, "cpu")
+    images = [predictor.preprocess(p) for p in sorted(bars.rglob("*.png"))[:24]]
+    requests = [images[i:i + k] for i, k in zip(range(0, 24, 3), [3, 1, 2, 3, 1, 3, 2, 3])]
+    sizes = []
+    batcher = MicroBatcher(predictor.outputs, max_batch=8, max_wait_ms=50, on_batch=sizes.append)
+
+    async def all_at_once():
+        return await asyncio.gather(*(batcher.submit(r) for r in requests))
+
+    results = asyncio.run(all_at_once())
+    assert len(sizes) < len(requests) and max(sizes) <= 8 and sum(sizes) == sum(len(r) for r in requests)
+    for request, got in zip(requests, results):
+        alone = predictor.outputs(request)
+        assert got.shape == alone.shape and torch.equal(got.argmax(1), alone.argmax(1))
+        torch.testing.assert_close(got, alone, atol=1e-6, rtol=0)
+
+
+def test_concurrent_predictions_share_forward_passes_and_metrics_show_it(tiny_run, bars):
+    files = sorted(bars.rglob("*.png"))[:16]
+    expected = cnnlab.load(tiny_run, "cpu").predict(files)
+    with Running(create_app(str(tiny_run), device="cpu", max_batch=16, max_wait_ms=30)) as url:
+        async def go():
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                return await asyncio.gather(*(client.post("/predict", content=f.read_bytes(),
+                                                          headers={"content-type": "image/png"}) for f in files))
+
+        answers = asyncio.run(go())
+        metrics = httpx.get(f"{url}/metrics").text
+    for answer, alone in zip(answers, expected):
+        got = answer.json()["predictions"][0]
+        assert got["label"] == alone.label and got["probability"] == pytest.approx(alone.probability, abs=2e-6)
+    batches = float(re.search(r"^cnnlab_batch_size_count (\S+)$", metrics, re.M).group(1))
+    images = float(re.search(r"^cnnlab_batch_size_sum (\S+)$", metrics, re.M).group(1))
+    assert images == 16 and batches < 16  # fewer forward passes than requests
+    assert re.search(r'^cnnlab_requests_total\{path="/predict",status="200"\} 16\.0$', metrics, re.M)
+    assert 'cnnlab_request_seconds_bucket{le="0.001",path="/predict"}' in metrics
+
+
+def test_errors_are_counted_by_status(tiny_run):
+    with Running(create_app(str(tiny_run), device="cpu")) as url:
+        assert httpx.post(f"{url}/predict", content=b"not an image", headers={"content-type": "image/png"}).status_code == 415
+        assert httpx.post(f"{url}/predict", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+        metrics = httpx.get(f"{url}/metrics").text
+    assert re.search(r'^cnnlab_errors_total\{status="415"\} 2\.0$', metrics, re.M)
+
+
+def test_over_the_concurrency_limit_requests_get_503_with_retry_after(tiny_run, bars):
+    predictor = cnnlab.load(tiny_run, "cpu")
+    slow = predictor.outputs
+
+    def slowly(images, *a, **k):
+        time.sleep(0.5)
+        return slow(images, *a, **k)
+
+    predictor.outputs = slowly
+    png = sorted(bars.rglob("*.png"))[0].read_bytes()
+    with Running(create_app(str(tiny_run), predictor=predictor, limit_concurrency=2, max_batch=1)) as url:
+        async def go():
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                return await asyncio.gather(*(client.post("/predict", content=png, headers={"content-type": "image/png"})
+                                              for _ in range(6)))
+
+        answers = asyncio.run(go())
+        after = httpx.post(f"{url}/predict", content=png, headers={"content-type": "image/png"})
+        metrics = httpx.get(f"{url}/metrics").text
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(200) == 2 and codes.count(503) == 4
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
+    assert after.status_code == 200  # and it keeps serving
+    assert re.search(r"^cnnlab_refused_busy_total 4\.0$", metrics, re.M)
+
+
+def _serve(run: Path, *flags: str, nofile: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+
+    def limits():
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port), "--device", "cpu",
+                             *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limits,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
+
+
+def test_stalled_clients_are_closed_by_the_request_timeout_and_do_not_lock_others_out(tiny_run):
+    proc, url = _serve(tiny_run, "--request-timeout", "3", nofile=320)
+    port = int(url.rsplit(":", 1)[1])
+    stalled = []
+    try:
+        for i in range(200):  # slow-loris: a partial header each, never finished
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Slow: " + str(i).encode())
+            stalled.append(s)
+        start = time.perf_counter()
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        assert time.perf_counter() - start < 2.0
+        for s in stalled[:5]:  # a byte now and then does not keep a connection alive
+            s.sendall(b"a")
+        time.sleep(4.0)
+        closed = 0
+        for s in stalled:
+            s.settimeout(2)
+            try:
+                closed += s.recv(1024) == b""
+            except (ConnectionResetError, TimeoutError, OSError):
+                closed += 1
+        assert closed == 200
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+    finally:
+        for s in stalled:
+            s.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out |= {int(p) for p in text}
+    return out
+
+
+def _workers(pid: int) -> set[int]:
+    """uvicorn's worker processes (its supervisor also starts multiprocessing's resource tracker)."""
+    return {c for c in _children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+
+
+def test_a_killed_worker_is_replaced_and_health_answers_again(tiny_run):
+    proc, url = _serve(tiny_run, "--workers", "2")
+    try:
+        deadline = time.time() + 30
+        while len(_workers(proc.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        before = _workers(proc.pid)
+        assert len(before) == 2
+        victim = sorted(before)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.time()
+        while time.time() - killed_at < 10:
+            now = _workers(proc.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and victim not in now, now
+        while True:  # every worker answers: the new one too
+            try:
+                if all(httpx.get(f"{url}/health", timeout=2).status_code == 200 for _ in range(4)):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() - killed_at < 10, "no answer within 10 s of the kill"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
