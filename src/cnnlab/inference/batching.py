@@ -3,6 +3,8 @@
 Each request hands its decoded images to ``MicroBatcher.submit`` and awaits its own rows. One task
 gathers what arrives: it runs a batch as soon as ``max_batch`` images are waiting, or ``max_wait_ms``
 after the first of them arrived, whichever comes first; the forward pass runs off the event loop.
+It waits only for requests that are on their way (``arriving()``: announced by the server before it
+decodes them): a request alone is run at once, with no added latency.
 The model is in eval mode and every layer of it works on each image alone, so a request's answer is
 the same whether it shared a batch or not (up to the last bits of a floating-point sum; the server
 rounds probabilities to 6 decimals).
@@ -10,6 +12,7 @@ rounds probabilities to 6 decimals).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -42,6 +45,18 @@ class MicroBatcher:
         self.on_batch = on_batch
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
+        self._arriving = 0  # requests announced (being decoded) and not yet submitted
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around a request's decoding and its ``submit``: a batch being gathered waits for it."""
+        token = [True]
+        self._arriving += 1
+        try:
+            yield token
+        finally:
+            if token[0]:
+                self._arriving -= 1
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()  # a new event loop (a test client's, say) gets its own queue and task
@@ -49,9 +64,13 @@ class MicroBatcher:
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run())
 
-    async def submit(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """The model's outputs for ``images`` (a request's), computed in a batch with whatever else waits."""
+    async def submit(self, images: list[torch.Tensor], token: Optional[list] = None) -> torch.Tensor:
+        """The model's outputs for ``images`` (a request's), computed in a batch with whatever else waits;
+        ``token``: the one ``arriving()`` gave, so that the request no longer counts as on its way."""
         self._start()
+        if token is not None and token[0]:
+            token[0] = False
+            self._arriving -= 1
         loop = asyncio.get_running_loop()
         job = _Job(images, loop.create_future(), loop.time())
         await self._queue.put(job)
@@ -67,8 +86,8 @@ class MicroBatcher:
             deadline = first.arrived + self.max_wait
             while count < self.max_batch:
                 timeout = deadline - loop.time()
-                if timeout <= 0 and self._queue.empty():
-                    break
+                if self._queue.empty() and (timeout <= 0 or self._arriving == 0):
+                    break  # nothing queued, and nothing on its way (or no time left to wait for it)
                 try:
                     job = await asyncio.wait_for(self._queue.get(), max(timeout, 0))
                 except asyncio.TimeoutError:

@@ -127,6 +127,42 @@ class OnnxPredictor(Predictor):
         return torch.from_numpy(self.session.run(None, {"image": batch.contiguous().numpy()})[0]).float()
 
 
+def forward_ms(predictor: Predictor, batch: torch.Tensor, n: int = 30, warmup: int = 3) -> float:
+    """The median time of ``predictor.forward(batch)`` in milliseconds, after ``warmup`` calls."""
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        predictor.forward(batch)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        predictor.forward(batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _fastest(run: Run, device: torch.device, tta: bool, reps: int = 20) -> Predictor:
+    """``backend="auto"``: ONNX Runtime when the run has a current ONNX export, the device is the CPU and it
+    runs one image faster than PyTorch (median of ``reps``, after a warm-up); else PyTorch."""
+    import logging
+
+    torch_predictor = Predictor(run, device, tta)
+    if device.type != "cpu" or not (run.export_dir() / rundir.ONNX).is_file():
+        return torch_predictor
+    try:
+        onnx_predictor = OnnxPredictor(run, tta=tta)
+    except (CnnlabError, ImportError) as exc:  # a stale export, or no onnxruntime: PyTorch then
+        logging.getLogger(__name__).info(f"--backend auto: PyTorch ({str(exc).splitlines()[0]})")
+        return torch_predictor
+    x = torch.zeros(1, run.pre.channels, *run.pre.size, dtype=torch.uint8)
+    eager, onnx = forward_ms(torch_predictor, x, reps), forward_ms(onnx_predictor, x, reps)
+    chosen = onnx_predictor if onnx < eager else torch_predictor
+    chosen.backend_choice = f"{'onnx' if chosen is onnx_predictor else 'torch'} (one image: ONNX Runtime {onnx:.2f} ms, PyTorch {eager:.2f} ms)"
+    logging.getLogger(__name__).info(f"--backend auto: {chosen.backend_choice}")
+    return chosen
+
+
 def check_threshold(threshold: Optional[float]) -> None:
     if threshold is not None and not 0 < threshold < 1:
         raise CnnlabError(f"--threshold {threshold:g}: a probability strictly between 0 and 1 (e.g. 0.8)")
@@ -153,13 +189,16 @@ def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", b
          tta: bool = False) -> Predictor:
     """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``.
 
-    ``device``: auto (a GPU when there is one), cpu or cuda. The ONNX backend runs on the CPU.
+    ``device``: auto (a GPU when there is one), cpu or cuda. The ONNX backend runs on the CPU; ``backend="auto"``
+    takes ONNX Runtime when the run has a current ONNX export and it is the faster on this CPU.
     """
     where = resolve_device(device)
+    if backend == "auto":
+        return _fastest(Run.open(run_dir), where, tta)
     if backend == "onnx":
         if where.type != "cpu" and device != "auto":
             raise CnnlabError(f"--backend onnx runs on the CPU (ONNX Runtime); for --device {device} use --backend torch")
         return OnnxPredictor(Run.open(run_dir), tta=tta)
     if backend != "torch":
-        raise CnnlabError(f"unknown backend '{backend}'. Known: torch, onnx")
+        raise CnnlabError(f"unknown backend '{backend}'. Known: auto, torch, onnx")
     return Predictor(Run.open(run_dir), where, tta)

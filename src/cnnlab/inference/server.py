@@ -28,7 +28,7 @@ from cnnlab.errors import BadImage, CnnlabError
 from cnnlab.inference.batching import MicroBatcher
 from cnnlab.inference.http import LimitConcurrency
 from cnnlab.inference.monitoring import Measure, Monitor
-from cnnlab.inference.predictor import Predictor, check_threshold, load
+from cnnlab.inference.predictor import OnnxPredictor, Predictor, check_threshold, load
 from cnnlab.rundir import REPORT
 
 MB = 1024 * 1024
@@ -116,6 +116,8 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         raise CnnlabError(f"--max-batch {max_batch}, --max-wait-ms {max_wait_ms:g}, --limit-concurrency "
                           f"{limit_concurrency}: the batch and the limit must be at least 1, the wait at least 0")
     predictor = predictor or load(run_dir, device=device, backend=backend)
+    if backend == "auto":  # what it chose, for GET /model
+        backend = "onnx" if isinstance(predictor, OnnxPredictor) else "torch"
     monitor = Monitor()
     batcher = MicroBatcher(predictor.outputs, max_batch, max_wait_ms, on_batch=monitor.batch_size.observe)
     limit = int(max_upload_mb * MB)
@@ -218,11 +220,14 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
                                      "e.g. curl -F files=@digit.png http://HOST/predict, or as the raw body with "
                                      "Content-Type: image/png")
         # Decoding is CPU work off the event loop; the forward pass is shared with concurrent requests.
-        images = await run_in_threadpool(decode, blobs)
-        outputs = await batcher.submit(images)
+        with batcher.arriving() as token:
+            images = await run_in_threadpool(decode, blobs)
+            outputs = await batcher.submit(images, token)
         preds = predictor.to_predictions(outputs, [name for name, _ in blobs], top_k, threshold)
-        return PredictResponse(predictions=[PredictionOut(filename=p.path, label=p.label, probability=p.probability,
-                                                          top_k=p.top_k, uncertain=p.uncertain) for p in preds])
+        # The document PredictResponse describes, built directly: FastAPI's validation and serialisation of a
+        # returned model cost ~0.3 ms of a small model's ~2.4 ms round trip.
+        return JSONResponse({"predictions": [{"filename": p.path, "label": p.label, "probability": p.probability,
+                                              "top_k": p.top_k, "uncertain": p.uncertain} for p in preds]})
 
     return app
 

@@ -9,8 +9,6 @@ import csv
 import io
 import logging
 import html
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +17,7 @@ import torch
 
 from cnnlab import files
 from cnnlab.errors import CnnlabError
+from cnnlab.inference.predictor import forward_ms
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +50,7 @@ def trained_parameters(net: torch.nn.Module, strategy: str, unfreeze: int) -> in
 
 
 def latency_ms(predictor, image, n: int = 30) -> float:
-    x = predictor.preprocess(image).unsqueeze(0)
-    for _ in range(3):
-        predictor.forward(x)
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        predictor.forward(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return forward_ms(predictor, predictor.preprocess(image).unsqueeze(0), n)
 
 
 def compare(data: str | Path, models: list[str], out: str | Path, budget: Optional[float] = None,
