@@ -4,7 +4,8 @@ Each request hands its decoded images to ``MicroBatcher.submit`` and awaits its 
 gathers what arrives: it runs a batch as soon as ``max_batch`` images are waiting, or ``max_wait_ms``
 after the first of them arrived, whichever comes first; the forward pass runs off the event loop.
 It waits only for requests that are on their way (``arriving()``: announced by the server before it
-decodes them): a request alone is run at once, with no added latency.
+decodes them): a request alone is run at once, with no added latency, and, when nothing else is queued,
+running or arriving, decoded and run in one hop off the event loop (``alone``/``run_alone``).
 The model is in eval mode and every layer of it works on each image alone, so a request's answer is
 the same whether it shared a batch or not (up to the last bits of a floating-point sum; the server
 rounds probabilities to 6 decimals).
@@ -46,6 +47,7 @@ class MicroBatcher:
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
         self._arriving = 0  # requests announced (being decoded) and not yet submitted
+        self._busy = False  # a forward pass is running (a batch, or a request alone)
 
     @contextlib.contextmanager
     def arriving(self):
@@ -63,6 +65,22 @@ class MicroBatcher:
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run())
+
+    def alone(self) -> bool:
+        """Nothing queued, running or on its way but the caller (which announced itself with ``arriving``)."""
+        return not self._busy and (self._queue is None or self._queue.empty()) and self._arriving <= 1
+
+    async def run_alone(self, fn: Callable[[], tuple[list, torch.Tensor]]):
+        """Run ``fn`` (decode and forward of one request: its images and outputs) in one hop off the event loop,
+        as a batch of its own; requests that arrive meanwhile are batched by the collector as usual."""
+        self._busy = True
+        try:
+            images, outputs = await run_in_threadpool(fn)
+        finally:
+            self._busy = False
+        if self.on_batch is not None:
+            self.on_batch(len(images))
+        return outputs
 
     async def submit(self, images: list[torch.Tensor], token: Optional[list] = None) -> torch.Tensor:
         """The model's outputs for ``images`` (a request's), computed in a batch with whatever else waits;
@@ -101,6 +119,7 @@ class MicroBatcher:
 
     async def _run_batch(self, jobs: list[_Job], count: int) -> None:
         images = [img for job in jobs for img in job.images]
+        self._busy = True
         try:
             outputs = await run_in_threadpool(self.forward, images)
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
@@ -108,6 +127,8 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
+        finally:
+            self._busy = False
         if self.on_batch is not None:
             self.on_batch(count)
         start = 0
