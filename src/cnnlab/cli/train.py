@@ -114,7 +114,7 @@ def compare(
 @app.command()
 def demo(
     directory: Path = typer.Option(Path("demo"), "--dir", help="Where the data and the run go."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's 15)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: chosen for the data size, as train's)."),
 ) -> None:
     """Export mnist-5k, train the default CNN, evaluate on the 1,000 test digits, print the metrics."""
     from cnnlab.cli.results import print_metrics
