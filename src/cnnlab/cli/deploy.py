@@ -8,7 +8,6 @@ import typer
 
 from cnnlab.cli.app import app
 from cnnlab.console import console
-from cnnlab.errors import CnnlabError
 
 
 # ----------------------------------------------------------------------------- export / serve
@@ -51,17 +50,12 @@ def serve(
     from cnnlab.inference.extras import require_serve
 
     require_serve("cnnlab serve")
-    from cnnlab.inference.server import serve as run_server
+    from cnnlab.inference.predictor import check_threshold, resolve_device
+    from cnnlab.inference.server import check_options, serve as run_server
 
-    console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    from cnnlab.inference.predictor import resolve_device
-
-    from cnnlab.inference.predictor import check_threshold
-
-    resolve_device(device)  # a wrong device is one line before uvicorn starts
+    resolve_device(device)  # a wrong option is one line before anything is printed or started
     check_threshold(threshold)
-    if workers < 1 or max_batch < 1 or max_wait_ms < 0 or request_timeout <= 0 or (limit_concurrency or 1) < 1:
-        raise CnnlabError("--workers, --max-batch and --limit-concurrency must be at least 1, --max-wait-ms at least 0, "
-                          "--request-timeout above 0")
+    check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers)
+    console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     run_server(str(run), host, port, backend, max_upload_mb, device, threshold, workers, max_batch, max_wait_ms,
                limit_concurrency, request_timeout)

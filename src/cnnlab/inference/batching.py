@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -26,15 +26,6 @@ class _Job:
     images: list[torch.Tensor]
     future: asyncio.Future
     arrived: float = 0.0
-
-
-@dataclass
-class BatchStats:
-    """What the batcher did (the server's /metrics reads it through ``on_batch``)."""
-
-    batches: int = 0
-    images: int = 0
-    sizes: list[int] = field(default_factory=list)
 
 
 class MicroBatcher:

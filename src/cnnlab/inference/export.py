@@ -96,6 +96,7 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
     files.write_json(out_dir / rundir.EXPORT_INFO, {
         "format": fmt, "file": path.name, "input": {"name": "image", "dtype": "uint8",
                                                    "shape": ["batch", run.pre.channels, *run.pre.size]},
-        "output": "probabilities = softmax(output)" if run.task == "classification" else "regression values",
+        "output": "probabilities = softmax(output / temperature)" if run.task == "classification" else "regression values",
+        "temperature": run.temperature(),  # calibration.json's (1.0 when the run has none)
         "max_abs_diff": diff, "model": run.config.model.name, "weights_sha256": weights_sha256(run)})
     return Exported(path, fmt, diff)

@@ -37,11 +37,11 @@ class Predictor:
         self._setup(run, tta)
 
     def _setup(self, run: Run, tta: bool) -> None:
-        from cnnlab.inference.tta import views
+        from cnnlab.inference.tta import original, views
 
         self.classes, self.pre, self.task = run.classes, run.pre, run.task
         self.temperature = run.temperature() if run.task == "classification" else 1.0
-        self.views = views(run.config.augment) if tta else [("original", None)]
+        self.views = views(run.config.augment) if tta else [("original", original)]
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """One image (path, bytes, PIL image or array) -> uint8 tensor (C, H, W) at the model's size."""
@@ -56,8 +56,7 @@ class Predictor:
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 batch (N, C, H, W) -> class probabilities (N, K), or regression values (N, 1); with TTA,
         the mean over the views."""
-        outs = [self._probabilities(self.raw(batch if view is None or name == "original" else view(batch)))
-                for name, view in self.views]
+        outs = [self._probabilities(self.raw(view(batch))) for _, view in self.views]
         return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
 
     def _probabilities(self, out: torch.Tensor) -> torch.Tensor:

@@ -108,13 +108,22 @@ class RefuseLargeUploads:
         await self.app(scope, receive, send)
 
 
+def check_options(max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None,
+                  request_timeout: float = 30.0, workers: int = 1) -> None:
+    """The serving options, checked before anything starts (one line naming them, for the CLI too)."""
+    if (max_batch < 1 or max_wait_ms < 0 or (limit_concurrency is not None and limit_concurrency < 1)
+            or request_timeout <= 0 or workers < 1):
+        raise CnnlabError(f"--max-batch {max_batch}, --max-wait-ms {max_wait_ms:g}, --limit-concurrency "
+                          f"{limit_concurrency}, --request-timeout {request_timeout:g}, --workers {workers}: "
+                          f"--workers, --max-batch and --limit-concurrency must be at least 1, --max-wait-ms at "
+                          f"least 0, --request-timeout above 0")
+
+
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
                predictor: Optional[Predictor] = None, device: str = "auto", threshold: Optional[float] = None,
                max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None):
     check_threshold(threshold)
-    if max_batch < 1 or max_wait_ms < 0 or (limit_concurrency is not None and limit_concurrency < 1):
-        raise CnnlabError(f"--max-batch {max_batch}, --max-wait-ms {max_wait_ms:g}, --limit-concurrency "
-                          f"{limit_concurrency}: the batch and the limit must be at least 1, the wait at least 0")
+    check_options(max_batch, max_wait_ms, limit_concurrency)
     predictor = predictor or load(run_dir, device=device, backend=backend)
     if backend == "auto":  # what it chose, for GET /model
         backend = "onnx" if isinstance(predictor, OnnxPredictor) else "torch"
@@ -278,8 +287,7 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str 
 
     from cnnlab.inference.http import TIMEOUT_ENV, RequestTimeoutH11
 
-    if request_timeout <= 0 or workers < 1:
-        raise CnnlabError(f"--request-timeout {request_timeout:g}, --workers {workers}: both must be positive")
+    check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers)
     os.environ[TIMEOUT_ENV] = str(request_timeout)
     options = {"backend": backend, "max_upload_mb": max_upload_mb, "device": device, "threshold": threshold,
                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limit_concurrency": limit_concurrency}

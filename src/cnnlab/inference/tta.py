@@ -20,6 +20,10 @@ SHIFT = 0.5  # of the run's translate range, each way
 ZOOM = 1.1  # the centre zoom's scale (within a typical zoom range of 0.9-1.1)
 
 
+def original(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def _affine(x: torch.Tensor, dx: float = 0.0, dy: float = 0.0, scale: float = 1.0) -> torch.Tensor:
     h, w = x.shape[-2:]
     return F.affine(x, angle=0.0, translate=[round(dx * w), round(dy * h)], scale=scale, shear=[0.0, 0.0])
@@ -28,7 +32,7 @@ def _affine(x: torch.Tensor, dx: float = 0.0, dy: float = 0.0, scale: float = 1.
 def views(augment: AugmentConfig) -> list[tuple[str, View]]:
     """(name, transform) of every view, the original first."""
     ops = resolved(augment)
-    out: list[tuple[str, View]] = [("original", lambda x: x)]
+    out: list[tuple[str, View]] = [("original", original)]
     if ops.get("hflip"):
         out.append(("hflip", F.horizontal_flip))
     if ops.get("vflip"):

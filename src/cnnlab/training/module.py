@@ -188,12 +188,10 @@ class ImageTask(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         self._checks.poll(self)  # earlier steps' checks whose values have reached the host
         loss = self._shared_step(batch, "train")
-        if not self.watch_finite:
-            pass
-        elif self._checks.immediate(self):  # before backward: no non-finite value reaches the weights
+        if self.watch_finite and self._checks.immediate(self):  # before backward: nothing non-finite reaches the weights
             if not self._all_finite(bool(torch.isfinite(loss))):
                 raise self._diverged("the loss" if not torch.isfinite(loss) else "another rank's loss", float(loss))
-        else:
+        elif self.watch_finite:
             self._checks.push(torch.isfinite(loss.detach()).reshape(1), [("the loss", "", None)],
                               loss.detach().float().reshape(1), self.global_step)
         if batch_idx % PROGRESS_EVERY == 0:  # the progress bar redraws every 10th step anyway
