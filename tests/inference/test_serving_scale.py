@@ -19,7 +19,8 @@ import torch
 import uvicorn
 
 import cnnlab
-from cnnlab.inference.batching import MicroBatcher
+from cnnlab.inference.batching import MicroBatcher, ModelThread
+from cnnlab.inference.http import RequestTimeoutH11, RequestTimeoutHttpTools, TIMEOUT_ENV
 from cnnlab.inference.server import create_app
 
 pytestmark = pytest.mark.xdist_group("serving")  # servers and sockets: one worker at a time
@@ -34,9 +35,9 @@ def _free_port() -> int:
 class Running:
     """An app served by uvicorn in a thread, on a free port."""
 
-    def __init__(self, app):
+    def __init__(self, app, **config):
         self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **config))
 
     def __enter__(self) -> str:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -67,6 +68,54 @@ def test_the_batcher_gathers_concurrent_requests_and_answers_each_as_alone(tiny_
         alone = predictor.outputs(request)
         assert got.shape == alone.shape and torch.equal(got.argmax(1), alone.argmax(1))
         torch.testing.assert_close(got, alone, atol=1e-6, rtol=0)
+
+
+def test_the_model_thread_runs_single_images_with_the_thread_count_it_measured_best(tiny_run):
+    predictor = cnnlab.load(tiny_run, "cpu")
+    calls = []
+    raw = predictor.raw
+    predictor.raw = lambda batch: calls.append(threading.current_thread().name) or raw(batch)
+    thread = ModelThread(predictor)
+    try:
+        assert set(thread.timings) == {1, thread.threads} and all(t > 0 for t in thread.timings.values())
+        assert thread.threads_alone == min(thread.timings, key=thread.timings.get)
+        assert calls and all(name.startswith("cnnlab-model") for name in calls)  # measured where it will run
+
+        def seen():
+            return threading.current_thread().name, torch.get_num_threads()
+
+        async def both():
+            return await thread.run(1, seen), await thread.run(8, seen)
+
+        (name_one, one), (name_many, many) = asyncio.run(both())
+        assert name_one == name_many and name_one.startswith("cnnlab-model")
+        assert one == thread.threads_alone and many == thread.threads
+    finally:
+        thread.close()
+        torch.set_num_threads(thread.threads)
+
+
+@pytest.mark.parametrize("protocol", [RequestTimeoutHttpTools, RequestTimeoutH11])
+def test_both_http_protocols_close_a_connection_whose_request_is_not_complete_in_time(tiny_run, bars, protocol,
+                                                                                     monkeypatch):
+    monkeypatch.setenv(TIMEOUT_ENV, "1")
+    png = sorted(bars.rglob("*.png"))[0].read_bytes()
+    with Running(create_app(str(tiny_run), device="cpu"), http=protocol) as url:
+        port = int(url.rsplit(":", 1)[1])
+        header = socket.create_connection(("127.0.0.1", port))  # a header never finished
+        header.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        body = socket.create_connection(("127.0.0.1", port))  # a body shorter than its Content-Length
+        body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+                     % len(png) + png[:40])
+        kept = httpx.Client(base_url=url)  # a keep-alive connection that completes its requests in time
+        assert kept.post("/predict", content=png, headers={"content-type": "image/png"}).status_code == 200
+        time.sleep(1.6)
+        for s in (header, body):
+            s.settimeout(3)
+            assert s.recv(1024) == b""  # closed by the server, with no answer
+            s.close()
+        assert kept.post("/predict", content=png, headers={"content-type": "image/png"}).status_code == 200
+        kept.close()
 
 
 def test_concurrent_predictions_share_forward_passes_and_metrics_show_it(tiny_run, bars):

@@ -1,10 +1,11 @@
 """What the ASGI server does not offer and the service needs: a deadline for a whole request, and a
 concurrency limit that says when to come back.
 
-- ``RequestTimeoutH11``: uvicorn's h11 protocol with one more timer. It starts when the connection opens
-  (and again when the first byte of a keep-alive connection's next request arrives) and is cancelled when
-  the request is complete, headers and body; a connection that has not sent a complete request by then
-  is closed. uvicorn itself has no timeout for receiving headers, so 1,000 clients that each send a
+- ``RequestTimeoutHttpTools`` (uvicorn's httptools protocol, the faster: used when httptools is installed,
+  as it is with ``cnnlab[serve]``) and ``RequestTimeoutH11`` (its pure-Python h11 protocol): each with one
+  more timer. It starts when the connection opens (and again when the first byte of a keep-alive
+  connection's next request arrives) and is cancelled when the request is complete, headers and body; a
+  connection that has not sent a complete request by then is closed. uvicorn itself has no timeout for receiving headers, so 1,000 clients that each send a
   partial header and then a byte every few seconds would hold 1,000 sockets (and file descriptors)
   for as long as they like. The deadline is ``CNNLAB_REQUEST_TIMEOUT`` seconds (set by ``cnnlab serve
   --request-timeout``; an environment variable because uvicorn's worker processes rebuild the protocol
@@ -27,9 +28,30 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 COMPLETE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL)
 
 
-class RequestTimeoutH11(H11Protocol):
-    _request_timer: Optional[asyncio.TimerHandle] = None
+class _RequestDeadline:
+    """The timer both protocols share: ``_arm`` when a request may begin, ``_disarm`` when it is complete."""
 
+    _request_timer: Optional[asyncio.TimerHandle] = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def _arm(self) -> None:
+        self._disarm()
+        seconds = float(os.environ.get(TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT))
+        self._request_timer = self.loop.call_later(seconds, self._expire)
+
+    def _disarm(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _expire(self) -> None:
+        self._request_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class RequestTimeoutH11(_RequestDeadline, H11Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
@@ -51,20 +73,34 @@ class RequestTimeoutH11(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        self._disarm()
-        seconds = float(os.environ.get(TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT))
-        self._request_timer = self.loop.call_later(seconds, self._expire)
 
-    def _disarm(self) -> None:
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is not installed: RequestTimeoutH11 serves
+    HttpToolsProtocol = None
+else:
+    class RequestTimeoutHttpTools(_RequestDeadline, HttpToolsProtocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
 
-    def _expire(self) -> None:
-        self._request_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        def on_message_begin(self) -> None:  # the first byte of a request
+            super().on_message_begin()
+            if self._request_timer is None:  # a new connection's first request keeps the deadline it has
+                self._arm()
+
+        def on_message_complete(self) -> None:  # its last byte: headers and body received
+            self._disarm()
+            super().on_message_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+
+def request_timeout_protocol() -> type:
+    """The fastest HTTP/1.1 protocol installed, with the request deadline."""
+    return RequestTimeoutH11 if HttpToolsProtocol is None else RequestTimeoutHttpTools
 
 
 class LimitConcurrency:

@@ -10,7 +10,7 @@ corrupt or a decompression bomb -> 422, busy (``--limit-concurrency``) -> 503 wi
 Decoding runs in worker threads, never on the event loop; concurrent requests' images share one
 forward pass (``MicroBatcher``: up to ``--max-batch`` images, waiting at most ``--max-wait-ms``). A
 connection that has not sent a complete request within ``--request-timeout`` is closed
-(``RequestTimeoutH11``), and ``--workers N`` runs N processes, a dead one replaced by uvicorn.
+(``RequestTimeoutHttpTools``), and ``--workers N`` runs N processes, a dead one replaced by uvicorn.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from cnnlab.errors import BadImage, CnnlabError
-from cnnlab.inference.batching import MicroBatcher
+from cnnlab.inference.batching import MicroBatcher, ModelThread
 from cnnlab.inference.http import LimitConcurrency
 from cnnlab.inference.monitoring import Measure, Monitor
 from cnnlab.inference.predictor import OnnxPredictor, Predictor, check_threshold, load
@@ -128,7 +128,8 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     if backend == "auto":  # what it chose, for GET /model
         backend = "onnx" if isinstance(predictor, OnnxPredictor) else "torch"
     monitor = Monitor()
-    batcher = MicroBatcher(predictor.outputs, max_batch, max_wait_ms, on_batch=monitor.batch_size.observe)
+    batcher = MicroBatcher(predictor.outputs, max_batch, max_wait_ms, on_batch=monitor.batch_size.observe,
+                           thread=ModelThread(predictor))
     limit = int(max_upload_mb * MB)
     default_threshold = threshold
     # The API docs at /docs and /redoc from assets served here, not from a CDN: they work offline.
@@ -235,7 +236,7 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         # Decoding is CPU work off the event loop; the forward pass is shared with concurrent requests.
         with batcher.arriving() as token:
             if batcher.alone():  # nobody to share a batch with: decode and forward in one hop
-                outputs = await batcher.run_alone(lambda: decode_and_forward(blobs))
+                outputs = await batcher.run_alone(lambda: decode_and_forward(blobs), len(blobs))
             else:
                 images = await run_in_threadpool(decode, blobs)
                 outputs = await batcher.submit(images, token)
@@ -285,13 +286,13 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str 
 
     import uvicorn
 
-    from cnnlab.inference.http import TIMEOUT_ENV, RequestTimeoutH11
+    from cnnlab.inference.http import TIMEOUT_ENV, request_timeout_protocol
 
     check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers)
     os.environ[TIMEOUT_ENV] = str(request_timeout)
     options = {"backend": backend, "max_upload_mb": max_upload_mb, "device": device, "threshold": threshold,
                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limit_concurrency": limit_concurrency}
-    common = {"host": host, "port": port, "log_level": "info", "http": RequestTimeoutH11}
+    common = {"host": host, "port": port, "log_level": "info", "http": request_timeout_protocol()}
     if workers == 1:
         uvicorn.run(create_app(run_dir, **options), **common)
         return
