@@ -70,6 +70,27 @@ def test_the_batcher_gathers_concurrent_requests_and_answers_each_as_alone(tiny_
         torch.testing.assert_close(got, alone, atol=1e-6, rtol=0)
 
 
+def test_requests_that_queue_while_a_batch_runs_all_join_the_next_batch():
+    """Under load every request waits longer than --max-wait-ms for the model: they still share a batch."""
+    sizes = []
+
+    def slow(images):
+        time.sleep(0.15)
+        return torch.stack(images).float()
+
+    batcher = MicroBatcher(slow, max_batch=32, max_wait_ms=1, on_batch=sizes.append)
+
+    async def load():
+        first = asyncio.ensure_future(batcher.submit([torch.zeros(3)]))
+        await asyncio.sleep(0.03)  # the first batch is running now
+        rest = [asyncio.ensure_future(batcher.submit([torch.full((3,), float(i))])) for i in range(1, 9)]
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(load())
+    assert sizes == [1, 8]
+    assert [float(r[0, 0]) for r in results] == list(range(9))  # each request its own row
+
+
 def test_the_model_thread_runs_single_images_with_the_thread_count_it_measured_best(tiny_run):
     predictor = cnnlab.load(tiny_run, "cpu")
     calls = []
@@ -93,6 +114,29 @@ def test_the_model_thread_runs_single_images_with_the_thread_count_it_measured_b
     finally:
         thread.close()
         torch.set_num_threads(thread.threads)
+
+
+def test_a_lone_small_request_runs_on_the_event_loop_and_a_large_one_in_the_model_thread(tiny_run, bars):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    predictor = cnnlab.load(tiny_run, "cpu")
+    where = []
+    raw = predictor.raw
+    predictor.raw = lambda batch: where.append(threading.current_thread().name) or raw(batch)
+    with Running(create_app(str(tiny_run), predictor=predictor)) as url:
+        small = sorted(bars.rglob("*.png"))[0].read_bytes()  # 16x16
+        large = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(large, "PNG")
+        where.clear()
+        answers = [httpx.post(f"{url}/predict", content=blob, headers={"content-type": "image/png"})
+                   for blob in (small, large.getvalue())]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len(where) == 2
+    assert not where[0].startswith("cnnlab-model")  # the tiny model measured fast: no hop for a 16x16 image
+    assert where[1].startswith("cnnlab-model")  # 360,000 pixels to decode: off the event loop
 
 
 @pytest.mark.parametrize("protocol", [RequestTimeoutHttpTools, RequestTimeoutH11])
@@ -147,7 +191,8 @@ def test_errors_are_counted_by_status(tiny_run):
     assert re.search(r'^cnnlab_errors_total\{status="415"\} 2\.0$', metrics, re.M)
 
 
-def test_over_the_concurrency_limit_requests_get_503_with_retry_after(tiny_run, bars):
+def test_over_the_concurrency_limit_requests_get_503_with_retry_after(tiny_run, bars, monkeypatch):
+    monkeypatch.setattr(ModelThread, "INLINE_MS", 0.0)  # a model this slow is measured so, and never runs inline
     predictor = cnnlab.load(tiny_run, "cpu")
     slow = predictor.outputs
 

@@ -34,12 +34,16 @@ class ModelThread:
     several images always gets all threads (ResNet-18, 32 images: 1.4 s on 2 threads, 2.6 s on one).
     """
 
+    INLINE_MS = 2.0  # a model whose single image takes at most this runs a lone small request on the event loop
+
     def __init__(self, predictor=None) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cnnlab-model")
         self.threads = self.threads_alone = torch.get_num_threads()
         self.timings: dict[int, float] = {}
+        self.inline = False  # whether ``run_here`` may be used: the model is small enough (measured)
         if predictor is not None and getattr(predictor, "model", None) is not None and predictor.device.type == "cpu":
             self.threads_alone = self._pool.submit(self._pick, predictor).result()
+            self.inline = self.timings[self.threads_alone] <= self.INLINE_MS
 
     def _pick(self, predictor) -> int:
         import statistics
@@ -62,6 +66,14 @@ class ModelThread:
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
         return fn(*args)
+
+    def run_here(self, fn: Callable) -> Any:
+        """``fn()`` (one image) in the calling thread, on the thread count single images run best with: for a
+        model measured at most ``INLINE_MS`` per image, where the hop to the model thread and back (0.2-0.3 ms
+        here) would cost a third of the work. The event loop waits that long, as for any handler's own work."""
+        if torch.get_num_threads() != self.threads_alone:  # OpenMP's count is the calling thread's own
+            torch.set_num_threads(self.threads_alone)
+        return fn()
 
     async def run(self, images: int, fn: Callable, *args) -> Any:
         """``fn(*args)`` in the model thread; ``images``: how many it runs the model on."""
@@ -89,8 +101,8 @@ class MicroBatcher:
         self.thread = thread or ModelThread()
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
-        self._arriving = 0  # requests announced (being decoded) and not yet submitted
-        self._busy = False  # a forward pass is running (a batch, or a request alone)
+        self._arriving = 0  # requests announced (being read or decoded) and not yet submitted
+        self._inflight = 0  # requests submitted or run alone and not yet answered: queued, gathered or running
 
     @contextlib.contextmanager
     def arriving(self):
@@ -110,17 +122,23 @@ class MicroBatcher:
             self._task = loop.create_task(self._run())
 
     def alone(self) -> bool:
-        """Nothing queued, running or on its way but the caller (which announced itself with ``arriving``)."""
-        return not self._busy and (self._queue is None or self._queue.empty()) and self._arriving <= 1
+        """Nothing queued, gathered, running or on its way but the caller (announced with ``arriving``)."""
+        return self._inflight == 0 and self._arriving <= 1
 
-    async def run_alone(self, fn: Callable[[], tuple[list, torch.Tensor]], count: int = 1):
+    async def run_alone(self, fn: Callable[[], tuple[list, torch.Tensor]], count: int = 1, small: bool = False):
         """Run ``fn`` (decode and forward of one request of ``count`` images: its images and outputs) in one hop
-        in the model thread, as a batch of its own; requests that arrive meanwhile are batched as usual."""
-        self._busy = True
+        in the model thread, as a batch of its own; requests that arrive meanwhile are batched as usual.
+        ``small``: one image of few pixels; with a model measured fast enough it runs right here instead."""
+        if small and count == 1 and self.thread.inline:
+            images, outputs = self.thread.run_here(fn)
+            if self.on_batch is not None:
+                self.on_batch(len(images))
+            return outputs
+        self._inflight += 1
         try:
             images, outputs = await self.thread.run(count, fn)
         finally:
-            self._busy = False
+            self._inflight -= 1
         if self.on_batch is not None:
             self.on_batch(len(images))
         return outputs
@@ -134,8 +152,12 @@ class MicroBatcher:
             self._arriving -= 1
         loop = asyncio.get_running_loop()
         job = _Job(images, loop.create_future(), loop.time())
-        await self._queue.put(job)
-        return await job.future
+        self._inflight += 1
+        try:
+            await self._queue.put(job)
+            return await job.future
+        finally:
+            self._inflight -= 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,13 +168,16 @@ class MicroBatcher:
             jobs, count = [first], len(first.images)
             deadline = first.arrived + self.max_wait
             while count < self.max_batch:
-                timeout = deadline - loop.time()
-                if self._queue.empty() and (timeout <= 0 or self._arriving == 0):
-                    break  # nothing queued, and nothing on its way (or no time left to wait for it)
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), max(timeout, 0))
-                except asyncio.TimeoutError:
-                    break
+                if not self._queue.empty():  # what queued while the last batch ran joins at once, however late
+                    job = self._queue.get_nowait()
+                else:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0 or self._arriving == 0:
+                        break  # nothing queued, and nothing on its way (or no time left to wait for it)
+                    try:
+                        job = await asyncio.wait_for(self._queue.get(), timeout)
+                    except asyncio.TimeoutError:
+                        break
                 if count + len(job.images) > self.max_batch:  # it starts the next batch
                     pending = job
                     break
@@ -162,7 +187,6 @@ class MicroBatcher:
 
     async def _run_batch(self, jobs: list[_Job], count: int) -> None:
         images = [img for job in jobs for img in job.images]
-        self._busy = True
         try:
             outputs = await self.thread.run(count, self.forward, images)
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
@@ -170,8 +194,6 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
-        finally:
-            self._busy = False
         if self.on_batch is not None:
             self.on_batch(count)
         start = 0
