@@ -66,6 +66,31 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
         decode(path, 1, None)
 
 
+def test_images_between_one_and_two_times_the_pixel_limit_are_refused_in_concurrent_threads_too(tmp_path,
+                                                                                               monkeypatch):
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    bomb = _save(Image.new("L", (100, 100)), tmp_path / "bomb.png")  # 10,000 pixels: Pillow itself only warns
+    fine = _save(Image.new("L", (50, 50)), tmp_path / "fine.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)
+    filters = list(warnings.filters)
+
+    def attempt(path):
+        try:
+            return decode(path, 1, None).shape
+        except BadImage as exc:
+            return exc.reason
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(attempt, [bomb, fine] * 100))
+    assert all("decompression bomb" in r and "10,000 pixels" in r for r in results[0::2])
+    assert all(r == (1, 50, 50) for r in results[1::2])
+    assert warnings.filters == filters  # decoding leaves the process's warning filters as they were
+
+
 def test_resize_uses_the_models_interpolation(tmp_path):
     rng = np.random.default_rng(0)
     path = _save(Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)), tmp_path / "n.png")
