@@ -23,7 +23,6 @@ import time
 
 import httpx
 import numpy as np
-import torch
 
 import cnnlab
 from cnnlab.workflows import demo
@@ -119,15 +118,14 @@ def socket_p50(url: str, image: bytes, n: int = 300) -> float:
 
 def raw_body_overhead(run_dir, image: bytes, rounds: int = 5) -> None:
     """The binary endpoint against multipart and the bare decode+forward (#14's target for cnn-small: /predict
-    p50 <= 2x the bare decode+forward). Each round measures all four side by side (the bare one in this process
-    while the server idles), and the ratio is the median of the rounds' ratios: this machine drifts."""
+    p50 <= 2x the bare decode+forward). Each round measures all four side by side (the bare one in a fresh
+    process while the server idles), and the ratio is the median of the rounds' ratios: this machine drifts."""
     server = Server(run_dir)
-    predictor = cnnlab.load(run_dir, "cpu")
     rounds_ = []
     try:
         for _ in range(rounds):
             rounds_.append((sequential_p50(server.url, image, raw=False), sequential_p50(server.url, image, raw=True),
-                            socket_p50(server.url, image), bare_p50(predictor, image, n=300)))
+                            socket_p50(server.url, image), bare_p50(run_dir, image, n=300)))
     finally:
         server.stop()
     multipart, raw, sock, bare = (statistics.median(r[i] for r in rounds_) for i in range(4))
@@ -139,13 +137,31 @@ def raw_body_overhead(run_dir, image: bytes, rounds: int = 5) -> None:
           f"from httpx")
 
 
-def bare_p50(predictor, image: bytes, n: int = 100) -> float:
-    times = []
-    for _ in range(n + 5):
-        start = time.perf_counter()
-        predictor.forward(predictor.preprocess(image).unsqueeze(0))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[5:]) * 1000
+BARE = """
+import statistics, sys, time
+import cnnlab
+predictor = cnnlab.load(sys.argv[1], "cpu")
+image = open(sys.argv[2], "rb").read()
+times = []
+for _ in range(int(sys.argv[3]) + 5):
+    start = time.perf_counter()
+    predictor.forward(predictor.preprocess(image).unsqueeze(0))
+    times.append(time.perf_counter() - start)
+print(statistics.median(times[5:]) * 1000)
+"""
+
+
+def bare_p50(run_dir, image: bytes, n: int = 100) -> float:
+    """p50 of decode+forward of one image, as a script of a user's own would time it: in a fresh process (one
+    that has trained or served in its threads runs a small model up to 2x slower: OpenMP's helpers idle)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".img") as f:
+        f.write(image)
+        f.flush()
+        out = subprocess.run([sys.executable, "-c", BARE, str(run_dir), f.name, str(n)], capture_output=True,
+                             text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def make_resnet_run():
@@ -273,9 +289,7 @@ def main() -> None:
         served_resnet = sequential_p50(server.url, photo, n=40)
     finally:
         server.stop()
-    torch.set_num_threads(2)
-    small, big = cnnlab.load(mnist_run), cnnlab.load(resnet)
-    bare_small, bare_resnet = bare_p50(small, digit), bare_p50(big, photo, n=40)
+    bare_small, bare_resnet = bare_p50(mnist_run, digit), bare_p50(resnet, photo, n=40)
     for name, served, bare in (("cnn-small", served_small, bare_small), ("resnet18", served_resnet, bare_resnet)):
         ratio = served / bare
         print(f"serving overhead  {name}: /predict p50 {served:.2f} ms vs bare decode+forward p50 {bare:.2f} ms: "
