@@ -41,7 +41,7 @@ class ModelThread:
         self.threads = self.threads_alone = torch.get_num_threads()
         self.timings: dict[int, float] = {}
         self.inline = False  # whether ``run_here`` may be used: the model is small enough (measured)
-        if predictor is not None and getattr(predictor, "model", None) is not None and predictor.device.type == "cpu":
+        if predictor is not None and predictor.device.type == "cpu":  # PyTorch or ONNX Runtime on the CPU
             self.threads_alone = self._pool.submit(self._pick, predictor).result()
             self.inline = self.timings[self.threads_alone] <= self.INLINE_MS
 
