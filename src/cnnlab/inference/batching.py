@@ -46,34 +46,31 @@ class ModelThread:
             self.inline = self.timings[self.threads_alone] <= self.INLINE_MS
 
     def _pick(self, predictor) -> int:
-        import statistics
-        import time
+        from cnnlab.inference.predictor import median_ms
 
         x = torch.zeros(1, predictor.pre.channels, *predictor.pre.size, dtype=torch.uint8)
         for n in sorted({1, self.threads}):
             torch.set_num_threads(n)
-            times, spent = [], 0.0
-            while len(times) < 18 and (spent < 0.5 or len(times) < 3):  # a large model: a few passes, half a second
-                start = time.perf_counter()
-                predictor.raw(x)  # the model alone (a broken one's outputs are refused per request, not here)
-                times.append(time.perf_counter() - start)
-                spent += times[-1]
-            self.timings[n] = statistics.median(times[min(3, len(times) // 3):]) * 1000  # the first ones warm up
+            # The model alone (a broken one's outputs are refused per request, not here); a large model: a few
+            # passes, half a second.
+            self.timings[n] = median_ms(lambda: predictor.raw(x), n=15, warmup=2, budget_s=0.5)
         torch.set_num_threads(self.threads)
         return min(self.timings, key=self.timings.get)
 
     def _call(self, images: int, fn: Callable, args: tuple) -> Any:
-        wanted = self.threads_alone if images == 1 else self.threads
-        if torch.get_num_threads() != wanted:
-            torch.set_num_threads(wanted)
+        self._use(self.threads_alone if images == 1 else self.threads)
         return fn(*args)
+
+    @staticmethod
+    def _use(threads: int) -> None:
+        if torch.get_num_threads() != threads:  # OpenMP's count is the calling thread's own
+            torch.set_num_threads(threads)
 
     def run_here(self, fn: Callable) -> Any:
         """``fn()`` (one image) in the calling thread, on the thread count single images run best with: for a
         model measured at most ``INLINE_MS`` per image, where the hop to the model thread and back (0.2-0.3 ms
         here) would cost a third of the work. The event loop waits that long, as for any handler's own work."""
-        if torch.get_num_threads() != self.threads_alone:  # OpenMP's count is the calling thread's own
-            torch.set_num_threads(self.threads_alone)
+        self._use(self.threads_alone)
         return fn()
 
     async def run(self, images: int, fn: Callable, *args) -> Any:
@@ -126,11 +123,11 @@ class MicroBatcher:
         """Nothing queued, gathered, running or on its way but the caller (announced with ``arriving``)."""
         return self._inflight == 0 and self._arriving <= 1
 
-    async def run_alone(self, fn: Callable[[], tuple[list, torch.Tensor]], count: int = 1, small: bool = False):
+    async def run_alone(self, fn: Callable[[], tuple[list, torch.Tensor]], count: int = 1, here: bool = False):
         """Run ``fn`` (decode and forward of one request of ``count`` images: its images and outputs) in one hop
         in the model thread, as a batch of its own; requests that arrive meanwhile are batched as usual.
-        ``small``: one image of few pixels; with a model measured fast enough it runs right here instead."""
-        if small and count == 1 and self.thread.inline:
+        ``here``: one small image for a model that ``thread.inline`` allows: run in this thread instead."""
+        if here:
             images, outputs = self.thread.run_here(fn)
             if self.on_batch is not None:
                 self.on_batch(len(images))

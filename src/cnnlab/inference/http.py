@@ -5,9 +5,9 @@ concurrency limit that says when to come back.
   as it is with ``cnnlab[serve]``) and ``RequestTimeoutH11`` (its pure-Python h11 protocol): each with one
   more timer. It starts when the connection opens (and again when the first byte of a keep-alive
   connection's next request arrives) and is cancelled when the request is complete, headers and body; a
-  connection that has not sent a complete request by then is closed. uvicorn itself has no timeout for receiving headers, so 1,000 clients that each send a
-  partial header and then a byte every few seconds would hold 1,000 sockets (and file descriptors)
-  for as long as they like. The deadline is ``CNNLAB_REQUEST_TIMEOUT`` seconds (set by ``cnnlab serve
+  connection that has not sent a complete request by then is closed. uvicorn itself has no timeout for
+  receiving headers, so 1,000 clients that each send a partial header and then a byte every few seconds
+  would hold 1,000 sockets (and file descriptors) for as long as they like. The deadline is ``CNNLAB_REQUEST_TIMEOUT`` seconds (set by ``cnnlab serve
   --request-timeout``; an environment variable because uvicorn's worker processes rebuild the protocol
   from an import path).
 - ``LimitConcurrency``: an ASGI layer that answers 503 with ``Retry-After`` while ``limit`` requests to

@@ -126,19 +126,25 @@ class OnnxPredictor(Predictor):
         return torch.from_numpy(self.session.run(None, {"image": batch.contiguous().numpy()})[0]).float()
 
 
-def forward_ms(predictor: Predictor, batch: torch.Tensor, n: int = 30, warmup: int = 3) -> float:
-    """The median time of ``predictor.forward(batch)`` in milliseconds, after ``warmup`` calls."""
+def median_ms(fn, n: int = 30, warmup: int = 3, budget_s: Optional[float] = None) -> float:
+    """The median time of ``fn()`` in milliseconds over ``n`` calls, after ``warmup`` calls; ``budget_s``: stop
+    once the timed calls have taken that long (at least 2 of them), for a slow ``fn``."""
     import statistics
     import time
 
     for _ in range(warmup):
-        predictor.forward(batch)
+        fn()
     times = []
-    for _ in range(n):
+    while len(times) < n and (budget_s is None or sum(times) < budget_s or len(times) < 2):
         start = time.perf_counter()
-        predictor.forward(batch)
+        fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
+
+
+def forward_ms(predictor: Predictor, batch: torch.Tensor, n: int = 30, warmup: int = 3) -> float:
+    """The median time of ``predictor.forward(batch)`` in milliseconds, after ``warmup`` calls."""
+    return median_ms(lambda: predictor.forward(batch), n, warmup)
 
 
 def _fastest(run: Run, device: torch.device, tta: bool, reps: int = 20) -> Predictor:

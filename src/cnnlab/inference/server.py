@@ -152,8 +152,9 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     small_pixels = max(SMALL_PIXELS, 4 * predictor.pre.size[0] * predictor.pre.size[1])
 
     def small(blobs) -> bool:
-        """One image, few bytes and (from its header) few pixels: its decoding cannot hold the event loop long."""
-        if len(blobs) != 1 or len(blobs[0][1]) > SMALL_BYTES:
+        """A model fast enough to run on the event loop, and one image of few bytes and (from its header) few
+        pixels: its decoding cannot hold the event loop long either."""
+        if not batcher.thread.inline or len(blobs) != 1 or len(blobs[0][1]) > SMALL_BYTES:
             return False
         pixels = pixel_count(blobs[0][1])
         return pixels is not None and pixels <= small_pixels
