@@ -76,9 +76,8 @@ def grad_cam(predictor: Predictor, image: torch.Tensor, target: int) -> torch.Te
     return heat / heat.max() if heat.max() > 0 else heat
 
 
-def _run_section(run: Run) -> str:
+def _run_section(run: Run, split: list[dict]) -> tuple[str, str, list]:
     info = run.training_info()
-    split = run.split()
     counts = Counter((r["split"], r["label"]) for r in split)
     splits = [s for s in ("train", "val", "test") if any(k[0] == s for k in counts)]
     rows = [[c, *[counts.get((s, c), 0) for s in splits]] for c in (run.classes or ["(targets)"])]
@@ -96,10 +95,10 @@ def _config_section(run: Run) -> str:
             f"</details>")
 
 
-def _health_section(run: Run, dataset_table: str, skipped: list) -> str:
+def _health_section(run: Run, split: list[dict], dataset_table: str, skipped: list) -> str:
     found = run.data_health()
     parts = ["<h2>Data health</h2>", dataset_table]
-    ratio = _imbalance(run)
+    ratio = _imbalance(run, split)
     if ratio is not None:
         parts.append(f"<p>Imbalance (largest class / smallest): {ratio:.1f}"
                      + (" <span class='warn'>(consider --class-weights auto or --sampler balanced)</span>"
@@ -118,8 +117,8 @@ def _health_section(run: Run, dataset_table: str, skipped: list) -> str:
     return "".join(parts)
 
 
-def _imbalance(run: Run) -> Optional[float]:
-    counts = Counter(r["label"] for r in run.split() if r["split"] == "train")
+def _imbalance(run: Run, split: list[dict]) -> Optional[float]:
+    counts = Counter(r["label"] for r in split if r["split"] == "train")
     return max(counts.values()) / min(counts.values()) if run.classes and counts and min(counts.values()) else None
 
 
@@ -255,12 +254,13 @@ def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = N
     evaluated = evaluate_with_outputs(predictor, data) if data else None
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        run_text, dataset_table, skipped = _run_section(run)
+        split = run.split()  # split.csv, read once for the dataset table and the imbalance
+        run_text, dataset_table, skipped = _run_section(run, split)
         body = [f"<h1>cnnlab report: {html.escape(run.path.name)}</h1>", _headline(run, evaluated and evaluated[0]),
                 run_text, _curves_section(run, tmp)]
         body.append(_evaluation_section(predictor, data, tmp, evaluated) if evaluated else
                     "<h2>Evaluation</h2><p>No test data given: run <code>cnnlab report RUN --data DATA</code>.</p>")
-        body += [_health_section(run, dataset_table, skipped), _augment_section(run, data, tmp),
+        body += [_health_section(run, split, dataset_table, skipped), _augment_section(run, data, tmp),
                  _gradients_section(run, tmp), "<h2>Details</h2>", _config_section(run), _model_section(predictor)]
     out = run.path / REPORT
     files.write_text(out, f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab report</title>'
