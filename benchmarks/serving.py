@@ -82,6 +82,15 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("server did not start")
 
+    def loop_cpu_s(self) -> float:
+        """CPU seconds the server's first thread (uvicorn's event loop: HTTP, routing, JSON) has used; Linux.
+        Per request under load, its inverse is the most requests a second the process can answer whatever the
+        model's speed: what bounds batching on a GPU."""
+        import os
+
+        fields = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -281,10 +290,12 @@ def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, sta
             server = Server(run_dir, "torch", *flags, device=device, stand_in_ms=stand_in_ms)
             try:
                 for clients in (1, 8, 32):
+                    cpu = server.loop_cpu_s()
                     table[name, label, clients] = concurrent(server.url, image, clients, requests, processes)
                     rps, p99 = table[name, label, clients]
+                    loop_ms = (server.loop_cpu_s() - cpu) / (requests + clients) * 1000  # + each connection's first
                     print(f"micro-batching  {name} on {device} {label:11s} {clients:2d} clients: {rps:7.1f} req/s, "
-                          f"p99 {p99:7.1f} ms", flush=True)
+                          f"p99 {p99:7.1f} ms; event loop {loop_ms:.2f} ms CPU a request", flush=True)
             finally:
                 server.stop()
         speedup = table[name, "batching", 32][0] / table[name, "no batching", 32][0]

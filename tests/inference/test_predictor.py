@@ -87,3 +87,18 @@ def test_every_preset_reloads_from_its_run_directory_with_the_same_predictions(t
     torch.testing.assert_close(predictor.outputs(list(images)), seen.probs, atol=1e-6, rtol=1e-5)
     preds = predictor.predict(paths)
     assert [p.label for p in preds] == ["abc"[i] for i in seen.probs.argmax(1)]
+
+
+def test_predictions_of_a_batch_are_each_rows_top_k_in_order(tiny_run):
+    predictor = cnnlab.load(tiny_run)
+    k = len(predictor.classes)
+    out = torch.softmax(torch.randn(7, k, generator=torch.Generator().manual_seed(0)), dim=1)
+    preds = predictor.to_predictions(out, [f"{i}.png" for i in range(7)], top_k=k, threshold=0.6)
+    assert [p.path for p in preds] == [f"{i}.png" for i in range(7)]
+    for row, pred in zip(out, preds):
+        order = row.argsort(descending=True)
+        assert [t["label"] for t in pred.top_k] == [predictor.classes[i] for i in order]
+        assert [t["probability"] for t in pred.top_k] == [round(float(row[i]), 6) for i in order]
+        assert all(type(t["probability"]) is float for t in pred.top_k)  # plain floats: JSON as they are
+        assert pred.uncertain == (float(row.max()) < 0.6)
+        assert pred.label == (None if pred.uncertain else predictor.classes[int(order[0])])

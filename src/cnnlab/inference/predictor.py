@@ -81,14 +81,15 @@ class Predictor:
                        threshold: Optional[float] = None) -> list[Prediction]:
         """``threshold``: a top probability below it gives ``label=None, uncertain=True`` (top-k still listed)."""
         check_threshold(threshold)
+        if self.task == "regression":
+            return [Prediction(path, value, None) for value, path in zip(out[:, 0].tolist(), paths)]
+        # One top-k over the batch and plain lists: a server's event loop runs this for every request, and a
+        # tensor's rows and elements one by one cost more than the rest of it.
+        probs, idx = out.topk(min(top_k, len(self.classes)), dim=1)
         preds = []
-        for row, path in zip(out, paths):
-            if self.task == "regression":
-                preds.append(Prediction(path, float(row[0]), None))
-                continue
-            probs, idx = row.topk(min(top_k, len(self.classes)))
-            top = [{"label": self.classes[i], "probability": round(float(p), 6)} for p, i in zip(probs, idx)]
-            unsure = threshold is not None and float(probs[0]) < threshold
+        for row_probs, row_idx, path in zip(probs.tolist(), idx.tolist(), paths):
+            top = [{"label": self.classes[i], "probability": round(p, 6)} for p, i in zip(row_probs, row_idx)]
+            unsure = threshold is not None and row_probs[0] < threshold
             preds.append(Prediction(path, None if unsure else top[0]["label"], top[0]["probability"], top, unsure))
         return preds
 
