@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -89,7 +89,7 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, forward: Callable[[list[torch.Tensor]], torch.Tensor], max_batch: int = 32,
+    def __init__(self, forward: Callable[[list[torch.Tensor]], Sequence], max_batch: int = 32,
                  max_wait_ms: float = 5.0, on_batch: Optional[Callable[[int], None]] = None,
                  thread: Optional[ModelThread] = None) -> None:
         if max_batch < 1 or max_wait_ms < 0:
@@ -142,7 +142,7 @@ class MicroBatcher:
         return outputs
 
     async def submit(self, images: list[torch.Tensor], token: Optional[list] = None) -> torch.Tensor:
-        """The model's outputs for ``images`` (a request's), computed in a batch with whatever else waits;
+        """``forward``'s rows for ``images`` (a request's), computed in a batch with whatever else waits;
         ``token``: the one ``arriving()`` gave, so that the request no longer counts as on its way."""
         self._start()
         if token is not None and token[0]:

@@ -80,16 +80,27 @@ class Predictor:
     def to_predictions(self, out: torch.Tensor, paths: Sequence[Optional[str]], top_k: int,
                        threshold: Optional[float] = None) -> list[Prediction]:
         """``threshold``: a top probability below it gives ``label=None, uncertain=True`` (top-k still listed)."""
+        return self.predictions(self.ranked(out, top_k), paths, threshold)
+
+    def ranked(self, out: torch.Tensor, top_k: int) -> list:
+        """Each row of ``outputs`` as plain Python: its top-k ``(probabilities, class indices)``, or its value
+        (regression). One top-k over the batch: the server ranks a shared batch in its model thread, and its
+        event loop, which answers every request, only builds each one's document (``predictions``)."""
+        if self.task == "regression":
+            return out[:, 0].tolist()
+        probs, idx = out.topk(min(top_k, len(self.classes)), dim=1)
+        return list(zip(probs.tolist(), idx.tolist()))
+
+    def predictions(self, rows: Sequence, paths: Sequence[Optional[str]],
+                    threshold: Optional[float] = None) -> list[Prediction]:
+        """``ranked`` rows -> predictions; ``threshold``: as in ``to_predictions``."""
         check_threshold(threshold)
         if self.task == "regression":
-            return [Prediction(path, value, None) for value, path in zip(out[:, 0].tolist(), paths)]
-        # One top-k over the batch and plain lists: a server's event loop runs this for every request, and a
-        # tensor's rows and elements one by one cost more than the rest of it.
-        probs, idx = out.topk(min(top_k, len(self.classes)), dim=1)
+            return [Prediction(path, value, None) for value, path in zip(rows, paths)]
         preds = []
-        for row_probs, row_idx, path in zip(probs.tolist(), idx.tolist(), paths):
-            top = [{"label": self.classes[i], "probability": round(p, 6)} for p, i in zip(row_probs, row_idx)]
-            unsure = threshold is not None and row_probs[0] < threshold
+        for (probs, idx), path in zip(rows, paths):
+            top = [{"label": self.classes[i], "probability": round(p, 6)} for p, i in zip(probs, idx)]
+            unsure = threshold is not None and probs[0] < threshold
             preds.append(Prediction(path, None if unsure else top[0]["label"], top[0]["probability"], top, unsure))
         return preds
 

@@ -131,7 +131,10 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     if backend == "auto":  # what it chose, for GET /model
         backend = "onnx" if isinstance(predictor, OnnxPredictor) else "torch"
     monitor = Monitor()
-    batcher = MicroBatcher(predictor.outputs, max_batch, max_wait_ms, on_batch=monitor.batch_size.observe,
+    def forward(images: list) -> list:  # in the model thread: outputs, ranked there, a row an image
+        return predictor.ranked(predictor.outputs(images), top_k)
+
+    batcher = MicroBatcher(forward, max_batch, max_wait_ms, on_batch=monitor.batch_size.observe,
                            thread=ModelThread(predictor))
     # Decoding's own threads: asyncio's hop to a plain pool costs the event loop a third of what AnyIO's
     # run_in_threadpool does (its capacity limiter and cancel scopes), on every request under load.
@@ -164,7 +167,7 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
 
     def decode_and_forward(blobs):
         images = decode(blobs)
-        return images, predictor.outputs(images)
+        return images, forward(images)
 
     app.add_middleware(RefuseLargeUploads, limit=limit, max_upload_mb=max_upload_mb)
     app.add_middleware(LimitConcurrency, limit=limit_concurrency, on_refuse=monitor.refused.inc)
@@ -222,12 +225,14 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         return blobs
 
     async def raw_body(request: Request) -> bytes:
-        data = bytearray()
+        chunks, size = [], 0
         async for chunk in request.stream():  # bounded as it arrives (a body without a Content-Length too)
-            data += chunk
-            if len(data) > limit:
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > limit:
                 raise HTTPException(413, f"upload too large (> {max_upload_mb:g} MB)")
-        return bytes(data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy at most
 
     async def read_images(request: Request) -> list[tuple[Optional[str], bytes]]:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -262,12 +267,15 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
             else:  # decoding off the event loop, the forward pass shared with concurrent requests
                 images = await asyncio.get_running_loop().run_in_executor(decoders, decode, blobs)
                 outputs = await batcher.submit(images, token)
-        preds = predictor.to_predictions(outputs, [name for name, _ in blobs], top_k, threshold)
+        preds = predictor.predictions(outputs, [name for name, _ in blobs], threshold)
         # The document PredictResponse describes, built directly: FastAPI's validation and serialisation of a
         # returned model cost ~0.3 ms of a small model's ~2.4 ms round trip.
         return JSONResponse({"predictions": [{"filename": p.path, "label": p.label, "probability": p.probability,
                                               "top_k": p.top_k, "uncertain": p.uncertain} for p in preds]})
 
+    # Starlette tries the routes in order, and a request pays for each one before its own: /predict first (the
+    # API docs' routes come before the app's own otherwise).
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) != "/predict")
     return app
 
 
