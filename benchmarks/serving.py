@@ -12,9 +12,13 @@
    p99 without batching at 1 client. The model must be the bottleneck for batching to show: on a GPU
    (--device cuda --client-processes 4, benchmarks/gpu_serving.sh), or with --stand-in-ms 10 (a stand-in
    for a GPU's model: 10 ms a pass, the GIL free; decoding and HTTP are real).
-5. ONNX Runtime vs PyTorch eager, single-image latency (p50), for cnn-small and resnet18.
+   Each line also gives the server's event-loop CPU a request: its inverse bounds the requests a second.
+5. Python's lock (--gil alone): one image's forward pass alone and while another Python thread is busy, as a
+   server's event loop is under load: PyTorch eager takes the lock back after every operator and waits for
+   it each time; ONNX Runtime runs the pass without it. Why `serve --backend auto` exports to ONNX on the CPU.
+6. ONNX Runtime vs PyTorch eager, single-image latency (p50), for cnn-small and resnet18.
 
-Run: .venv/bin/python benchmarks/serving.py   (--raw-body or --batching alone)
+Run: .venv/bin/python benchmarks/serving.py   (--raw-body, --batching or --gil alone)
 """
 from __future__ import annotations
 
@@ -205,6 +209,8 @@ def make_resnet_run():
     from PIL import Image
 
     root, out = SCRATCH / "rgb-small", SCRATCH / "serve-resnet18"
+    if (out / "model.safetensors").is_file() and (root / "c0" / "0.png").is_file():  # made by an earlier run
+        return out, (root / "c0" / "0.png").read_bytes()
     rng = np.random.default_rng(0)
     for k in range(3):
         (root / f"c{k}").mkdir(parents=True, exist_ok=True)
@@ -280,21 +286,22 @@ def concurrent(url: str, image: bytes, clients: int, requests: int, processes: i
     return len(latencies) / (max(end for _, end in done) - start), p(latencies, 99)
 
 
-def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, stand_in_ms: float = 0.0) -> dict:
+def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, stand_in_ms: float = 0.0,
+                        backend: str = "torch") -> dict:
     """Side by side on one machine: each model, no batching then batching, at 1, 8 and 32 clients."""
     table = {}
     if stand_in_ms:
         device = f"a stand-in GPU ({stand_in_ms:g} ms a pass)"
     for name, (run_dir, image, requests) in runs.items():
         for label, flags in (("no batching", ("--max-batch", "1")), ("batching", ())):
-            server = Server(run_dir, "torch", *flags, device=device, stand_in_ms=stand_in_ms)
+            server = Server(run_dir, backend, *flags, device=device, stand_in_ms=stand_in_ms)
             try:
                 for clients in (1, 8, 32):
                     cpu = server.loop_cpu_s()
                     table[name, label, clients] = concurrent(server.url, image, clients, requests, processes)
                     rps, p99 = table[name, label, clients]
                     loop_ms = (server.loop_cpu_s() - cpu) / (requests + clients) * 1000  # + each connection's first
-                    print(f"micro-batching  {name} on {device} {label:11s} {clients:2d} clients: {rps:7.1f} req/s, "
+                    print(f"micro-batching  {name} on {device} ({backend}) {label:11s} {clients:2d} clients: {rps:7.1f} req/s, "
                           f"p99 {p99:7.1f} ms; event loop {loop_ms:.2f} ms CPU a request", flush=True)
             finally:
                 server.stop()
@@ -310,6 +317,57 @@ def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, sta
               f"with batching {p99_one:.2f}x the p99 without (target <= 2x: {verdict(p99_one, 2.0, False)}); p99 at 32 "
               f"clients with batching {p99_32:.1f}x the 1-client p99 without", flush=True)
     return table
+
+
+GIL = """
+import statistics, sys, threading, time, torch, cnnlab
+torch.set_num_threads(1)  # one core for the model, the other for the busy thread: Python's lock is what is shared
+run = sys.argv[1]
+backends = {"PyTorch": cnnlab.load(run, "cpu"), "ONNX Runtime": cnnlab.load(run, "cpu", backend="onnx")}
+backends["ONNX Runtime"].session = __import__("cnnlab.inference.export", fromlist=["x"]).onnx_session(
+    backends["ONNX Runtime"].run.export_dir() / "model.onnx", threads=1)
+x = torch.zeros(1, backends["PyTorch"].pre.channels, *backends["PyTorch"].pre.size, dtype=torch.uint8)
+
+def timed(predictor, n=15):
+    for _ in range(3):
+        predictor.raw(x)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        predictor.raw(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+alone = {name: timed(p) for name, p in backends.items()}
+stop = False
+
+def busy():  # an event loop with work always waiting: pure Python, it lets go of the lock only when made to
+    y = 0
+    while not stop:
+        for i in range(1000):
+            y += i
+
+threading.Thread(target=busy, daemon=True).start()
+time.sleep(0.1)
+loaded = {name: timed(p) for name, p in backends.items()}
+stop = True
+for name in backends:
+    print(f"{name}|{alone[name]:.2f}|{loaded[name]:.2f}")
+"""
+
+
+def gil_contention(runs: dict) -> None:
+    """One image's forward pass alone and while another Python thread is busy (as a server's event loop is under
+    load), PyTorch eager against ONNX Runtime, one intra-op thread each, in a fresh process per model."""
+    from cnnlab.inference.export import ensure_onnx
+
+    for name, run_dir in runs.items():
+        ensure_onnx(run_dir)
+        out = subprocess.run([sys.executable, "-c", GIL, str(run_dir)], capture_output=True, text=True, check=True)
+        for line in out.stdout.strip().splitlines():
+            backend, alone, loaded = line.split("|")
+            print(f"gil  {name} {backend:12s}: one image {float(alone):6.2f} ms alone, {float(loaded):7.2f} ms while "
+                  f"a Python thread is busy ({float(loaded) / float(alone):5.1f}x)", flush=True)
 
 
 def main() -> None:
@@ -339,6 +397,7 @@ def main() -> None:
               f"{ratio:.2f}x (target <= 1.5x: {verdict(ratio, 1.5, False)})")
     raw_body_overhead(mnist_run, digit)
     batching_throughput({"cnn-small": (mnist_run, digit, 600), "resnet18": (resnet, photo, 96)})
+    gil_contention({"cnn-small": mnist_run, "resnet18": resnet})
     for name, run_dir, image in (("cnn-small", mnist_run, digit), ("resnet18", resnet, photo)):
         t_eager = latency_ms(cnnlab.load(run_dir), image, n=50)
         t_onnx = latency_ms(cnnlab.load(run_dir, backend="onnx"), image, n=50)
@@ -352,7 +411,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--batching", action="store_true", help="only the micro-batching comparison")
     parser.add_argument("--raw-body", action="store_true", help="only the raw-body overhead")
+    parser.add_argument("--gil", action="store_true", help="only a forward pass alone vs while a Python thread is "
+                                                           "busy, PyTorch and ONNX Runtime")
     parser.add_argument("--device", default="cpu", help="the server's device for --batching (cpu or cuda)")
+    parser.add_argument("--backend", default="torch", help="the server's backend for --batching (torch or onnx)")
     parser.add_argument("--client-processes", type=int, default=1,
                         help="client processes for --batching (a machine with cores to spare: 4)")
     parser.add_argument("--stand-in-ms", type=float, default=0.0,
@@ -361,7 +423,12 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, nargs=2, default=(600, 96), metavar=("SMALL", "RESNET"),
                         help="requests at each client count for --batching: cnn-small, resnet18")
     args = parser.parse_args()
-    if args.raw_body:
+    if args.gil:
+        mnist_run = SCRATCH / "demo" / "run"
+        if not (mnist_run / "model.safetensors").is_file():
+            demo.run(SCRATCH / "demo", progress=False)
+        gil_contention({"cnn-small": mnist_run, "resnet18": make_resnet_run()[0]})
+    elif args.raw_body:
         mnist_run = SCRATCH / "demo" / "run"
         raw_body_overhead(mnist_run, next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes())
     elif args.batching:
@@ -374,6 +441,6 @@ if __name__ == "__main__":
         runs = {"cnn-small": (mnist_run, digit, small), "resnet18": (resnet, photo, big)}
         if args.stand_in_ms:  # the resnet18 run's 224x224 images, its model a stand-in
             runs = {"resnet18": runs["resnet18"]}
-        batching_throughput(runs, args.device, args.client_processes, args.stand_in_ms)
+        batching_throughput(runs, args.device, args.client_processes, args.stand_in_ms, args.backend)
     else:
         main()

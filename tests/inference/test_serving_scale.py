@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import resource
@@ -285,9 +286,14 @@ def _workers(pid: int) -> set[int]:
     return {c for c in _children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
 
 
-def test_a_killed_worker_is_replaced_and_health_answers_again(tiny_run):
-    proc, url = _serve(tiny_run, "--workers", "2")
+def test_a_killed_worker_is_replaced_and_health_answers_again(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"  # with no ONNX export: serve's --backend auto makes one, once, before the workers start
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
+    proc, url = _serve(run, "--workers", "2")
     try:
+        assert (run / "export" / "model.onnx").is_file()
         deadline = time.time() + 30
         while len(_workers(proc.pid)) < 2 and time.time() < deadline:
             time.sleep(0.2)
@@ -341,3 +347,36 @@ def test_backend_auto_takes_the_faster_of_onnx_runtime_and_pytorch_when_an_expor
     state[first] = state[first] + 1  # trained again since: the export is stale, and auto keeps to PyTorch
     save_file(state, weights, metadata=metadata)
     assert type(cnnlab.load(run, "cpu", backend="auto")) is Predictor
+
+
+def test_serving_with_backend_auto_on_the_cpu_exports_to_onnx_once_and_falls_back_to_pytorch(tiny_run, tmp_path,
+                                                                                           monkeypatch, caplog):
+    import logging
+    import shutil
+
+    from cnnlab.inference import export as export_module
+    from cnnlab.inference.export import ensure_onnx
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
+    path = ensure_onnx(run)
+    assert path == run / "export" / "model.onnx" and path.is_file()
+    made = path.stat().st_mtime_ns
+    assert ensure_onnx(run) == path and path.stat().st_mtime_ns == made  # current: kept, not made again
+    info = json.loads((run / "export" / "export.json").read_text())
+    info["weights_sha256"] = "0" * 64  # as if trained again since
+    (run / "export" / "export.json").write_text(json.dumps(info))
+    assert ensure_onnx(run) == path and path.stat().st_mtime_ns != made
+    assert json.loads((run / "export" / "export.json").read_text())["weights_sha256"] != "0" * 64
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("export"))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::novel' to ONNX opset version 18 is not supported")
+
+    monkeypatch.setattr(export_module, "export", refuse)
+    with caplog.at_level(logging.INFO, logger="cnnlab"):
+        assert ensure_onnx(other) is None
+    assert any("PyTorch (no ONNX export: Exporting the operator" in r.getMessage() for r in caplog.records)
+    assert not (other / "export" / "model.onnx").exists()

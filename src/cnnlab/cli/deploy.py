@@ -32,8 +32,9 @@ def serve(
     run: Path = typer.Argument(..., help="Run directory."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
     port: int = typer.Option(8000, help="Port."),
-    backend: str = typer.Option("auto", help="torch, onnx, or auto: ONNX Runtime on the CPU when the run has an "
-                                             "ONNX export (cnnlab export) and it is faster, else torch."),
+    backend: str = typer.Option("auto", help="torch, onnx, or auto: on the CPU, ONNX Runtime when it runs an image "
+                                             "faster (the run is exported to ONNX first if it has no current "
+                                             "export), else torch."),
     max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
     threshold: Optional[float] = typer.Option(None, help="Default threshold (0-1): a top probability below it is "

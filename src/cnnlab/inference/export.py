@@ -100,3 +100,32 @@ def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str
         "temperature": run.temperature(),  # calibration.json's (1.0 when the run has none)
         "max_abs_diff": diff, "model": run.config.model.name, "weights_sha256": weights_sha256(run)})
     return Exported(path, fmt, diff)
+
+
+def ensure_onnx(run_dir: Union[str, Path]) -> Optional[Path]:
+    """The run's current ONNX export, made now (into RUN/export/, a few seconds, once) when it has none or a stale
+    one: ``cnnlab serve --backend auto`` on the CPU, so that ONNX Runtime is measured against PyTorch without a
+    ``cnnlab export`` first. None, with a log line, when it cannot be made (a read-only run directory, an operator
+    the exporter refuses): the server then runs PyTorch, as it would have.
+
+    On the CPU, ONNX Runtime runs a whole forward pass without Python's lock, where PyTorch's eager mode takes it
+    back after each operator and, while the server's event loop is busy, waits for it each time: one image of
+    cnn-small took 0.7-1.0 ms alone and 19-82 ms with a busy Python thread in PyTorch, 0.16-0.23 -> 5.7-5.9 ms in
+    ONNX Runtime; ResNet-18 7-9x slower in PyTorch, 1.1-1.3x in ONNX Runtime (``benchmarks/serving.py --gil``)."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    run = Run.open(run_dir)
+    path = run.export_dir() / rundir.ONNX
+    if path.is_file():
+        try:
+            check_current(run, path.parent)
+            return path
+        except CnnlabError:
+            pass  # made from other weights: made again below
+    log.info(f"--backend auto: exporting {run.path} to ONNX ({path}), once, to measure ONNX Runtime against PyTorch")
+    try:
+        return export(run.path, "onnx").path
+    except Exception as exc:  # noqa: BLE001 - whatever stops the export, PyTorch serves as before
+        log.warning(f"--backend auto: PyTorch (no ONNX export: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        return None

@@ -30,7 +30,7 @@ from cnnlab.errors import BadImage, CnnlabError
 from cnnlab.inference.batching import MicroBatcher, ModelThread
 from cnnlab.inference.http import LimitConcurrency
 from cnnlab.inference.monitoring import Measure, Monitor
-from cnnlab.inference.predictor import OnnxPredictor, Predictor, check_threshold, load
+from cnnlab.inference.predictor import OnnxPredictor, Predictor, check_threshold, load, resolve_device
 from cnnlab.rundir import REPORT
 
 MB = 1024 * 1024
@@ -322,6 +322,10 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str 
     from cnnlab.inference.http import TIMEOUT_ENV, request_timeout_protocol
 
     check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers)
+    if backend == "auto" and resolve_device(device).type == "cpu":  # once, before any worker starts
+        from cnnlab.inference.export import ensure_onnx
+
+        ensure_onnx(run_dir)
     os.environ[TIMEOUT_ENV] = str(request_timeout)
     options = {"backend": backend, "max_upload_mb": max_upload_mb, "device": device, "threshold": threshold,
                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limit_concurrency": limit_concurrency}
