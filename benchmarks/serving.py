@@ -322,15 +322,17 @@ def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, sta
 GIL = """
 import statistics, sys, threading, time, torch, cnnlab
 torch.set_num_threads(1)  # one core for the model, the other for the busy thread: Python's lock is what is shared
-run = sys.argv[1]
-backends = {"PyTorch": cnnlab.load(run, "cpu"), "ONNX Runtime": cnnlab.load(run, "cpu", backend="onnx")}
-backends["ONNX Runtime"].session = __import__("cnnlab.inference.export", fromlist=["x"]).onnx_session(
-    backends["ONNX Runtime"].run.export_dir() / "model.onnx", threads=1)
-x = torch.zeros(1, backends["PyTorch"].pre.channels, *backends["PyTorch"].pre.size, dtype=torch.uint8)
+run, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+backends = {"PyTorch": cnnlab.load(run, device)}
+if device == "cpu":  # ONNX Runtime here is the CPU's
+    backends["ONNX Runtime"] = cnnlab.load(run, "cpu", backend="onnx")
+    backends["ONNX Runtime"].session = __import__("cnnlab.inference.export", fromlist=["x"]).onnx_session(
+        backends["ONNX Runtime"].run.export_dir() / "model.onnx", threads=1)
+x = torch.zeros(batch, backends["PyTorch"].pre.channels, *backends["PyTorch"].pre.size, dtype=torch.uint8)
 
 def timed(predictor, n=15):
     for _ in range(3):
-        predictor.raw(x)
+        predictor.raw(x)  # its outputs come back to the CPU: on a GPU, the pass is waited for
     times = []
     for _ in range(n):
         start = time.perf_counter()
@@ -356,18 +358,23 @@ for name in backends:
 """
 
 
-def gil_contention(runs: dict) -> None:
-    """One image's forward pass alone and while another Python thread is busy (as a server's event loop is under
-    load), PyTorch eager against ONNX Runtime, one intra-op thread each, in a fresh process per model."""
+def gil_contention(runs: dict, device: str = "cpu", batches: tuple[int, ...] = (1,)) -> None:
+    """A forward pass alone and while another Python thread is busy (as a server's event loop is under load):
+    PyTorch eager, and on the CPU ONNX Runtime, one intra-op thread each, in a fresh process per model and batch
+    size. On a GPU it says what the lock costs a batched pass there."""
     from cnnlab.inference.export import ensure_onnx
 
     for name, run_dir in runs.items():
-        ensure_onnx(run_dir)
-        out = subprocess.run([sys.executable, "-c", GIL, str(run_dir)], capture_output=True, text=True, check=True)
-        for line in out.stdout.strip().splitlines():
-            backend, alone, loaded = line.split("|")
-            print(f"gil  {name} {backend:12s}: one image {float(alone):6.2f} ms alone, {float(loaded):7.2f} ms while "
-                  f"a Python thread is busy ({float(loaded) / float(alone):5.1f}x)", flush=True)
+        if device == "cpu":
+            ensure_onnx(run_dir)
+        for batch in batches:
+            out = subprocess.run([sys.executable, "-c", GIL, str(run_dir), device, str(batch)], capture_output=True,
+                                 text=True, check=True)
+            for line in out.stdout.strip().splitlines():
+                backend, alone, loaded = line.split("|")
+                print(f"gil  {name} on {device} {backend:12s}, {batch:2d} image(s): {float(alone):7.2f} ms alone, "
+                      f"{float(loaded):7.2f} ms while a Python thread is busy ({float(loaded) / float(alone):5.1f}x)",
+                      flush=True)
 
 
 def main() -> None:
@@ -413,7 +420,8 @@ if __name__ == "__main__":
     parser.add_argument("--raw-body", action="store_true", help="only the raw-body overhead")
     parser.add_argument("--gil", action="store_true", help="only a forward pass alone vs while a Python thread is "
                                                            "busy, PyTorch and ONNX Runtime")
-    parser.add_argument("--device", default="cpu", help="the server's device for --batching (cpu or cuda)")
+    parser.add_argument("--device", default="cpu", help="the server's device for --batching, the model's for "
+                                                        "--gil (cpu or cuda)")
     parser.add_argument("--backend", default="torch", help="the server's backend for --batching (torch or onnx)")
     parser.add_argument("--client-processes", type=int, default=1,
                         help="client processes for --batching (a machine with cores to spare: 4)")
@@ -427,7 +435,8 @@ if __name__ == "__main__":
         mnist_run = SCRATCH / "demo" / "run"
         if not (mnist_run / "model.safetensors").is_file():
             demo.run(SCRATCH / "demo", progress=False)
-        gil_contention({"cnn-small": mnist_run, "resnet18": make_resnet_run()[0]})
+        batches = (1,) if args.device == "cpu" else (1, 32)
+        gil_contention({"cnn-small": mnist_run, "resnet18": make_resnet_run()[0]}, args.device, batches)
     elif args.raw_body:
         mnist_run = SCRATCH / "demo" / "run"
         raw_body_overhead(mnist_run, next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes())
