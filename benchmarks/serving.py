@@ -16,9 +16,11 @@
 5. Python's lock (--gil alone): one image's forward pass alone and while another Python thread is busy, as a
    server's event loop is under load: PyTorch eager takes the lock back after every operator and waits for
    it each time; ONNX Runtime runs the pass without it. Why `serve --backend auto` exports to ONNX on the CPU.
+   (--app alone: the app's own event-loop time a raw-body /predict, in-process, 32 at once, model and
+   decoding stubbed: what the server's Python costs a request, apart from uvicorn.)
 6. ONNX Runtime vs PyTorch eager, single-image latency (p50), for cnn-small and resnet18.
 
-Run: .venv/bin/python benchmarks/serving.py   (--raw-body, --batching or --gil alone)
+Run: .venv/bin/python benchmarks/serving.py   (--raw-body, --batching, --gil or --app alone)
 """
 from __future__ import annotations
 
@@ -377,6 +379,53 @@ def gil_contention(runs: dict, device: str = "cpu", batches: tuple[int, ...] = (
                       flush=True)
 
 
+def app_loop_us(run_dir, image: bytes, at_once: int = 32, rounds: int = 5) -> float:
+    """The app's own event-loop time a raw-body /predict, ``at_once`` requests at a time, called in-process
+    (no sockets, no uvicorn) with the model and decoding stubbed: routing, middleware, batching's hops, the
+    answer's JSON. The median of ``rounds`` rounds of thread CPU time, in microseconds."""
+    import torch
+    import uvloop
+
+    from cnnlab.inference.server import create_app
+
+    predictor = cnnlab.load(run_dir, "cpu")
+    classes, shape = len(predictor.classes), (predictor.pre.channels, *predictor.pre.size)
+    predictor.raw = lambda batch: torch.zeros(len(batch), classes)
+    predictor.preprocess = lambda data: torch.zeros(shape, dtype=torch.uint8)
+    app = create_app(str(run_dir), predictor=predictor)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"x"), (b"content-type", b"image/png"), (b"content-length", b"%d" % len(image))],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+
+    async def one() -> None:
+        messages = [{"type": "http.request", "body": image, "more_body": False}]
+        status = []
+
+        async def receive():
+            return messages.pop() if messages else await asyncio.sleep(3600)
+
+        async def send(message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(dict(scope), receive, send)
+        assert status == [200], status
+
+    async def measure() -> float:
+        for _ in range(20):
+            await asyncio.gather(*(one() for _ in range(at_once)))
+        times = []
+        for _ in range(rounds):
+            start = time.thread_time()
+            for _ in range(30):
+                await asyncio.gather(*(one() for _ in range(at_once)))
+            times.append((time.thread_time() - start) / (30 * at_once) * 1e6)
+        return statistics.median(times)
+
+    return uvloop.run(measure())
+
+
 def main() -> None:
     mnist_run = SCRATCH / "demo" / "run"
     if not (mnist_run / "model.safetensors").is_file():
@@ -418,6 +467,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--batching", action="store_true", help="only the micro-batching comparison")
     parser.add_argument("--raw-body", action="store_true", help="only the raw-body overhead")
+    parser.add_argument("--app", action="store_true", help="only the app's own event-loop time a request "
+                                                           "(in-process, model and decoding stubbed)")
     parser.add_argument("--gil", action="store_true", help="only a forward pass alone vs while a Python thread is "
                                                            "busy, PyTorch and ONNX Runtime")
     parser.add_argument("--device", default="cpu", help="the server's device for --batching, the model's for "
@@ -431,7 +482,11 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, nargs=2, default=(600, 96), metavar=("SMALL", "RESNET"),
                         help="requests at each client count for --batching: cnn-small, resnet18")
     args = parser.parse_args()
-    if args.gil:
+    if args.app:
+        resnet, photo = make_resnet_run()
+        print(f"app  raw-body /predict, 32 at once, in-process, model and decoding stubbed: "
+              f"{app_loop_us(resnet, photo):.0f} us of the event loop a request", flush=True)
+    elif args.gil:
         mnist_run = SCRATCH / "demo" / "run"
         if not (mnist_run / "model.safetensors").is_file():
             demo.run(SCRATCH / "demo", progress=False)
