@@ -140,12 +140,25 @@ def sequential_p50(url: str, image: bytes, n: int = 100, raw: bool = False) -> f
     return statistics.median(times[5:]) * 1000
 
 
+def raw_request(image: bytes) -> bytes:
+    """One keep-alive HTTP/1.1 raw-body /predict of ``image``, as bytes on the wire."""
+    return (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+            % len(image)) + image
+
+
+def demo_run() -> tuple:
+    """The demo's cnn-small run (made once) and one of its test digits as PNG bytes."""
+    mnist_run = SCRATCH / "demo" / "run"
+    if not (mnist_run / "model.safetensors").is_file():
+        demo.run(SCRATCH / "demo", progress=False)
+    return mnist_run, next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes()
+
+
 def socket_p50(url: str, image: bytes, n: int = 300) -> float:
     """p50 of one raw-body /predict at a time from a bare keep-alive HTTP/1.1 socket: the server's own time,
     without an HTTP client library's (httpx costs ~4.5 ms of the ~7 ms it measures for cnn-small)."""
     host, port = url.removeprefix("http://").split(":")
-    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
-               % len(image)) + image
+    request = raw_request(image)
     times = []
     with socket.create_connection((host, int(port))) as sock:
         for _ in range(n + 20):
@@ -270,8 +283,7 @@ def concurrent(url: str, image: bytes, clients: int, requests: int, processes: i
 
     ctx = get_context("fork")  # the clients need nothing of the parent's but sockets; fork starts them at once
     port = int(url.rsplit(":", 1)[1])
-    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
-               % len(image)) + image
+    request = raw_request(image)
     processes = max(1, min(processes, clients))
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
@@ -427,10 +439,7 @@ def app_loop_us(run_dir, image: bytes, at_once: int = 32, rounds: int = 5) -> fl
 
 
 def main() -> None:
-    mnist_run = SCRATCH / "demo" / "run"
-    if not (mnist_run / "model.safetensors").is_file():
-        demo.run(SCRATCH / "demo", progress=False)
-    digit = next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes()
+    mnist_run, digit = demo_run()
     resnet, photo = make_resnet_run()
 
     server = Server(mnist_run)
@@ -487,19 +496,13 @@ if __name__ == "__main__":
         print(f"app  raw-body /predict, 32 at once, in-process, model and decoding stubbed: "
               f"{app_loop_us(resnet, photo):.0f} us of the event loop a request", flush=True)
     elif args.gil:
-        mnist_run = SCRATCH / "demo" / "run"
-        if not (mnist_run / "model.safetensors").is_file():
-            demo.run(SCRATCH / "demo", progress=False)
+        mnist_run = demo_run()[0]
         batches = (1,) if args.device == "cpu" else (1, 32)
         gil_contention({"cnn-small": mnist_run, "resnet18": make_resnet_run()[0]}, args.device, batches)
     elif args.raw_body:
-        mnist_run = SCRATCH / "demo" / "run"
-        raw_body_overhead(mnist_run, next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes())
+        raw_body_overhead(*demo_run())
     elif args.batching:
-        mnist_run = SCRATCH / "demo" / "run"
-        if not (mnist_run / "model.safetensors").is_file():
-            demo.run(SCRATCH / "demo", progress=False)
-        digit = next((SCRATCH / "demo" / "mnist-5k" / "test" / "7").glob("*.png")).read_bytes()
+        mnist_run, digit = demo_run()
         resnet, photo = make_resnet_run()
         small, big = args.requests
         runs = {"cnn-small": (mnist_run, digit, small), "resnet18": (resnet, photo, big)}

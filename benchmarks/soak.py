@@ -22,8 +22,7 @@ from PIL import Image
 
 import cnnlab
 from common import SCRATCH, verdict
-from serving import Server
-from cnnlab.workflows import demo
+from serving import Server, demo_run
 
 REQUESTS, CONCURRENCY, BAD_SHARE = 2000, 8, 0.10
 
@@ -89,9 +88,7 @@ async def soak(url: str, pid: int, valid: list[tuple[bytes, str]], bomb: bytes) 
 
 
 def main() -> dict:
-    run = SCRATCH / "demo" / "run"
-    if not (run / "model.safetensors").is_file():
-        demo.run(SCRATCH / "demo", progress=False)
+    run = demo_run()[0]
     files = sorted((SCRATCH / "demo" / "mnist-5k" / "test").rglob("*.png"))[::10]  # 100 test digits
     offline = cnnlab.load(run, "cpu").predict(files)  # what `cnnlab predict` says of each
     valid = [(f.read_bytes(), p.label) for f, p in zip(files, offline)]

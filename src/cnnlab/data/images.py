@@ -134,19 +134,11 @@ def _decode_checked(source: ImageInput, channels: int, size: tuple[int, int] | N
         raise BadImage(f"corrupt image: {exc}") from None
 
 
-def pixel_count(data: bytes) -> int | None:
-    """Width x height from an image's header alone (nothing decoded), or None if it cannot be read."""
+def probe(source: Union[Path, bytes]) -> tuple[tuple[int, int], int] | None:
+    """(H, W) and channel count from the header alone (a file, or an upload's bytes), or None if it cannot be
+    read."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size[0] * img.size[1]
-    except Exception:  # noqa: BLE001 - an unreadable header is the decoder's to report
-        return None
-
-
-def probe(path: Path) -> tuple[tuple[int, int], int] | None:
-    """(H, W) and channel count from the header alone, or None if it cannot be read."""
-    try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
             if orientation in (5, 6, 7, 8):

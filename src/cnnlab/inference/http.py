@@ -7,9 +7,9 @@ concurrency limit that says when to come back.
   connection's next request arrives) and is cancelled when the request is complete, headers and body; a
   connection that has not sent a complete request by then is closed. uvicorn itself has no timeout for
   receiving headers, so 1,000 clients that each send a partial header and then a byte every few seconds
-  would hold 1,000 sockets (and file descriptors) for as long as they like. The deadline is ``CNNLAB_REQUEST_TIMEOUT`` seconds (set by ``cnnlab serve
-  --request-timeout``; an environment variable because uvicorn's worker processes rebuild the protocol
-  from an import path).
+  would hold 1,000 sockets (and file descriptors) for as long as they like. The deadline is
+  ``CNNLAB_REQUEST_TIMEOUT`` seconds (set by ``cnnlab serve --request-timeout``; an environment variable
+  because uvicorn's worker processes rebuild the protocol from an import path).
 - ``LimitConcurrency``: an ASGI layer that answers 503 with ``Retry-After`` while ``limit`` requests to
   the model are already in flight, instead of queuing without bound.
 """

@@ -25,7 +25,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from cnnlab.data.images import pixel_count
+from cnnlab.data.images import probe
 from cnnlab.errors import BadImage, CnnlabError
 from cnnlab.inference.batching import MicroBatcher, ModelThread
 from cnnlab.inference.http import LimitConcurrency
@@ -131,6 +131,7 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     if backend == "auto":  # what it chose, for GET /model
         backend = "onnx" if isinstance(predictor, OnnxPredictor) else "torch"
     monitor = Monitor()
+
     def forward(images: list) -> list:  # in the model thread: outputs, ranked there, a row an image
         return predictor.ranked(predictor.outputs(images), top_k)
 
@@ -162,8 +163,8 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         pixels: its decoding cannot hold the event loop long either."""
         if not batcher.thread.inline or len(blobs) != 1 or len(blobs[0][1]) > SMALL_BYTES:
             return False
-        pixels = pixel_count(blobs[0][1])
-        return pixels is not None and pixels <= small_pixels
+        header = probe(blobs[0][1])
+        return header is not None and header[0][0] * header[0][1] <= small_pixels
 
     def decode_and_forward(blobs):
         images = decode(blobs)
