@@ -335,10 +335,33 @@ def _resolve_key(key: str) -> str:
         return paths[key]
     if key in paths.values():
         return key
-    valid = all_keys()
-    close = difflib.get_close_matches(key, valid + list(paths), n=1)
-    maybe = f" Did you mean '{close[0]}'?" if close else ""
-    raise UnknownName(f"unknown config key '{key}'.{maybe} Valid keys: {', '.join(valid)}")
+    maybe = _suggest(key, sorted({*paths, *paths.values()}))
+    raise UnknownName(f"unknown flag '--{key.replace('_', '-')}'.{maybe} Every flag: cnnlab train --help (or cnnlab config)")
+
+
+def _suggest(key: str, names: list[str], most: int = 3) -> str:
+    """" Did you mean --a or --b?" for at most a few names one or two edits away (a transposition is one
+    edit: --modle is --model's), the flags people type (--model, --optimizer) first among equals."""
+    ranked = sorted((_edits(key, n), n not in ALIASES, n) for n in names)
+    close = [n for d, _, n in ranked if d <= max(1, len(key) // 4)][:most]
+    close = close or difflib.get_close_matches(key, names, n=most, cutoff=0.75)
+    if not close:
+        return ""
+    flags = [f"--{n.replace('_', '-')}" for n in close]
+    return f" Did you mean {' or '.join(flags) if len(flags) < 3 else ', '.join(flags[:-1]) + ' or ' + flags[-1]}?"
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -359,9 +382,9 @@ def _check_keys(tree: dict, prefix: str = "") -> None:
         if dotted in _SECTIONS and isinstance(value, dict):
             _check_keys(value, prefix=f"{dotted}.")
         elif dotted not in valid:
-            close = difflib.get_close_matches(dotted, sorted(valid), n=1)
-            maybe = f" Did you mean '{close[0]}'?" if close else ""
-            raise UnknownName(f"unknown config key '{dotted}'.{maybe} Valid keys: {', '.join(sorted(valid))}")
+            close = difflib.get_close_matches(dotted, sorted(valid), n=3, cutoff=0.75)
+            maybe = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownName(f"unknown config key '{dotted}'.{maybe} Every key: cnnlab config")
 
 
 def parse_value(text: str) -> Any:
@@ -457,8 +480,26 @@ def validate(tree: dict) -> Config:
         return Config.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = _field_path(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if isinstance(err.get("input"), dict):  # a rule across keys: the message names them
             raise ConfigError(f"invalid config in '{where}': {msg}") from None
         raise ConfigError(f"invalid value for '{where}': {err.get('input')!r} ({msg})") from None
+
+
+def _field_path(loc: tuple) -> str:
+    """The config key a validation error is about: pydantic's location without the names of the union's
+    members it tried (``optim.lr.float`` is ``optim.lr``)."""
+    parts, model = [], Config
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            break
+        parts.append(part)
+        annotation = fields[part].annotation
+        members = [annotation, *get_args(annotation)] + [a for arg in get_args(annotation) for a in get_args(arg)]
+        model = next((m for m in members if isinstance(m, type) and issubclass(m, BaseModel)), None)
+    return ".".join(parts)

@@ -81,7 +81,7 @@ def test_reproducible_under_a_seed():
     ({"augment": "fancy"}, "'augment.preset'.*unknown augmentation preset 'fancy'. Known: light, none, standard, strong"),
     ({"rotation": -5}, "'augment.rotation'"),
     ({"crop_scale": [0.5, 1.5]}, "'augment.crop_scale'.*max <= 1"),
-    ({"shear": 3}, "unknown config key 'shear'"),
+    ({"shear": 3}, "unknown flag '--shear'"),
 ])
 def test_bad_augmentation_settings(flags, message):
     with pytest.raises(CnnlabError, match=message):

@@ -70,7 +70,7 @@ def test_corrupt_files_are_reported_in_one_line(tmp_path):
     (["train", "{tmp}/nope", "--out", "{tmp}/r"], "dataset not found"),
     (["train", "{data}", "--out", "{tmp}/r", "--model", "resnt"], "unknown model 'resnt'"),
     (["train", "{data}", "--out", "{tmp}/r", "--activation", "relu7"], "unknown activation 'relu7'"),
-    (["train", "{data}", "--out", "{tmp}/r", "--lrr", "0.1"], "unknown config key 'lrr'"),
+    (["train", "{data}", "--out", "{tmp}/r", "--lrr", "0.1"], "unknown flag '--lrr'"),
     (["train", "{data}", "--out", "{tmp}/r", "--lr", "-3"], "invalid value for 'optim.lr'"),
     (["train", "{data}", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "config file not found"),
     (["evaluate", "{tmp}/norun", "{data}"], "run directory not found"),

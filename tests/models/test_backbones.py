@@ -115,3 +115,14 @@ def test_blocks_in_order_for_unfreezing():
 def test_bad_backbone_settings(overrides, message):
     with pytest.raises(CnnlabError, match=message):
         build(overrides.pop("model"), **overrides)
+
+
+def test_other_input_size_warns_only_when_starting_from_pretrained_weights(caplog, tmp_path):
+    """From scratch (compare --weights none) a backbone has no size of its own to depart from."""
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")  # only its kind is asked: a file
+    for given, warned in (("none", False), (str(weights), True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="cnnlab.models.registry"):
+            resolve_preprocessing(load_config(None, {"model": "resnet18", "weights": given, "input_size": 32}))
+        assert any("departs from" in r.message for r in caplog.records) is warned

@@ -187,6 +187,9 @@ def test_lr_find_writes_the_plot_and_prints_the_suggestion(bars, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lr = float(proc.stdout.split("suggested learning rate:")[1].split()[0])
     assert 1e-6 <= lr <= 1.0
+    # Not a terminal: no progress bar redrawn into the log, and no word of a --lr auto nobody gave.
+    assert "\r" not in proc.stderr and "Finding best initial lr" not in proc.stderr, proc.stderr
+    assert "--lr auto" not in proc.stderr + proc.stdout
 
 
 def test_train_lr_auto_records_the_chosen_rate_in_the_run(bars, tmp_path):
@@ -196,6 +199,24 @@ def test_train_lr_auto_records_the_chosen_rate_in_the_run(bars, tmp_path):
     assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == pytest.approx(found["suggestion"])
     assert len(found["lr"]) == len(found["loss"]) > 10
     assert (result.run_dir / "lr_find.png").is_file()
+
+
+def test_lr_find_plot_marks_the_rate_it_suggests(bars, tmp_path, monkeypatch):
+    """The marker is read from the figure that is saved, not from its title (Lightning's own plot marks
+    its steepest-point rule, another rate)."""
+    from matplotlib.figure import Figure
+
+    saved, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (saved.append(fig), savefig(fig, *a, **k))[1])
+    result = cnnlab.train(bars, tmp_path / "run", epochs=1, batch_size=8, lr="auto", **TINY)
+    found = json.loads((result.run_dir / "lr_find.json").read_text())
+    figs = [f for f in saved if "range test" in f.axes[0].get_title()]
+    assert len(figs) == 1
+    markers = [line for line in figs[0].axes[0].lines if line.get_marker() == "o"]
+    assert len(markers) == 1
+    x, y = markers[0].get_xdata()[0], markers[0].get_ydata()[0]
+    assert x == pytest.approx(found["suggestion"])
+    assert y == pytest.approx(found["loss"][found["lr"].index(found["suggestion"])])
 
 
 def test_lr_find_on_data_that_cannot_train_is_one_line_and_exit_2(tmp_path):

@@ -117,7 +117,7 @@ def resolve_preprocessing(cfg: Config, probed: Optional[tuple[tuple[int, int], i
     if channels is None:
         channels = probed[1] if probed else entry.default_channels
     size = (side, side) if side else (probed[0] if probed else (entry.size, entry.size))
-    if entry.pretrained and side != entry.size:
+    if entry.pretrained and side != entry.size and weights_kind(cfg) != "none":  # from scratch: any size is its own
         log.warning(f"input size {side} departs from {cfg.model.name}'s pretrained "
                     f"{entry.size}; pretrained features work best at their own size")
     return Preprocessing(channels=channels, size=size, mean=mean, std=std, interpolation=interpolation)

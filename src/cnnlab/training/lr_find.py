@@ -6,8 +6,10 @@ the test, so training then starts from the same initialisation.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -31,8 +33,9 @@ def find_lr(trainer, task, datamodule, out: Optional[Path] = None) -> float:
     per_epoch = max(1, len(datamodule.train_dataloader()) // max(1, trainer.accumulate_grad_batches))
     loop.max_epochs = max(epochs or 1, math.ceil(STEPS / per_epoch) + 1)  # a small dataset: the test spans epochs
     try:
-        finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=MIN_LR, max_lr=MAX_LR,
-                                        num_training=STEPS, update_attr=False)
+        with _bar_as_trainer(trainer):
+            finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=MIN_LR, max_lr=MAX_LR,
+                                            num_training=STEPS, update_attr=False)
     finally:
         task.watch_finite = True
         loop.max_epochs = epochs
@@ -40,7 +43,6 @@ def find_lr(trainer, task, datamodule, out: Optional[Path] = None) -> float:
     if finder is not None:
         _undo_double_debias(finder)
         lr = valley(finder.results["lr"], finder.results["loss"])
-        finder._optimal_idx = finder.results["lr"].index(lr) if lr is not None else None  # the plot marks it
     if lr is None or not lr > 0:
         raise CnnlabError("the LR finder found no learning rate where the loss falls (too few training steps, or a "
                           "loss that never decreased): give --lr yourself (e.g. --lr 0.001)")
@@ -49,6 +51,20 @@ def find_lr(trainer, task, datamodule, out: Optional[Path] = None) -> float:
         files.write_json(Path(out) / LR_FIND_JSON, {"suggestion": float(lr), "lr": [float(x) for x in finder.results["lr"]],
                                                     "loss": [float(x) for x in finder.results["loss"]]})
     return float(lr)
+
+
+@contextmanager
+def _bar_as_trainer(trainer):
+    """Lightning's finder always opens a tqdm bar of its own ("Finding best initial lr"), also into a log
+    file; show it only where the trainer shows its progress bar (a terminal, with progress on)."""
+    from lightning.pytorch.tuner import lr_finder
+
+    bar = lr_finder.tqdm
+    lr_finder.tqdm = functools.partial(bar, disable=trainer.progress_bar_callback is None)
+    try:
+        yield
+    finally:
+        lr_finder.tqdm = bar
 
 
 def valley(lrs: list[float], losses: list[float]) -> Optional[float]:
@@ -85,9 +101,23 @@ def _plot(finder, lr: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = finder.plot(suggest=True, show=False)
-    ax = fig.axes[0]
-    ax.set_title(f"learning-rate range test: suggestion {lr:.3g}")
-    ax.set_ylabel("training loss")
+    fig = lr_figure(finder.results["lr"], finder.results["loss"], lr)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def lr_figure(lrs: list[float], losses: list[float], lr: float):
+    """Loss against learning rate, the suggestion ``lr`` marked on the curve. Lightning's own
+    ``plot(suggest=True)`` marks its steepest-point rule instead, a different rate from the one cnnlab uses."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses)
+    at = min(range(len(lrs)), key=lambda i: abs(lrs[i] - lr))
+    ax.plot([lrs[at]], [losses[at]], marker="o", markersize=10, color="red", linestyle="none", label="suggestion")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"learning-rate range test: suggestion {lr:.3g}")
+    ax.legend()
+    return fig
