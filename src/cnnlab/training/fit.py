@@ -294,7 +294,8 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     datamodule = ImageDataModule(prepared, cfg)
     if cfg.optim.lr == "auto":  # Lightning's LR finder; the value it picks is written into config.yaml
         lr = find_lr(trainer, task, datamodule, out if leader else None)
-        log.info(f"--lr auto: the LR finder suggests {lr:.3g}")
+        if not any(isinstance(c, _StopAfterRangeTest) for c in callbacks):  # cnnlab lr-find prints its own answer
+            log.info(f"--lr auto: the LR finder suggests {lr:.3g}")
         cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": lr})})
         task.optim_cfg = cfg.optim
         task.hparams["config"] = cfg.model_dump(mode="json")
