@@ -39,6 +39,19 @@ def test_export_train_evaluate_predict(trained):
     assert set(preds[0]["top_k"][0]) == {"label", "probability"} and len(preds[0]["top_k"]) == 2
 
 
+def test_predict_csv_has_an_uncertain_column_that_agrees_with_json(trained, tmp_path):
+    import csv
+
+    images = trained / "shapes" / "test" / "circle"
+    preds = json.loads(run("predict", trained / "run", images, "--json", "--threshold", "0.999").stdout)
+    run("predict", trained / "run", images, "--csv", tmp_path / "p.csv", "--threshold", "0.999")
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "label", "probability", "uncertain", "top_k"] and len(rows) == len(preds) == 4
+    assert [r["uncertain"] for r in rows] == [str(p["uncertain"]).lower() for p in preds]
+    assert all((r["label"] == "") == (r["uncertain"] == "true") for r in rows)
+
+
 def test_export_then_predict_with_onnx_runtime(trained):
     proc = run("export", trained / "run", "--format", "onnx")
     assert "max abs diff" in proc.stderr and (trained / "run" / "export" / "model.onnx").is_file()

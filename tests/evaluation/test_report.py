@@ -32,6 +32,7 @@ def test_report_is_one_self_contained_file_with_every_section(report):
     assert "schema_version" not in text[:positions[-1]]
     assert 'class="metrics"' in text and 'alt="confusion matrix (counts)"' in text
     assert text.count(" + Grad-CAM</div>") >= 1 and "hflip=0.5" in text  # cards with a heatmap drawn
+    assert text.count('<div class="card">') == text.count(" + Grad-CAM</div>")  # every card, not the first three
     assert "http://" not in text and "https://" not in text  # opens offline
     assert text.count("data:image/png;base64,") >= 6
 

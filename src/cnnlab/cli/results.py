@@ -94,7 +94,7 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files or folders."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write path,label,probability,top_k rows to FILE "
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write path,label,probability,uncertain,top_k rows to FILE "
                                                                 "instead of printing a table (large folders)."),
     backend: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime; exported on first use)."),
     device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
@@ -129,9 +129,10 @@ def predict(
     if csv_file is not None:
         from cnnlab.rundir import write_csv
 
-        write_csv(csv_file, ("path", "label", "probability", "top_k"),
+        write_csv(csv_file, ("path", "label", "probability", "uncertain", "top_k"),
                   ((p.path, "" if p.label is None else p.label, "" if p.probability is None else p.probability,
-                    "; ".join(f"{t['label']} {t['probability']:.4f}" for t in p.top_k)) for p in preds))
+                    str(bool(p.uncertain)).lower(), "; ".join(f"{t['label']} {t['probability']:.4f}" for t in p.top_k))
+                   for p in preds))
         console.print(f"{len(preds)} predictions: {csv_file}")
         return
     table = new_table("image", "label", "probability", f"top {top_k}")

@@ -203,21 +203,21 @@ def _calibration_section(result: dict, y_true, outputs: torch.Tensor, tmp: Path)
     return "<h3>Calibration</h3>" + text + _img(path, "reliability diagram")
 
 
-def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths: list, n: int = 8, cams: int = 3) -> str:
+def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths: list, n: int = 8, right_n: int = 3) -> str:
     probs, pred = outputs.max(dim=1)
     y = torch.as_tensor(y_true, dtype=torch.long)
     wrong = torch.nonzero(pred != y).flatten()
     wrong = wrong[probs[wrong].argsort(descending=True)][:n]
     right = torch.nonzero(pred == y).flatten()
-    right = right[probs[right].argsort(descending=True)][:cams]
-    cards, right_ids = [], set(right.tolist())
-    for rank, i in enumerate(wrong.tolist() + right.tolist()):
+    right = right[probs[right].argsort(descending=True)][:right_n]
+    cards = []
+    for i in wrong.tolist() + right.tolist():  # every card with its heatmap
         image = predictor.preprocess(paths[i])
-        heat = grad_cam(predictor, image, int(pred[i])) if (rank < cams or i in right_ids) else None
+        heat = grad_cam(predictor, image, int(pred[i]))
         ok = "right" if pred[i] == y[i] else "wrong"
         cards.append(f'<div class="card"><img alt="{ok}: {html.escape(Path(paths[i]).name)}" src="{_thumb(image, heat)}"><br>'
                      f"true {html.escape(predictor.classes[int(y[i])])}<br>pred {html.escape(predictor.classes[int(pred[i])])} "
-                     f"({float(probs[i]):.2f})<br>{ok}{' + Grad-CAM' if heat is not None else ''}</div>")
+                     f"({float(probs[i]):.2f})<br>{ok} + Grad-CAM</div>")
     title = (f"<h2>Most confident mistakes</h2><p>{len(torch.nonzero(pred != y))} of {len(y)} test images are wrong. "
              f"The {len(wrong)} most confident mistakes, then {len(right)} confident right answers; Grad-CAM heatmaps "
              f"show where the last convolution layer looked for the predicted class.</p>")
