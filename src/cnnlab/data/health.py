@@ -32,6 +32,7 @@ NEAR = 6  # pHash bits that may differ for two images to be compared as near dup
 # at most THUMB_DIFF of the images' own variation (mean absolute deviation): a re-encoded, resized or
 # lightly edited copy differs by a few percent of it, two different handwritten digits by a third or more.
 THUMB, THUMB_DIFF = 32, 0.06
+UPSCALING = (0, 2, 3, 1)  # PIL's NEAREST, BILINEAR, BICUBIC, LANCZOS: how an enlarged copy is usually made
 ALL_PAIRS_LIMIT = 20_000  # above this many images, near duplicates are only those with equal hashes
 EXTREME_ASPECT = 3.0  # width/height (or height/width) beyond which an image is listed
 HELD_OUT = ("val", "test")
@@ -70,13 +71,30 @@ def _inspect(item: Item) -> Optional[str]:
     item.mode = "L" if bool((array == array[..., :1]).all()) else "RGB"
     picture = Image.fromarray(array)
     item.phash = int(str(imagehash.phash(picture)), 16)
-    item.thumb = np.asarray(picture.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.float32)
+    gray = picture.convert("L")
+    small = min(gray.size) < THUMB  # kept as it is: a thumbnail would invent pixels that _alike cannot match
+    item.thumb = np.asarray(gray if small else gray.resize((THUMB, THUMB), Image.BILINEAR), dtype=np.float32)
     return None
 
 
 def _alike(a: Item, b: Item) -> bool:
-    spread = (np.abs(a.thumb - a.thumb.mean()).mean() + np.abs(b.thumb - b.thumb.mean()).mean()) / 2
-    return float(np.abs(a.thumb - b.thumb).mean()) <= THUMB_DIFF * max(float(spread), 1.0)
+    x, y = sorted((a.thumb, b.thumb), key=lambda t: t.size)
+    if x.shape == y.shape:
+        return _differ(x, y) <= THUMB_DIFF
+    # An image under THUMB against a larger one: is the larger an enlarged copy? Enlarge the small one as
+    # the copy may have been made (each common filter; an 8x8 digit enlarged 4x matches one of them exactly,
+    # two different digits differ by 0.15 or more of their variation).
+    from PIL import Image
+
+    small = Image.fromarray(x.astype(np.uint8))
+    size = (y.shape[1], y.shape[0])
+    return min(_differ(np.asarray(small.resize(size, f), dtype=np.float32), y) for f in UPSCALING) <= THUMB_DIFF
+
+
+def _differ(x: np.ndarray, y: np.ndarray) -> float:
+    """The mean absolute difference of two thumbnails as a share of their own variation."""
+    spread = (np.abs(x - x.mean()).mean() + np.abs(y - y.mean()).mean()) / 2
+    return float(np.abs(x - y).mean()) / max(float(spread), 1.0)
 
 
 def _groups(keys: dict[int, list[int]]) -> list[list[int]]:
@@ -161,7 +179,7 @@ def check(data: Union[str, Path], task: str = "classification", near: bool = Tru
         by_digest[it.digest].append(i)
     exact_groups = _groups(by_digest)
     result: dict = {"data": str(data), "images": len(items), "classes": found.classes if task == "classification" else []}
-    counts, ratio = _counts(items) if task == "classification" else ({}, None)
+    counts, ratio = _counts(readable) if task == "classification" else ({}, None)  # what training can use
     result.update({"counts": counts, "imbalance_ratio": ratio, "unreadable": unreadable})
     exact_findings = _findings(readable, exact_groups)
     result.update(exact_findings)
