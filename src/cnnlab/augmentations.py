@@ -6,11 +6,12 @@ on); they apply in the order registered here: geometry first, then colour, then 
 """
 from __future__ import annotations
 
-from typing import Optional
-
-from torchvision.transforms import v2
+from typing import TYPE_CHECKING, Optional
 
 from cnnlab.registry import Registry
+
+if TYPE_CHECKING:  # the names are known without torchvision (the config and --help ask them)
+    from torchvision.transforms import v2
 
 PRESETS: Registry = Registry("augmentation preset")
 OPERATIONS: Registry = Registry("augmentation operation")
@@ -40,21 +41,29 @@ def _strong() -> dict:
 
 @OPERATIONS.register("crop_scale")
 def _crop(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from torchvision.transforms import v2
+
     return v2.RandomResizedCrop(size, scale=tuple(ops["crop_scale"]), antialias=True) if "crop_scale" in ops else None
 
 
 @OPERATIONS.register("hflip")
 def _hflip(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from torchvision.transforms import v2
+
     return v2.RandomHorizontalFlip(ops["hflip"]) if "hflip" in ops else None
 
 
 @OPERATIONS.register("vflip")
 def _vflip(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from torchvision.transforms import v2
+
     return v2.RandomVerticalFlip(ops["vflip"]) if "vflip" in ops else None
 
 
 @OPERATIONS.register("rotation", "translate", "zoom")
 def _affine(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from torchvision.transforms import v2
+
     if not {"rotation", "translate", "zoom"} & ops.keys():
         return None
     t = ops.get("translate")
@@ -66,6 +75,8 @@ def _affine(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Tran
 
 @OPERATIONS.register("brightness", "contrast", "saturation", "hue")
 def _colour(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from torchvision.transforms import v2
+
     keys = ("brightness", "contrast", "saturation", "hue") if channels == 3 else ("brightness", "contrast")
     colour = {k: ops[k] for k in keys if k in ops}  # saturation and hue need colour
     return v2.ColorJitter(**colour) if colour else None
@@ -73,4 +84,6 @@ def _colour(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Tran
 
 @OPERATIONS.register("noise")
 def _noise(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from torchvision.transforms import v2
+
     return v2.GaussianNoise(sigma=ops["noise"], clip=True) if "noise" in ops else None

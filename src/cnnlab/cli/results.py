@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cnnlab import rundir
 from cnnlab.cli.app import app
 from cnnlab.console import console, new_table, out
 from cnnlab.errors import CnnlabError
@@ -60,6 +59,7 @@ def evaluate(
 ) -> None:
     """Accuracy, balanced accuracy, precision, recall, F1 (per class, macro, weighted, micro), top-k, confusion
     matrix, calibration (ECE before and after the run's temperature)."""
+    from cnnlab import rundir
     from cnnlab.evaluation.metrics import evaluate as run_evaluate
 
     result = run_evaluate(run, data, json_path=json_file, split=split, device=device, tta=tta)

@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from cnnlab import rundir
 from cnnlab.cli.app import EXTRA, _command, _config_epilog, app, parse_extra
 from cnnlab.cli.output import quiet_lightning
 from cnnlab.console import console, new_table, out
@@ -28,9 +27,7 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
 ) -> None:
     """Train a model. Every config key is also a flag: --lr 0.01, --optim.schedule cosine, --dense 256,128 ..."""
-    from cnnlab.training.fit import train as run_train
-
-    quiet_lightning()
+    from cnnlab.config import load_config
 
     args = list(ctx.args)
     if data is not None and str(data).startswith("--"):  # no DATA (--resume): click took the first flag for it
@@ -42,6 +39,11 @@ def train(
         overrides["epochs"] = epochs
     if data is None and not resume:
         raise CnnlabError("missing DATA: cnnlab train DATA --out RUN (or --resume --out RUN)")
+    if not resume:  # a wrong flag or config file is answered before torch is imported (seconds on a small CPU)
+        load_config(config, overrides)
+    quiet_lightning()
+    from cnnlab.training.fit import train as run_train
+
     result = run_train(data, out_dir, config=config, resume=resume, overwrite=overwrite, **overrides)
     from cnnlab.training.distributed import is_leader
 
@@ -118,6 +120,7 @@ def demo(
 ) -> None:
     """Export mnist-5k, train the default CNN, evaluate on the 1,000 test digits, print the metrics."""
     from cnnlab.cli.results import print_metrics
+    from cnnlab import rundir
     from cnnlab.workflows import demo as demo_
 
     quiet_lightning()
