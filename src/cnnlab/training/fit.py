@@ -384,7 +384,8 @@ def _already_complete(out: Path) -> Optional[TrainResult]:
 def _check_same_length(cfg: Config, ckpt: Path, out: Path) -> None:
     """--resume continues a run to the end it started for: its schedule (one-cycle's total steps, cosine's
     period) and two-phase's head epochs are fixed by that length, and the checkpoint restores them."""
-    started = (files.load_torch(ckpt).get("hyper_parameters") or {}).get("config", {}).get("train", {}).get("epochs")
+    saved = (files.load_torch(ckpt).get("hyper_parameters") or {}).get("config", {})
+    started = saved.get("train", {}).get("epochs") if saved else rundir.load_run_config(out).train.epochs
     if started is None or started == cfg.train.epochs:
         return
     raise ConfigError(f"{out} was started for {started} epochs, and --resume continues it to that end (its learning-"
