@@ -34,11 +34,14 @@ def test_probing_creates_nothing(tmp_path):
 
 
 def test_a_forked_child_does_not_keep_the_lock_after_its_parent_lets_go(tmp_path, no_wait):
+    started, ready = os.pipe()
     with ownership.RunLock(tmp_path):
         child = os.fork()
         if child == 0:  # a DataLoader worker, say: lives on after the parent releases
+            os.write(ready, b"1")  # os.fork has returned here: the fork handlers have run
             time.sleep(30)
             os._exit(0)
+        assert os.read(started, 1) == b"1"
     try:
         assert ownership.holder(tmp_path) is None
         with ownership.RunLock(tmp_path):
@@ -46,6 +49,7 @@ def test_a_forked_child_does_not_keep_the_lock_after_its_parent_lets_go(tmp_path
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+        os.close(started), os.close(ready)
 
 
 def test_files_are_created_as_open_creates_them(tmp_path):

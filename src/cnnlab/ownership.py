@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import socket
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from cnnlab import files
-from cnnlab.errors import RunBusy
+from cnnlab.errors import RunBusy, RunDirError
 
 MARKER, LOCK = ".cnnlab-run", ".cnnlab-lock"
 MARKER_FORMAT, MARKER_SCHEMA = "cnnlab-run", 1
@@ -33,6 +34,7 @@ MARKER_FORMAT, MARKER_SCHEMA = "cnnlab-run", 1
 ACQUIRE_SECONDS = 1.0
 _RETRY_SECONDS = 0.02
 _held: set[int] = set()  # the lock files' descriptors this process holds
+log = logging.getLogger(__name__)
 
 
 def write_marker(folder: Union[str, Path]) -> dict:
@@ -102,6 +104,8 @@ def holder(folder: Union[str, Path]) -> Optional[Holder]:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return _read_holder(fd)
+        except OSError:  # a filesystem without locks: no writer can be known
+            return None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -122,7 +126,10 @@ class RunLock:
         self._fd: Optional[int] = None
 
     def __enter__(self) -> "RunLock":
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise RunDirError(f"cannot write in {self.folder}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + ACQUIRE_SECONDS
         while True:
             try:
@@ -135,6 +142,11 @@ class RunLock:
                     raise RunBusy(f"{self.folder} is being written by {found}: wait for it to finish, or give "
                                   f"this run another --out") from None
                 time.sleep(_RETRY_SECONDS)
+            except OSError as exc:  # a filesystem without locks (some network and FUSE mounts)
+                os.close(fd)
+                log.warning(f"cannot lock {self.folder} ({exc.strerror or exc}): a second process writing it at "
+                            f"the same time would not be noticed")
+                return self
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "role": self.role}).encode(), 0)
         self._fd = fd
