@@ -71,7 +71,8 @@ def killed(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
     assert child.returncode == -9, (child.returncode, child.stderr[-2000:])
 
 
-def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict, *flags: str) -> subprocess.CompletedProcess:
+def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict,
+                        *flags: str) -> subprocess.CompletedProcess:
     """Train in a child that SIGKILLs itself at (epoch, batch), then ``--resume`` it (with ``flags``)."""
     killed(data, out, epoch, batch, settings)
     return subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out), *flags],

@@ -68,8 +68,8 @@ def test_only_cnnlab_s_own_marker_counts(tmp_path):
     marker = ownership.write_marker(tmp_path)
     assert ownership.read_marker(tmp_path) == marker and len(marker["run_id"]) == 32
     assert ownership.write_marker(tmp_path)["run_id"] != marker["run_id"]
-    for text in ("x: 1\n", "{}", json.dumps({**marker, "format": "other"}), json.dumps({**marker, "schema_version": "1"}),
-                 json.dumps({**marker, "run_id": "../x"}), "\xff"):
+    for text in ("x: 1\n", "{}", json.dumps({**marker, "format": "other"}),
+                 json.dumps({**marker, "schema_version": "1"}), json.dumps({**marker, "run_id": "../x"}), "\xff"):
         (tmp_path / ownership.MARKER).write_text(text, encoding="latin-1")
         assert ownership.read_marker(tmp_path) is None, text
     (tmp_path / ownership.MARKER).unlink()

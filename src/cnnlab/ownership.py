@@ -57,7 +57,9 @@ def read_marker(folder: Union[str, Path]) -> Optional[dict]:
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
         return None
     version, run_id = marker.get("schema_version"), marker.get("run_id")
-    if type(version) is not int or version < 1 or not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{32}", run_id):
+    if type(version) is not int or version < 1:
+        return None
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{32}", run_id):
         return None
     return marker
 
@@ -88,7 +90,8 @@ def _read_holder(fd: int) -> Holder:
             info = None
         if isinstance(info, dict):
             pid = info.get("pid")
-            return Holder(pid if type(pid) is int else None, str(info.get("host", "")), str(info.get("role", "training")))
+            return Holder(pid if type(pid) is int else None, str(info.get("host", "")),
+                          str(info.get("role", "training")))
         time.sleep(_RETRY_SECONDS)
     return Holder(None)
 

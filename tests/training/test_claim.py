@@ -7,7 +7,7 @@ import pytest
 import cnnlab
 from cnnlab import ownership, rundir
 from cnnlab.errors import ConfigError, RunDirError
-from conftest import TINY
+from conftest import TINY, write_images
 
 QUICK = {**TINY, "epochs": 1, "lr": 0.01, "batch_size": 16}
 
@@ -26,6 +26,23 @@ def test_a_folder_that_is_no_cnnlab_run_is_refused_and_left_as_it_was(tmp_path, 
     with pytest.raises(RunDirError, match="is not a cnnlab run .*holds config.yaml, notes.txt.*nothing was changed"):
         cnnlab.train(bars, project, overwrite=overwrite, **QUICK)
     assert _tree(project) == before and sorted(p.name for p in project.iterdir()) == ["config.yaml", "notes.txt"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["train", "overwrite"])
+def test_a_run_directory_never_overlaps_its_data(tmp_path, overwrite):
+    data = write_images(tmp_path / "data", {"a": 8, "b": 8})
+    before = _tree(data)
+    with pytest.raises(RunDirError, match="lies inside the training data .*nothing was changed"):
+        cnnlab.train(data, data / "a" / "run", overwrite=overwrite, **QUICK)
+    with pytest.raises(RunDirError, match="holds the training data .*nothing was changed"):
+        cnnlab.train(data, data, overwrite=overwrite, **QUICK)
+    run = tmp_path / "run"  # a proven run that the data was put into
+    cnnlab.train(data, run, **QUICK)
+    shutil.copytree(data, run / "data")
+    inside = _tree(run)
+    with pytest.raises(RunDirError, match="holds the training data"):
+        cnnlab.train(run / "data", run, overwrite=overwrite, **QUICK)
+    assert _tree(data) == before and _tree(run) == inside and not (data / "a" / "run").exists()
 
 
 def test_overwrite_empties_only_what_cnnlab_wrote(tmp_path, bars, caplog):

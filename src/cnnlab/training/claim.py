@@ -26,7 +26,8 @@ def _refuse_overlap(out: Path, data: Optional[Path], overwrite: bool) -> None:
     o, d = out.resolve(), data.resolve()
     if o == d or o in d.parents:
         why = ": --overwrite would remove it" if overwrite else ""
-        raise RunDirError(f"--out {out} holds the training data {data}{why}; choose another --out (nothing was changed)")
+        raise RunDirError(f"--out {out} holds the training data {data}{why}; choose another --out "
+                          f"(nothing was changed)")
     if d in o.parents:
         raise RunDirError(f"--out {out} lies inside the training data {data}, where the run would be read as data: "
                           f"choose an --out outside it (nothing was changed)")
@@ -45,7 +46,8 @@ def _refuse_foreign(out: Path, data: Optional[Path], overwrite: bool) -> None:
     # Not a run: any entry, a config.yaml included, may be the user's, and a run's files would replace it.
     foreign = sorted(p.name for p in out.iterdir() if p.name not in (ownership.MARKER, ownership.LOCK))
     if foreign:
-        what = "--overwrite replaces only a cnnlab run directory" if overwrite else "cnnlab writes a run only into a new or empty folder"
+        what = "--overwrite replaces only a cnnlab run directory" if overwrite else \
+            "cnnlab writes a run only into a new or empty folder"
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise RunDirError(f"{out} is not a cnnlab run (it has no {ownership.MARKER} marker) and holds {shown}: "
                           f"{what}; choose another --out (nothing was changed)")
@@ -62,14 +64,15 @@ def fresh(out: Path, data: Optional[Path], overwrite: bool) -> Iterator[None]:
         if rundir.holds_run(out) and not overwrite:
             raise RunDirError(f"{out} already holds a run: choose another --out, continue it with --resume, or "
                               f"replace it with --overwrite (overwrite=True in Python)")
-        started = rundir.holds_run(out)
+        started, proven = rundir.holds_run(out), rundir.is_run(out)
+        # The new run's marker (a new id) first: a kill while the old run is removed leaves a provable run.
+        ownership.write_marker(out)
         # Nothing of the old run may survive: an old export, evaluation or report would describe another model.
         # (A run that failed before its inputs were written is emptied too, without a word.)
-        removed, kept = rundir.empty_run(out) if rundir.is_run(out) else (0, [])
+        removed, kept = rundir.empty_run(out) if proven else (0, [])
         if started:
             log.info(f"--overwrite: removed the previous run in {out} ({removed} entries)"
                      + (f"; kept {len(kept)} entries cnnlab did not write: {', '.join(kept[:3])}" if kept else ""))
-        ownership.write_marker(out)  # a new run: a new id
         yield
 
 
