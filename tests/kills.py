@@ -61,11 +61,19 @@ def tensors_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict) -> subprocess.CompletedProcess:
-    """Train in a child that SIGKILLs itself at (epoch, batch), then ``--resume`` it to the end."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def killed(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
+    """Train in a child that SIGKILLs itself at (epoch, batch)."""
     child = subprocess.run([sys.executable, "-c", _CHILD, str(data), str(out), str(epoch), str(batch),
-                            json.dumps(settings)], env=env, capture_output=True, text=True, timeout=300)
+                            json.dumps(settings)], env=ENV, capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, (child.returncode, child.stderr[-2000:])
-    return subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict,
+                        *flags: str) -> subprocess.CompletedProcess:
+    """Train in a child that SIGKILLs itself at (epoch, batch), then ``--resume`` it (with ``flags``)."""
+    killed(data, out, epoch, batch, settings)
+    return subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out), *flags],
+                          env=ENV, capture_output=True, text=True, timeout=300)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 import cnnlab
-from cnnlab import files, rundir
+from cnnlab import files, ownership, rundir
 from cnnlab.config import SCHEMA_VERSION, load_config
 from cnnlab.errors import ConfigError, RunDirError
 
@@ -89,3 +89,39 @@ def test_every_run_file_name_is_spelled_in_rundir_only():
     spelled = {(p.relative_to(src).as_posix(), n) for p in src.rglob("*.py") if p.name != "rundir.py"
                for n in names if f'"{n}"' in p.read_text() or f"'{n}'" in p.read_text()}
     assert not spelled
+
+
+def test_a_run_is_proven_by_its_marker_or_by_a_complete_older_run(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert rundir.is_run(run) and rundir.holds_run(run)
+    (run / ownership.MARKER).unlink()  # a run written before markers: its input files and a config that loads
+    assert rundir.is_run(run)
+    (run / rundir.CONFIG).write_text("x: 1\n")  # another project's config.yaml is no proof
+    assert not rundir.is_run(run) and not rundir.holds_run(run)
+    shutil.copy(tiny_run / rundir.CONFIG, run / rundir.CONFIG)
+    (run / rundir.SPLIT).unlink()
+    assert not rundir.is_run(run)
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(tiny_run / rundir.CONFIG, project / rundir.CONFIG)  # a cnnlab config, alone
+    assert not rundir.is_run(project) and not rundir.holds_run(project)
+
+
+def test_every_entry_that_train_evaluate_report_and_export_write_is_known(tiny_run, bars, tmp_path):
+    """--overwrite removes only the names cnnlab writes: a name missing from that list would survive as a
+    stale file of another model."""
+    from cnnlab.evaluation.report import build_report
+    from cnnlab.inference.export import export
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    cnnlab.evaluate(run, bars)
+    cnnlab.evaluate(run, bars, split="all")
+    build_report(run, bars)
+    export(run)
+    assert len(list(run.iterdir())) >= 16
+    assert rundir.foreign_entries(run) == []
+    (run / "notes.txt").write_text("mine")
+    (run / ".config.yaml.abcdefgh.tmp").write_text("a killed write")
+    removed, kept = rundir.empty_run(run)
+    assert kept == ["notes.txt"] and sorted(p.name for p in run.iterdir()) == [ownership.LOCK, ownership.MARKER,
+                                                                                "notes.txt"]

@@ -54,6 +54,12 @@ class RunDirError(CnnlabError):
     http_status = 404
 
 
+class RunBusy(RunDirError):
+    """A run directory that another process is writing now (its lock is held)."""
+
+    http_status = 409
+
+
 class Diverged(CnnlabError):
     """Training met a non-finite loss or gradient and stopped before it reached the weights."""
 

@@ -22,8 +22,8 @@ import json
 import math
 import os
 import re
+import secrets
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Union
@@ -54,15 +54,25 @@ def _disk_error(exc: OSError, path: Path) -> CnnlabError:
     return CnnlabError(f"could not write {path}: {exc.strerror or exc}")
 
 
+def _new_temp(path: Path) -> Path:
+    """An empty new file beside ``path``, created as a plain ``open()`` creates one: mode 0o666 less the
+    umask, and the folder's default ACL (``mkstemp`` would make it 0600, unreadable to anyone else)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path`` for a writer that takes a file name; on success it replaces
     ``path`` (after an fsync), on any failure it is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp(path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:

@@ -19,6 +19,8 @@
     evaluations/<data>.json                  cnnlab evaluate on other data (or --split all)
     report.html                              cnnlab report
     export/                                  cnnlab export (model.onnx / model.torchscript.pt + preprocessing)
+  and .cnnlab-run (the marker that proves the folder is a cnnlab run), .cnnlab-lock (held while training
+  writes it): cnnlab/ownership.py.
 
 Imports torch and the model definitions only, so prediction and serving start fast.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -34,9 +38,9 @@ from typing import Iterable, Optional, Union
 import torch
 from safetensors.torch import save
 
-from cnnlab import files
+from cnnlab import files, ownership
 from cnnlab.config import SCHEMA_VERSION, Config, load_config
-from cnnlab.errors import RunDirError, WeightsError
+from cnnlab.errors import CnnlabError, RunBusy, RunDirError, WeightsError
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.preprocessing import Preprocessing
 
@@ -59,7 +63,16 @@ CONFUSION, CONFUSION_NORMALIZED = "confusion_matrix.png", "confusion_matrix_norm
 REPORT = "report.html"
 EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json and the preprocessing
 ONNX, TORCHSCRIPT, EXPORT_INFO = "model.onnx", "model.torchscript.pt", "export.json"
+LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"  # --lr auto's range test
+TRACKERS = ("tensorboard", "mlruns", "wandb")  # the folders of --logger tensorboard, mlflow, wandb
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
+INPUTS = (CONFIG, CLASSES, PREPROCESSING, SPLIT, SKIPPED)  # written together before training starts
+# Every entry cnnlab writes at the top of a run directory: --overwrite removes these and nothing else.
+WRITTEN = frozenset((CONFIG, CLASSES, PREPROCESSING, CALIBRATION, DATA_HEALTH, SPLIT, SKIPPED, METRICS, WEIGHTS,
+                     TRAINING, CHECKPOINTS, EVALUATION, EVALUATIONS, GRADIENTS, CONFUSION, CONFUSION_NORMALIZED,
+                     REPORT, EXPORT, LR_FIND_PNG, LR_FIND_JSON, *TRACKERS))
+# What a killed write leaves: files.atomic_path's temp files, and the LR finder's ".lr_find_<uuid>.ckpt".
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.[0-9a-z_]{6,}\.tmp|\.lr_find_[0-9a-f-]+\.ckpt")
 
 
 def checkpoint(run_dir: Path, which: str = LAST) -> Path:
@@ -116,11 +129,6 @@ def write_inputs(out: Path, config: Config, classes: list[str], pre: Preprocessi
     write_csv(out / SKIPPED, ("path", "reason"), skipped)
 
 
-def write_config(out: Path, config: Config) -> None:
-    """config.yaml again, after training resolved a choice it made at run time (--lr auto)."""
-    files.write_text(Path(out) / CONFIG, config.to_yaml())
-
-
 def write_training(out: Path, info: dict) -> None:
     """training.json: complete or not, time, epochs, best epoch, final figures."""
     files.write_json(Path(out) / TRAINING, info)
@@ -140,9 +148,48 @@ def weights_path(run_dir: Path) -> Path:
     return Path(run_dir) / WEIGHTS
 
 
+def is_run(folder: Path) -> bool:
+    """Whether cnnlab can prove that ``folder`` is one of its run directories: its marker, or, for a run
+    written before markers existed, all of a run's input files with a config.yaml that loads as a
+    cnnlab run's config. A config.yaml alone, a name any project may have, is no proof."""
+    folder = Path(folder)
+    if ownership.read_marker(folder) is not None:
+        return True
+    if not all((folder / name).is_file() for name in INPUTS):
+        return False
+    try:
+        load_run_config(folder)
+    except (CnnlabError, OSError, ValueError):
+        return False
+    return True
+
+
 def holds_run(run_dir: Path) -> bool:
-    """Whether a run was started in ``run_dir`` (its config.yaml is written first)."""
-    return (Path(run_dir) / CONFIG).is_file()
+    """Whether a run was started in ``run_dir``: a cnnlab run directory whose inputs were written."""
+    return (Path(run_dir) / CONFIG).is_file() and is_run(run_dir)
+
+
+def _written_by_cnnlab(name: str) -> bool:
+    leftover = _LEFTOVER.fullmatch(name)
+    return name in WRITTEN or (leftover is not None and leftover.group("name") in (None, *WRITTEN))
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of ``folder`` that cnnlab did not write (its marker and lock count as its own)."""
+    own = (ownership.MARKER, ownership.LOCK)
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in own and not _written_by_cnnlab(p.name))
+
+
+def empty_run(folder: Path) -> tuple[int, list[str]]:
+    """Remove what cnnlab wrote in the run directory ``folder`` (not its marker and lock); anything else
+    stays. Returns the number of entries removed and the names kept. A link is removed, never followed."""
+    removed = 0
+    for item in sorted(Path(folder).iterdir()):
+        if not _written_by_cnnlab(item.name):
+            continue
+        shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+        removed += 1
+    return removed, foreign_entries(folder)
 
 
 def load_run_config(run_dir: Path, overrides: dict | None = None) -> Config:
@@ -181,9 +228,14 @@ class Run:
         path = Path(path).expanduser()
         if not path.is_dir():
             raise RunDirError(f"run directory not found: {path} (train one with: cnnlab train DATA --out {path})")
+        writer = ownership.busy_elsewhere(path)
+        if writer is not None:
+            raise RunBusy(f"{path} is being written by {writer}: wait for it to finish, or stop it and continue "
+                          f"later with: cnnlab train --resume --out {path}")
         missing = [name for name in REQUIRED if not (path / name).is_file()]
         if missing:
-            hint = " (training may not have finished; try: cnnlab train --resume)" if (path / CONFIG).is_file() else ""
+            hint = f" (training may not have finished; continue it with: cnnlab train --resume --out {path})" \
+                if (path / CONFIG).is_file() else ""
             raise RunDirError(f"{path} is not a complete cnnlab run directory: missing {', '.join(missing)}{hint}")
         config = load_run_config(path)
         classes = json.loads((path / CLASSES).read_text())

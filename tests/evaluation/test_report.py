@@ -105,3 +105,17 @@ def test_grad_cam_peaks_on_the_region_that_decides_the_class():
     assert float(heat[:6, 8:].max()) == 0.0  # far from the square: no evidence
     # Class 1 falls with brightness: the square counts against it, and ReLU'd Grad-CAM shows nothing.
     assert float(grad_cam(_Crafted(), image, target=1).max()) == 0.0
+
+
+def test_a_class_with_no_held_out_image_is_na_in_the_report(tmp_path):
+    """The validation split has no image of class c: its precision, recall and F1 are n/a, not a TypeError."""
+    from conftest import write_images
+
+    data = tmp_path / "data"
+    write_images(data / "train", {"a": 10, "b": 10, "c": 10})
+    write_images(data / "val", {"a": 4, "b": 4}, seed=1)
+    out = tmp_path / "run"
+    cnnlab.train(data, out, epochs=1, lr=0.01, batch_size=16, **TINY)
+    text = build_report(out, data).read_text()
+    row = text[text.index("<td>c</td>"):].split("</tr>")[0]
+    assert row.count("<td>n/a</td>") == 3 and "<td>0</td>" in row

@@ -53,8 +53,9 @@ def test_weights_from_another_model_are_a_clear_error(tiny_run, tmp_path):
 
 def test_incomplete_run_directory_is_a_clear_error(tmp_path):
     (tmp_path / "config.yaml").write_text("{}")
-    with pytest.raises(CnnlabError, match="not a complete cnnlab run directory: missing classes.json"):
+    with pytest.raises(CnnlabError, match="not a complete cnnlab run directory: missing classes.json") as info:
         cnnlab.load(tmp_path)
+    assert f"continue it with: cnnlab train --resume --out {tmp_path})" in str(info.value)
 
 
 class _LastOutputs(Callback):

@@ -201,3 +201,18 @@ def test_gradient_rows_of_earlier_sessions_survive_a_resume(tmp_path, bars):
     cnnlab.train(out=out, resume=True)
     epochs = {int(r["epoch"]) for r in rundir.read_csv(out / "gradients.csv")}
     assert epochs == {0, 1, 2}
+
+
+def test_resuming_with_other_epochs_is_refused_in_one_line_and_the_run_still_resumes(tmp_path, bars):
+    """One-cycle's length is fixed when a run starts (a 4-epoch run resumed for 6 used to end in a
+    traceback, "Tried to step ... times"): --resume with another --epochs says what to run instead."""
+    out = tmp_path / "run"
+    proc = killed_then_resumed(bars, out, 1, "end", SETTINGS, "--epochs", "6")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert f"was started for {SETTINGS['epochs']} epochs" in lines[0] and f"--weights {out}" in lines[0]
+    assert "Traceback" not in proc.stderr
+    resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out)],
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(rundir.read_csv(out / rundir.METRICS)) == SETTINGS["epochs"]

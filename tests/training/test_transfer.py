@@ -1,8 +1,10 @@
 import copy
+import json
 
 import pytest
 import torch
 import torchvision
+import yaml
 from lightning.pytorch.callbacks import Callback
 
 import cnnlab
@@ -181,3 +183,19 @@ def test_transfer_beats_scratch_with_few_images_on_the_mean_of_eight_seeds(tmp_p
     results = few_shot_transfer(tmp_path)
     gains = [transferred - scratch for scratch, transferred in results]
     assert statistics.mean(gains) >= MARGIN, results
+
+
+def test_lr_auto_with_two_phase_gives_the_joining_blocks_their_share_of_the_found_rate(tmp_path, bars, tiny_run):
+    """--lr auto used to reach the transfer schedule as the string "auto" ("auto" * 0.1: a TypeError, and a
+    half-written run): the rate is found first, and the blocks that join take it times backbone_lr_mult."""
+    out = tmp_path / "run"
+    result = cnnlab.train(bars, out, weights=str(tiny_run), lr="auto", epochs=3, head_epochs=1, batch_size=16,
+                          progress=False)
+    found = json.loads((out / rundir.LR_FIND_JSON).read_text())["suggestion"]
+    config = yaml.safe_load((out / rundir.CONFIG).read_text())
+    assert config["optim"]["lr"] == found and config["transfer"]["strategy"] == "auto" and result.epochs == 3
+    rows = rundir.read_csv(out / rundir.METRICS)
+    assert float(rows[0]["lr"]) == pytest.approx(found, rel=1e-5) and not rows[0].get("lr_0_1")  # head only
+    mult = config["transfer"]["backbone_lr_mult"]
+    assert mult < 1 and float(rows[1]["lr_0_1"]) == pytest.approx(found * mult, rel=1e-5)  # the top blocks joined
+    assert rundir.read_weights_metadata(out / rundir.WEIGHTS)["config"]["optim"]["lr"] == found

@@ -168,14 +168,19 @@ def _curves_section(run: Run, tmp: Path) -> str:
     return "<h2>Training</h2>" + _img(path, "training curves: loss, accuracy and learning rate per epoch")
 
 
+def _figure(value: Optional[float]) -> str:
+    """A metric to 4 places; "n/a" for a class with no held-out image (it has no recall)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _evaluation_section(predictor: Predictor, data, tmp: Path, evaluated) -> str:
     result, y_true, outputs, paths = evaluated
     if predictor.task != "classification":
         return (f"<h2>Evaluation</h2><p>{result['n']} images: MAE {result['mae']:.4f}, RMSE {result['rmse']:.4f}, "
                 f"R² {result['r2']:.4f}</p>")
-    rows = [[c, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
+    rows = [[c, _figure(v["precision"]), _figure(v["recall"]), _figure(v["f1"]), v["support"]]
             for c, v in result["per_class"].items()]
-    rows += [[f"{a} avg", f"{result[f'precision_{a}']:.4f}", f"{result[f'recall_{a}']:.4f}", f"{result[f'f1_{a}']:.4f}",
+    rows += [[f"{a} avg", _figure(result[f"precision_{a}"]), _figure(result[f"recall_{a}"]), _figure(result[f"f1_{a}"]),
               result["n"]] for a in ("macro", "weighted")]
     cm = np.asarray(result["confusion_matrix"])
     counts = plots.confusion_matrix_png(cm, predictor.classes, tmp / "cm.png")

@@ -24,12 +24,12 @@ from cnnlab.config import Config, load_config, with_overrides
 from cnnlab.data import health
 from cnnlab.data.datamodule import ImageDataModule, accumulation, inverse_frequency, loader_batch_size
 from cnnlab.data.prepare import Prepared, prepare
-from cnnlab.errors import CnnlabError, Diverged, Interrupted
+from cnnlab.errors import CnnlabError, ConfigError, Diverged, Interrupted
 from cnnlab.data.augment import describe, resolved
 from cnnlab.models.registry import (build_for_training, get_entry, resolve_model_config, resolve_preprocessing,
                                     weights_kind)
 from cnnlab.training.source_run import adopt_source_run, load_features_from_run
-from cnnlab.training import calibrate, distributed, transfer
+from cnnlab.training import calibrate, claim, distributed, transfer
 from cnnlab.training.lr_find import find_lr
 from cnnlab.training.callbacks import EpochMetricsCSV, GradientFlow, bar_on_terminal, monitored, standard_callbacks
 from cnnlab.training.checkpoint import AtomicCheckpointIO
@@ -84,15 +84,16 @@ def _report_data(prepared: Prepared, out: Path) -> None:
                     f"list in {out / rundir.SKIPPED}")
 
 
-def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) -> tuple[Config, Path, Optional[Path]]:
+def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict,
+             held: contextlib.ExitStack) -> tuple[Config, Path, Optional[Path]]:
+    """The config and the run directory; rank 0 holds the directory's lock in ``held`` (training/claim.py)."""
     if resume:
         if out is None:
             raise CnnlabError("--resume needs the run directory to continue: --out RUN")
         out = Path(out)
         ckpt = rundir.checkpoint(out, rundir.LAST)
-        if not rundir.holds_run(out):
-            raise CnnlabError(f"nothing to resume in {out}: it has no {rundir.CONFIG} (start it with cnnlab train DATA "
-                              f"--out {out})")
+        if distributed.is_leader():
+            held.enter_context(claim.resuming(out))
         cfg = rundir.load_run_config(out, overrides)
         _check(cfg)
         if not ckpt.is_file():  # stopped before its first epoch ended: the same run, from its start
@@ -104,17 +105,8 @@ def _resolve(data, out, config, resume: bool, overwrite: bool, overrides: dict) 
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(data).resolve())})})
     _check(cfg)  # before anything is written or removed
     out = _run_dir(out, cfg)
-    if not distributed.is_leader():  # rank 0 has checked and prepared the run directory
-        return cfg, out, None
-    if rundir.holds_run(out):
-        if not overwrite:
-            raise CnnlabError(f"{out} already holds a run: choose another --out, continue it with --resume, or "
-                              f"replace it with --overwrite (overwrite=True in Python)")
-        # Nothing of the old run may survive: an old export, evaluation or report would describe another model.
-        old = sorted(out.iterdir())
-        for item in old:
-            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-        log.info(f"--overwrite: removed the previous run in {out} ({len(old)} entries)")
+    if distributed.is_leader():  # the other ranks find the run directory checked and held by rank 0
+        held.enter_context(claim.fresh(out, Path(cfg.data.path) if cfg.data.path else None, overwrite))
     return cfg, out, None
 
 
@@ -186,8 +178,8 @@ def train(data: Union[str, Path, None] = None, out: Union[str, Path, None] = Non
     rank 0 checks and writes the run directory, and the others return a result with no figures.
     """
     leader = distributed.is_leader()
-    with quiet_unless(leader):
-        cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides)
+    with quiet_unless(leader), contextlib.ExitStack() as held:  # the run directory's lock, until training ends
+        cfg, out, ckpt = _resolve(data, out, config, resume, overwrite, overrides, held)
         try:
             return _train(cfg, out, ckpt, callbacks)
         except KeyboardInterrupt:  # Ctrl-C outside Lightning's loop (while preparing the data, say)
@@ -221,6 +213,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         done = _already_complete(out)
         if done is not None:
             return done
+        _check_same_length(cfg, ckpt, out)
         # Loaded here as well as by Lightning: a hostile or broken checkpoint is refused before any work.
         epoch = int(files.load_torch(ckpt).get("epoch", -1)) + 1
         log.info(f"resuming {out} at epoch {epoch + 1} of {cfg.train.epochs} ({epoch} done in {ckpt})")
@@ -239,11 +232,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     if weights_kind(cfg) == "run":
         report = load_features_from_run(model.net, Path(cfg.model.weights), cfg.model.name)
     leader = distributed.is_leader()
-    if leader:
-        _write_inputs(out, cfg, prepared)
     _report_data(prepared, out)
-    if leader:
-        _check_health(prepared, out)
     if report is not None:
         log.info(report.line())
 
@@ -261,7 +250,6 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
                      check_gradients=cfg.train.precision not in ("16-mixed", "16"),
                      channels_last=cfg.train.channels_last, compile=cfg.train.compile, config=cfg.model_dump(mode="json"),
                      class_weights=class_weights, target_std=prepared.pre.target_std)
-    meta = rundir.weights_metadata(cfg, prepared.pre, prepared.classes)
     cbs = standard_callbacks(cfg, out, has_val) + [distributed.ProcessWatch()] + list(callbacks)
     progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
     tracker = loggers.LOGGERS.build(cfg.train.logger, out=out, run=out.name)
@@ -299,8 +287,12 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": lr})})
         task.optim_cfg = cfg.optim
         task.hparams["config"] = cfg.model_dump(mode="json")
-        if leader:
-            rundir.write_config(out, cfg)
+    # Every setting is resolved: the run's files are written only now, so that an error before this point
+    # leaves no half-written run behind (a retry of the same command works).
+    meta = rundir.weights_metadata(cfg, prepared.pre, prepared.classes)
+    if leader:
+        _write_inputs(out, cfg, prepared)
+        _check_health(prepared, out)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
     except SystemExit:
@@ -388,6 +380,18 @@ def _already_complete(out: Path) -> Optional[TrainResult]:
              f"nothing to resume (train further with a new run: --weights {out})")
     return TrainResult(out, float(info.get("seconds", 0.0)), int(info.get("epochs", 0)), info.get("best_epoch"),
                        info.get("final", {}), info.get("stopped"))
+
+
+def _check_same_length(cfg: Config, ckpt: Path, out: Path) -> None:
+    """--resume continues a run to the end it started for: its schedule (one-cycle's total steps, cosine's
+    period) and two-phase's head epochs are fixed by that length, and the checkpoint restores them."""
+    saved = (files.load_torch(ckpt).get("hyper_parameters") or {}).get("config", {})
+    started = saved.get("train", {}).get("epochs") if saved else rundir.load_run_config(out).train.epochs
+    if started is None or started == cfg.train.epochs:
+        return
+    raise ConfigError(f"{out} was started for {started} epochs, and --resume continues it to that end (its learning-"
+                      f"rate schedule is fixed by that length): leave out --epochs, or train further in a new run "
+                      f"from its weights: cnnlab train DATA --weights {out} --out NEW --epochs {cfg.train.epochs}")
 
 
 def _keep_best(model, out: Path, meta: dict[str, str]) -> Optional[int]:

@@ -15,10 +15,10 @@ from typing import Optional
 
 from cnnlab import files
 from cnnlab.errors import CnnlabError
+from cnnlab.rundir import LR_FIND_JSON, LR_FIND_PNG
 
 log = logging.getLogger(__name__)
 
-LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"
 MIN_LR, MAX_LR, STEPS = 1e-6, 1.0, 100
 
 

@@ -46,10 +46,14 @@ def check(cfg: Config, strategy: str, net: nn.Module) -> None:
 
 
 class TransferSchedule(BaseFinetuning):
-    def __init__(self, strategy: str, unfreeze: int, head_epochs: int, backbone_lr: float) -> None:
+    """Freezes, and for two-phase unfreezes, the backbone. Like Lightning's ``BackboneFinetuning`` it carries
+    a ratio, not a rate: the joining blocks get the head's starting rate (read from the optimizer, so it is
+    the rate training resolved, --lr auto's included) times ``backbone_lr_mult``."""
+
+    def __init__(self, strategy: str, unfreeze: int, head_epochs: int, backbone_lr_mult: float) -> None:
         super().__init__()
         self.strategy, self.unfreeze = strategy, unfreeze
-        self.head_epochs, self.backbone_lr = head_epochs, backbone_lr
+        self.head_epochs, self.backbone_lr_mult = head_epochs, backbone_lr_mult
 
     def _top_blocks(self, net: nn.Module) -> list[nn.Module]:
         blocks = net.blocks()
@@ -64,7 +68,10 @@ class TransferSchedule(BaseFinetuning):
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if self.strategy == "two-phase" and epoch == self.head_epochs and self.unfreeze:
-            self.unfreeze_and_add_param_group(self._top_blocks(pl_module.model.net), optimizer, lr=self.backbone_lr)
+            head = optimizer.param_groups[0]
+            # initial_lr: the rate before the schedule moved it (schedulers record it in every group)
+            lr = head.get("initial_lr", head["lr"]) * self.backbone_lr_mult
+            self.unfreeze_and_add_param_group(self._top_blocks(pl_module.model.net), optimizer, lr=lr)
             distributed.rewrap(pl_module.trainer)  # the new trainable blocks join DDP's gradient all-reduce
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -89,7 +96,7 @@ def freeze_batchnorm_stats(model: nn.Module) -> None:
 def schedule_callback(cfg: Config, strategy: str) -> Optional[TransferSchedule]:
     if strategy == "full":
         return None
-    return TransferSchedule(strategy, cfg.transfer.unfreeze, cfg.head_epochs(), cfg.optim.lr * cfg.transfer.backbone_lr_mult)
+    return TransferSchedule(strategy, cfg.transfer.unfreeze, cfg.head_epochs(), cfg.transfer.backbone_lr_mult)
 
 
 # ----------------------------------------------------------------------------- feature caching
