@@ -6,8 +6,8 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from cnnlab.calibration import (FOLDS, MIN_ERRORS_TO_SHARPEN, MIN_IMAGES, T_MAX, T_MIN, cross_validated, decide, ece,
-                                fit_temperature, folds)
+from cnnlab.calibration import (FOLDS, MIN_IMAGES, T_MAX, T_MIN, cross_validated, decide, ece, fit_temperature,
+                                folds)
 
 
 def reference_nll(z: np.ndarray, y: np.ndarray, t: float) -> float:
@@ -66,15 +66,16 @@ def test_a_split_too_small_keeps_no_temperature():
     assert record["kept"] is False and record["temperature"] == 1.0 and "too few" in record["reason"]
 
 
-def test_a_few_mistakes_never_sharpen():
-    logits, _ = sampled(400, 4, 1.0)
+def test_a_fold_fitted_on_images_without_mistakes_is_not_sharpened():
+    logits, _ = sampled(300, 4, 1.0)
     labels = logits.argmax(1)
-    labels[: MIN_ERRORS_TO_SHARPEN - 1] = (labels[: MIN_ERRORS_TO_SHARPEN - 1] + 1) % 4  # 9 mistakes
+    labels[0] = (labels[0] + 1) % 4  # one mistake: exactly one fold's fitting images have none
     under = logits * 0.3  # underconfident: the NLL alone would sharpen it
-    assert fit_temperature(under, labels) < 1.0
-    record = decide(under, labels)
-    assert record["errors"] == MIN_ERRORS_TO_SHARPEN - 1 and record["bounds"][0] == 1.0
-    assert record["temperature"] >= 1.0 and "sharpen" in record["reason"]
+    _, temps = cross_validated(under, labels, (T_MIN, T_MAX), FOLDS, 0)
+    fitting_right = [bool((labels[fit] == under[fit].argmax(1)).all()) for fit, _ in folds(labels.numpy(), FOLDS, 0)]
+    assert fitting_right.count(True) == 1
+    for right, t in zip(fitting_right, temps):
+        assert t == 1.0 if right else t < 1.0
 
 
 def test_an_overconfident_model_keeps_a_temperature_that_helps_out_of_fold():

@@ -225,12 +225,15 @@ class Run:
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def calibration(self) -> dict:
-        """calibration.json ({} when the run has none: no validation split, regression, or calibrate off)."""
+        """calibration.json ({} when the run has none: no validation split, regression, or calibrate off):
+        the temperature and whether it was kept (runs before that field kept theirs)."""
         file = self.path / CALIBRATION
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def temperature(self) -> float:
-        return float(self.calibration().get("temperature", 1.0))
+        """The temperature prediction divides the logits by: 1.0 without a kept one."""
+        cal = self.calibration()
+        return float(cal.get("temperature", 1.0)) if cal.get("kept", True) else 1.0
 
     def data_health(self) -> dict:
         file = self.path / DATA_HEALTH
