@@ -1,17 +1,14 @@
 """Stratified, seeded train/val/test splits, recorded so a run can be reproduced."""
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-log = logging.getLogger(__name__)
 
-
-def _split_off(indices: np.ndarray, labels: list, fraction: float, seed: int, stratify: bool, part: str):
+def _split_off(indices: np.ndarray, labels: list, fraction: float, seed: int, stratify: bool):
     if fraction <= 0 or len(indices) == 0:
         return indices, np.array([], dtype=int)
     n_out = max(1, int(round(len(indices) * fraction)))
@@ -24,10 +21,7 @@ def _split_off(indices: np.ndarray, labels: list, fraction: float, seed: int, st
         return indices, np.array([], dtype=int)
     sub = [labels[i] for i in pool]
     classes = len(set(sub))
-    can_stratify = stratify and n_out >= classes and len(pool) - n_out >= classes
-    if stratify and not can_stratify:
-        log.warning(f"too few images for a stratified {part} split ({len(pool)} images, {classes} classes, {n_out} to "
-                    f"hold out): held out at random, every class keeping a training image")
+    can_stratify = stratify and n_out >= classes and len(pool) - n_out >= classes  # else at random
     keep, out = train_test_split(pool, test_size=n_out, random_state=seed, stratify=sub if can_stratify else None)
     if stratify:
         keep, out = _keep_one_of_each(keep, out, labels)
@@ -43,7 +37,9 @@ def _keep_one_of_each(keep: np.ndarray, out: np.ndarray, labels: list) -> tuple[
             back[labels[i]] = i
     if not back:
         return keep, out
-    return np.concatenate([keep, list(back.values())]), np.array([i for i in out if i not in set(back.values())])
+    given_back = set(back.values())
+    return (np.concatenate([keep, list(given_back)]).astype(int),
+            np.array([i for i in out if i not in given_back], dtype=int))
 
 
 def split_indices(
@@ -51,21 +47,19 @@ def split_indices(
 ) -> dict[str, list[int]]:
     """Split sample indices into train/val/test, stratified by label where every class allows it."""
     all_idx = np.arange(len(labels))
-    rest, test = _split_off(all_idx, list(labels), test_split, seed, stratify, "test")
+    rest, test = _split_off(all_idx, list(labels), test_split, seed, stratify)
     val_fraction = val_split / (1.0 - test_split) if test_split else val_split
-    train, val = _split_off(rest, list(labels), val_fraction, seed + 1, stratify, "validation")
-    parts = {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
-    if stratify:
-        _warn_missing(labels, parts, {"test": test_split, "val": val_split})
-    return parts
+    train, val = _split_off(rest, list(labels), val_fraction, seed + 1, stratify)
+    return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
 
 
-def _warn_missing(labels: Sequence, parts: dict[str, list[int]], fractions: dict[str, float]) -> None:
-    """One line for the classes too small to appear in every held-out split asked for."""
+def short_classes_note(labels: Sequence, parts: dict[str, list[int]], fractions: dict[str, float]) -> Optional[str]:
+    """One line naming the classes too small to appear in every held-out split asked for (None: none)."""
     classes = {str(c) for c in labels}
     missing = {part: classes - {str(labels[i]) for i in parts[part]} for part, f in fractions.items() if f > 0}
     short = sorted(set().union(*missing.values())) if missing else []
-    if short:
-        which = "; ".join(f"{c}: no {' or '.join(p for p in missing if c in missing[p])} image" for c in short[:5])
-        log.warning(f"{len(short)} of {len(classes)} classes have too few images for every held-out split ({which}"
-                    f"{'; ...' if len(short) > 5 else ''}): figures on those splits leave them out")
+    if not short:
+        return None
+    which = "; ".join(f"{c}: no {' or '.join(p for p in missing if c in missing[p])} image" for c in short[:5])
+    return (f"{len(short)} of {len(classes)} classes have too few images for every held-out split ({which}"
+            f"{'; ...' if len(short) > 5 else ''}): figures on those splits leave them out")
