@@ -62,7 +62,8 @@ class DataConfig(_Strict):
     val_split: float = Field(
         0.1, ge=0.0, lt=1.0, description='share of the data held out for validation when no val/ folder is given')
     test_split: float = Field(
-        0.0, ge=0.0, lt=1.0, description='share held out for testing when no test/ folder is given')
+        0.1, ge=0.0, lt=1.0, description='share held out for testing when no split is given (0: none, and the '
+                                         'headline is on the validation images that also select the model)')
     batch_size: int = Field(64, gt=0, description='images per step (and per chunk in batch mode)')
     num_workers: int = Field(0, ge=0, description='data loader worker processes (0: the main process)')
     cache: Literal["auto", "memory", "disk"] = Field(

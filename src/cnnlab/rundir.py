@@ -5,13 +5,15 @@
     preprocessing.json   input channels, size, mean, std
     split.csv            path,label,split of every image used
     skipped.csv          path,reason of every file that could not be used
-    metrics.csv          per-epoch train/val loss and accuracy, learning rate, time
+    metrics.csv          per-epoch train/val loss and accuracy, learning rate, time; its epoch column counts
+                         from 0 (as training.json's best_epoch), where messages and the report count from 1
     model.safetensors    the network weights (best epoch when there is a validation set)
     training.json        wall time, epochs run, best epoch, final metrics
     checkpoints/         Lightning checkpoints: last.ckpt (every epoch, with every random state) for
                          --resume, best.ckpt (the best epoch by the monitored metric)
     gradients.csv        per-layer gradient norms (with --gradient-every)
-    calibration.json     classification: the temperature fitted on the validation split, ECE before/after
+    calibration.json     classification: the temperature (cross-validated on the validation split), or why
+                         none was kept (T = 1), with the out-of-fold ECE and NLL before/after
     data_health.json     what training's exact-duplicate check found (leaks, label conflicts)
     tensorboard/, mlruns/  with --logger tensorboard / mlflow
   added by later stages:
@@ -47,7 +49,7 @@ from cnnlab.preprocessing import Preprocessing
 CONFIG = "config.yaml"
 CLASSES = "classes.json"
 PREPROCESSING = "preprocessing.json"
-CALIBRATION = "calibration.json"  # temperature scaling fitted on the validation split
+CALIBRATION = "calibration.json"  # temperature scaling, cross-validated on the validation split
 DATA_HEALTH = "data_health.json"  # the exact-duplicate check training runs on its images
 SPLIT = "split.csv"
 SKIPPED = "skipped.csv"
@@ -255,6 +257,13 @@ class Run:
     def training_info(self) -> dict:
         return self.training_file(self.path)
 
+    def training_figures(self) -> dict[str, float]:
+        """The last epoch's figures, and ``seconds``: the whole training time (training.json's, as the
+        report's; a run before this kept its last epoch's time among the figures)."""
+        info = self.training_info()
+        figures = {k: v for k, v in info.get("final", {}).items() if k != "seconds"}
+        return {**figures, "seconds": info["seconds"]} if "seconds" in info else figures
+
     def split(self) -> list[dict]:
         """split.csv: path, label and split of every image used."""
         return read_csv(self.path / SPLIT)
@@ -268,12 +277,15 @@ class Run:
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def calibration(self) -> dict:
-        """calibration.json ({} when the run has none: no validation split, regression, or calibrate off)."""
+        """calibration.json ({} when the run has none: no validation split, regression, or calibrate off):
+        the temperature and whether it was kept (runs before that field kept theirs)."""
         file = self.path / CALIBRATION
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def temperature(self) -> float:
-        return float(self.calibration().get("temperature", 1.0))
+        """The temperature prediction divides the logits by: 1.0 without a kept one."""
+        cal = self.calibration()
+        return float(cal.get("temperature", 1.0)) if cal.get("kept", True) else 1.0
 
     def data_health(self) -> dict:
         file = self.path / DATA_HEALTH

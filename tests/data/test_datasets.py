@@ -9,7 +9,7 @@ from cnnlab.models.registry import resolve_preprocessing
 
 
 def _prepared(data, cache: str, size: int = 12):
-    cfg = load_config(None, {"cache": cache, "val_split": 0.0, "input_size": size, "in_channels": 3})
+    cfg = load_config(None, {"cache": cache, "val_split": 0.0, "test_split": 0.0, "input_size": size, "in_channels": 3})
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(data)})})
     return prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed)), cfg
 

@@ -45,12 +45,12 @@ def test_evaluate_on_the_training_folder_scores_only_held_out_images(tmp_path, b
     _train(bars, out, "--val-split", "0.2")
     proc = run("evaluate", out, bars, "--json", tmp_path / "m.json")
     result = json.loads((tmp_path / "m.json").read_text())
-    held_out = [r for r in rundir.read_csv(out / rundir.SPLIT) if r["split"] == "val"]
-    assert result["n"] == len(held_out) == 12 and result["split"] == "val"
-    assert "12 held-out validation images" in " ".join(proc.stdout.split())
+    held_out = [r for r in rundir.read_csv(out / rundir.SPLIT) if r["split"] == "test"]  # the default 10%
+    assert result["n"] == len(held_out) == 6 and result["split"] == "test"
+    assert "6 held-out test images" in " ".join(proc.stdout.split())
     everything = run("evaluate", out, bars, "--split", "all")
     assert "training images included" in " ".join(everything.stderr.split())
-    assert json.loads((out / "evaluation.json").read_text())["n"] == 12  # --split all is not the headline
+    assert json.loads((out / "evaluation.json").read_text())["n"] == 6  # --split all is not the headline
 
 
 def test_other_data_does_not_replace_the_headline_and_absent_classes_are_na(tmp_path, bars):
@@ -78,7 +78,7 @@ def test_a_valid_folder_is_the_validation_split_and_other_folders_get_a_note(tmp
 
 
 def test_no_held_out_images_gets_a_note_at_training_time(tmp_path, bars):
-    proc = _train(bars, tmp_path / "r", "--val-split", "0")
+    proc = _train(bars, tmp_path / "r", "--val-split", "0", "--test-split", "0")
     assert "no held-out images" in " ".join(proc.stderr.split())
 
 

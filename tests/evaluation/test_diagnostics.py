@@ -21,7 +21,7 @@ def test_deep_cnn_has_the_asked_depth():
 def test_training_records_gradient_norms_per_layer(tmp_path, bars):
     result = cnnlab.train(bars, tmp_path / "run", epochs=2, gradient_every=2, batch_size=8, **TINY)
     rows = rundir.read_csv(result.run_dir / "gradients.csv")
-    assert [int(r["step"]) for r in rows] == list(range(0, 2 * 7, 2))  # ceil(54 / 8) = 7 steps per epoch
+    assert [int(r["step"]) for r in rows] == list(range(0, 2 * 6, 2))  # 60 - 6 val - 6 test: 48 / 8 = 6 steps
     layers = [k for k in rows[0] if k not in ("step", "epoch")]
     assert layers[0] == "net.features.0.body.0.0" and layers[-1] == "net.head.3"
     assert all(float(rows[0][k]) > 0 for k in layers)

@@ -38,9 +38,11 @@ def test_evaluate_run_json_contract_and_plots(tiny_run, bars, tmp_path):
             "recall_weighted", "f1_weighted", "precision_micro", "recall_micro", "f1_micro", "per_class",
             "confusion_matrix"}
     assert keys <= set(saved)
-    # the run's own data: only its 6 held-out validation images (split.csv), never the 54 it trained on
-    held_out = [r for r in rundir.read_csv(tiny_run / rundir.SPLIT) if r["split"] == "val"]
-    assert saved["split"] == "val" and np.array(saved["confusion_matrix"]).sum() == len(held_out) == 6
+    # the run's own data: only its 6 held-out test images (split.csv), never the 48 it trained on nor the 6
+    # validation images that chose its epoch
+    held_out = [r for r in rundir.read_csv(tiny_run / rundir.SPLIT) if r["split"] == "test"]
+    assert saved["split"] == "test" and np.array(saved["confusion_matrix"]).sum() == len(held_out) == 6
+    assert saved["split_note"] is None
     assert saved["classes"] == ["a", "b", "c"]
     assert set(saved["per_class"]["a"]) == {"precision", "recall", "f1", "support"}
     assert saved == json.loads(json.dumps(result))

@@ -64,7 +64,7 @@ def test_evaluate_tta_writes_beside_the_headline(light_run, bars):
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "test-time augmentation: the mean over original, shift+, shift-, zoom" in proc.stdout
-    written = tiny_run / "evaluations" / f"{bars.name}-val-tta.json"
+    written = tiny_run / "evaluations" / f"{bars.name}-tta.json"  # its held-out test images
     result = json.loads(written.read_text())
     assert result["tta"] == ["original", "shift+", "shift-", "zoom"] and result["calibration"]["ece_before"] is None
     if headline.is_file():

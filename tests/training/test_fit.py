@@ -21,7 +21,7 @@ def test_run_directory_holds_everything_later_stages_need(tiny_run):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(rows[0])
     split = rundir.read_csv(tiny_run / rundir.SPLIT)
-    assert len(split) == 60 and {r["split"] for r in split} == {"train", "val"}
+    assert len(split) == 60 and {r["split"] for r in split} == {"train", "val", "test"}
 
 
 def test_training_learns_the_task(tiny_run):
@@ -85,14 +85,14 @@ def test_batch_mode_is_one_exact_full_batch_gradient_step(tmp_path, bars):
 
 def test_stochastic_mode_updates_once_per_sample(tmp_path, bars):
     rec = _Record()
-    cnnlab.train(bars, tmp_path / "run", epochs=1, mode="stochastic", val_split=0.5, batch_norm=False,
+    cnnlab.train(bars, tmp_path / "run", epochs=1, mode="stochastic", val_split=0.5, test_split=0.0, batch_norm=False,
                  callbacks=[rec], **TINY)
     assert rec.steps == 30
 
 
 def test_minibatch_mode_updates_once_per_batch(tmp_path, bars):
     rec = _Record()
-    cnnlab.train(bars, tmp_path / "run", epochs=2, batch_size=8, val_split=0.0, callbacks=[rec], **TINY)
+    cnnlab.train(bars, tmp_path / "run", epochs=2, batch_size=8, val_split=0.0, test_split=0.0, callbacks=[rec], **TINY)
     assert rec.steps == 2 * 8  # ceil(60 / 8) per epoch
 
 
@@ -204,8 +204,8 @@ def test_regression_from_a_csv_manifest(tmp_path):
     assert {"train_mae", "val_mae", "val_rmse", "val_r2"} <= set(rows[-1])
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     metrics = cnnlab.evaluate(result.run_dir, tmp_path / "m.csv")
-    held_out = [r for r in rundir.read_csv(result.run_dir / rundir.SPLIT) if r["split"] == "val"]
-    assert set(metrics) >= {"mae", "rmse", "r2"} and metrics["n"] == len(held_out) == 4  # its own held-out images
+    held_out = [r for r in rundir.read_csv(result.run_dir / rundir.SPLIT) if r["split"] == "test"]
+    assert set(metrics) >= {"mae", "rmse", "r2"} and metrics["n"] == len(held_out) == 4  # its own test images
     assert cnnlab.evaluate(result.run_dir, tmp_path / "m.csv", split="all")["n"] == 36
     pred = cnnlab.load(result.run_dir).predict(files[0])[0]
     assert isinstance(pred.label, float) and pred.probability is None

@@ -17,7 +17,7 @@ def print_metrics(result: dict) -> None:
     if "classes" not in result:
         out.print(f"n={result['n']}  MAE {result['mae']:.4f}  RMSE {result['rmse']:.4f}  R² {result['r2']:.4f}")
         return
-    what = {"test": "held-out test ", "val": "held-out validation ", "all": "all "}.get(result.get("split"), "")
+    what = {"test": "held-out test ", "val": "validation ", "all": "all "}.get(result.get("split"), "")
     table = new_table("class", "precision", "recall", "f1", "support",
                       title=f"evaluation on {result['n']} {what}images")
 
@@ -33,17 +33,29 @@ def print_metrics(result: dict) -> None:
     out.print(table)
     tops = "  ".join(f"top-{k} {v:.4f}" for k, v in result.get("top_k_accuracy", {}).items())
     out.print(f"accuracy {result['accuracy']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f}  {tops}")
-    cal = result.get("calibration")
-    if cal:
-        before = "" if cal["ece_before"] is None else f"{cal['ece_before']:.4f} before, "
-        out.print(f"calibration: temperature {cal['temperature']:.3f}, ECE ({cal['bins']} bins) {before}"
-                  f"{cal['ece_after']:.4f} after")
+    if result.get("calibration"):
+        out.print(_calibration_line(result["calibration"]), soft_wrap=True)
     if result.get("tta"):
         out.print(f"test-time augmentation: the mean over {', '.join(result['tta'])}")
     cm = new_table("true \\ pred", *result["classes"], title="confusion matrix")
     for name, row in zip(result["classes"], result["confusion_matrix"]):
         cm.add_row(name, *(str(v) for v in row))
     out.print(cm)
+    if result.get("split_note"):
+        out.print(f"[yellow]note:[/] these figures are {escape(result['split_note'])}", soft_wrap=True)
+
+
+def _calibration_line(cal: dict) -> str:
+    before = "" if cal["ece_before"] is None else f"{cal['ece_before']:.4f} before, "
+    ece = f"ECE ({cal['bins']} bins) {before}{cal['ece_after']:.4f} after"
+    if cal.get("kept") is False:
+        return f"calibration: ECE ({cal['bins']} bins) {cal['ece_after']:.4f}, no temperature (T = 1): " \
+               f"{escape(str(cal.get('reason')))}"
+    if not cal.get("fitted_on_these_images"):
+        return f"calibration: temperature {cal['temperature']:.3f}, {ece}"
+    oof = cal.get("out_of_fold")
+    fair = f"; out-of-fold (not fitted on): {oof['ece_before']:.4f} -> {oof['ece_after']:.4f}" if oof else ""
+    return f"calibration: temperature {cal['temperature']:.3f}, {ece} on the images that fitted it{fair}"
 
 
 @app.command()

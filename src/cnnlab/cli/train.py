@@ -79,7 +79,8 @@ def _print_training(result) -> None:
     console.print(f"trained {result.epochs} epochs in {result.seconds:.1f}s; last epoch: {', '.join(parts)}",
                   soft_wrap=True)
     if result.best_epoch is not None:
-        console.print(f"model.safetensors holds the best epoch, {result.best_epoch} (counting from 0, as metrics.csv)")
+        console.print(f"model.safetensors holds the best epoch: epoch {result.best_epoch + 1} of {result.epochs} "
+                      f"(epoch {result.best_epoch} in metrics.csv, which counts from 0)")
     console.print(f"run directory: [bold]{escape(str(result.run_dir))}[/]", soft_wrap=True)
 
 

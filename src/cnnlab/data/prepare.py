@@ -16,7 +16,7 @@ from cnnlab.config import Config
 from cnnlab.data.datasets import FileImages, InMemoryImages, decode_entries
 from cnnlab.data.images import probe
 from cnnlab.data.sources import Entry, Scan, Skipped, scan
-from cnnlab.data.splits import split_indices
+from cnnlab.data.splits import short_classes_note, split_indices
 from cnnlab.errors import DataError
 from cnnlab.preprocessing import Preprocessing
 
@@ -32,7 +32,7 @@ class Prepared:
     records: list[tuple[str, str, str]]  # (path, label, split) of every image used
     skipped: list[Skipped] = field(default_factory=list)
     in_memory: bool = True
-    notes: list[str] = field(default_factory=list)  # layout warnings from the scan, one line each
+    notes: list[str] = field(default_factory=list)  # layout and split warnings, one line each
 
     def size(self, split: str) -> int:
         ds = self.datasets.get(split)
@@ -57,7 +57,9 @@ def _targets(entries: list[Entry], classes: list[str], task: str) -> torch.Tenso
     return torch.tensor([index[str(e.label)] for e in entries], dtype=torch.long)
 
 
-def _assign_splits(entries: list[Entry], cfg: Config, task: str) -> list[str]:
+def _assign_splits(entries: list[Entry], cfg: Config, task: str, notes: list[str]) -> list[str]:
+    """Each entry's split: as given, else stratified and seeded (a note for the classes too small for it)."""
+    stratify = task == "classification"
     if any(e.split is not None for e in entries):
         given = [e.split or "train" for e in entries]
         if "val" in given or cfg.data.val_split == 0:
@@ -65,17 +67,26 @@ def _assign_splits(entries: list[Entry], cfg: Config, task: str) -> list[str]:
         # train/ and test/ given, no val/: take the validation set from train, as configured.
         train_idx = [i for i, s in enumerate(given) if s == "train"]
         labels = [entries[i].label for i in train_idx]
-        parts = split_indices(labels, cfg.data.val_split, 0.0, cfg.seed, stratify=task == "classification")
+        parts = split_indices(labels, cfg.data.val_split, 0.0, cfg.seed, stratify=stratify)
+        _note_short_classes(notes, stratify, labels, parts, {"val": cfg.data.val_split})
         for j in parts["val"]:
             given[train_idx[j]] = "val"
         return given
     labels = [e.label for e in entries]
-    parts = split_indices(labels, cfg.data.val_split, cfg.data.test_split, cfg.seed, stratify=task == "classification")
+    parts = split_indices(labels, cfg.data.val_split, cfg.data.test_split, cfg.seed, stratify=stratify)
+    fractions = {"test": cfg.data.test_split, "val": cfg.data.val_split}
+    _note_short_classes(notes, stratify, labels, parts, fractions)
     out = [""] * len(entries)
     for name, idx in parts.items():
         for i in idx:
             out[i] = name
     return out
+
+
+def _note_short_classes(notes: list[str], stratify: bool, labels: list, parts: dict, fractions: dict) -> None:
+    note = short_classes_note(labels, parts, fractions) if stratify else None
+    if note:
+        notes.append(note)
 
 
 def decode_scan(scan_: Scan, pre: Preprocessing, keep: bool) -> tuple[list[Entry], Optional[torch.Tensor], list[Skipped]]:
@@ -100,7 +111,8 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
         empty = sorted(set(found.classes) - {str(e.label) for e in entries})
         if empty:
             raise DataError(f"class '{empty[0]}' has no usable image (all its files were skipped, see above)")
-    splits = _assign_splits(entries, cfg, cfg.task)
+    notes = list(found.notes)
+    splits = _assign_splits(entries, cfg, cfg.task, notes)
     targets = _targets(entries, found.classes, cfg.task)
     datasets: dict[str, Dataset] = {}
     for name in ("train", "val", "test"):
@@ -117,4 +129,4 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
         raise DataError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
     records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]
     return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None,
-                    notes=found.notes)
+                    notes=notes)

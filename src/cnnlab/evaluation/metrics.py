@@ -139,13 +139,35 @@ def _name(data: Union[str, Path]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name) or "data"
 
 
-def calibration_figures(probs: torch.Tensor, y_true: np.ndarray, temperature: float, tta: bool) -> dict:
+def calibration_figures(probs: torch.Tensor, y_true: np.ndarray, temperature: float, tta: bool,
+                        fit: Optional[dict] = None, on_fit_images: bool = False) -> dict:
     """ECE (15 bins) of the probabilities before and after the run's temperature, and the reliability
-    diagram's bins (after). With TTA the averaged probabilities have no single "before"."""
+    diagram's bins (after). With TTA the averaged probabilities have no single "before". ``fit``: the
+    run's calibration.json; ``on_fit_images``: these are the images that fitted the temperature, so the
+    figure that was not fitted on them is the record's out-of-fold one."""
     labels = torch.as_tensor(y_true).long()
+    fit = fit or {}
+    kept = fit.get("kept", True) if fit else None  # runs before the record said so kept theirs
     return {"temperature": temperature, "bins": BINS,
             "ece_before": None if tta else ece(uncalibrated(probs, temperature), labels),
-            "ece_after": ece(probs, labels), "reliability": reliability(probs, labels)}
+            "ece_after": ece(probs, labels), "reliability": reliability(probs, labels),
+            "kept": kept, "reason": fit.get("reason"), "fitted_on_these_images": bool(on_fit_images and kept),
+            "out_of_fold": fit.get("out_of_fold")}
+
+
+def split_note(run, chosen: Chosen) -> Optional[str]:
+    """Words for a headline measured on the run's validation images, which chose its best epoch."""
+    if not (chosen.own and chosen.split == "val"):
+        return None
+    uses = []
+    if str(run.training_info().get("monitor", "val_loss")).startswith("val"):
+        uses.append("selected the model (its best epoch)")
+    fit = run.calibration()
+    if fit and fit.get("kept", True):
+        uses.append("fitted its temperature")
+    used = f", which also {' and '.join(uses)}" if uses else ""
+    return (f"measured on validation images{used}: an optimistic figure. A test split (--test-split 0.1, or a "
+            f"test/ folder) gives an unbiased one")
 
 
 def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True,
@@ -156,11 +178,14 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
     y_true, outputs, paths, skipped, chosen = predict_dataset(predictor, data, split)
     if predictor.task == "classification":
         result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
-        result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta)
+        fit = predictor.run.calibration()
+        result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta, fit,
+                                                    chosen.own and chosen.split == fit.get("split", "val"))
     else:
         result = regression_metrics(y_true, outputs.numpy()[:, 0])
     result["data"] = str(data)
     result["split"] = chosen.split
+    result["split_note"] = split_note(predictor.run, chosen)
     result["tta"] = [name for name, _ in predictor.views] if tta else None
     result["skipped"] = [{"path": str(s.path), "reason": s.reason} for s in skipped]
     run_dir = predictor.run.path

@@ -111,7 +111,7 @@ def image_grid_png(maps, path: Path, title: str, cols: int = 8) -> Path:
 def training_curves_png(rows: list[dict], path: Path, phase_epoch: Optional[int] = None) -> Path:
     """Loss and accuracy per epoch (train and validation) and the learning rate; the fine-tuning phase
     change as a dashed line."""
-    epochs = [int(r["epoch"]) for r in rows]
+    epochs = [int(r["epoch"]) + 1 for r in rows]  # metrics.csv counts from 0; a reader of the plot from 1
 
     def series(key):
         return [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
@@ -124,7 +124,7 @@ def training_curves_png(rows: list[dict], path: Path, phase_epoch: Optional[int]
             if rows and key in rows[0]:
                 ax.plot(epochs, series(key), "o-", ms=3, label=key.replace("_", " "))
         if phase_epoch is not None:
-            ax.axvline(phase_epoch - 0.5, color="#c33", ls="--", lw=1, label="backbone unfrozen")
+            ax.axvline(phase_epoch + 0.5, color="#c33", ls="--", lw=1, label="backbone unfrozen")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         if title == "learning rate":

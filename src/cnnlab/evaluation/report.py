@@ -85,9 +85,14 @@ def _run_section(run: Run, split: list[dict]) -> tuple[str, str, list]:
     parts = [
         f"<p>Model <b>{html.escape(run.config.model.name)}</b>, strategy <b>{html.escape(str(info.get('strategy', '?')))}</b>, "
         f"weights {html.escape(str(run.config.model.weights or 'none'))}; trained {info.get('epochs', '?')} epochs in "
-        f"{info.get('seconds', '?')} s on {html.escape(str(info.get('device', '?')))}; best epoch {info.get('best_epoch')}.</p>",
+        f"{info.get('seconds', '?')} s on {html.escape(str(info.get('device', '?')))}{_best_epoch(info)}.</p>",
     ]
     return "<h2>The run</h2>" + "".join(parts), _table(["class", *splits], rows), skipped
+
+
+def _best_epoch(info: dict) -> str:
+    best = info.get("best_epoch")
+    return "" if best is None else f"; best epoch {best + 1} of {info.get('epochs', '?')} (counting from 1)"
 
 
 def _config_section(run: Run) -> str:
@@ -128,20 +133,31 @@ def _headline(run: Run, result: Optional[dict]) -> str:
     if result and "accuracy" in result:
         cells += [("accuracy", f"{result['accuracy']:.4f}", "accuracy"), ("macro F1", f"{result['f1_macro']:.4f}", "f1"),
                   ("balanced accuracy", f"{result['balanced_accuracy']:.4f}", "balanced")]
-        ece = (result.get("calibration") or {}).get("ece_after")
+        ece = _headline_ece(result.get("calibration") or {})
         if ece is not None:
-            cells.append(("ECE (calibrated)", f"{ece:.4f}", "ece"))
+            cells.append(ece)
     elif result and "r2" in result:
         cells += [("R²", f"{result['r2']:.4f}", "r2"), ("MAE", f"{result['mae']:.4f}", "mae")]
     else:
         cells.append(("not evaluated", "—", "none"))
     cells += [("training time", f"{info.get('seconds', '?')} s", "time"), ("device", str(info.get("device", "?")), "device")]
     what = f" on {result['n']} {html.escape(str(result.get('split', '')))} images" if result else ""
+    note = (result or {}).get("split_note")
     return ('<section id="headline" aria-label="headline">'
             + "".join(f'<div id="h-{key}"><span>{html.escape(name)}</span><b>{html.escape(value)}</b></div>'
                       for name, value, key in cells)
             + f'<div><span>model</span><b style="font-size:1.1rem">{html.escape(run.config.model.name)}</b>'
-              f'<span>{html.escape(what)}</span></div></section>')
+              f'<span>{html.escape(what)}</span></div></section>'
+            + (f'<p id="split-note" class="warn">The headline is {html.escape(note)}.</p>' if note else ""))
+
+
+def _headline_ece(cal: dict) -> Optional[tuple[str, str, str]]:
+    """The ECE measured on images that did not fit the temperature: the out-of-fold one when these fitted it."""
+    if cal.get("fitted_on_these_images") and cal.get("out_of_fold"):
+        return "ECE (calibrated, out-of-fold)", f"{cal['out_of_fold']['ece_after']:.4f}", "ece"
+    if cal.get("fitted_on_these_images") or cal.get("ece_after") is None:
+        return None  # a run calibrated before cross-validation, scored on the images that fitted it
+    return ("ECE (calibrated)" if cal.get("kept") else "ECE"), f"{cal['ece_after']:.4f}", "ece"
 
 
 def _model_section(predictor: Predictor) -> str:
@@ -201,11 +217,28 @@ def _calibration_section(result: dict, y_true, outputs: torch.Tensor, tmp: Path)
     before = None if cal["ece_before"] is None else reliability(uncalibrated(outputs, cal["temperature"]), y_true)
     path = plots.reliability_png(before, cal["reliability"], tmp / "reliability.png", cal["ece_before"], cal["ece_after"],
                                  cal["temperature"])
-    text = (f"<p>Temperature scaling (fitted on the validation split): T = {cal['temperature']:.3f}. Expected calibration "
-            f"error ({cal['bins']} bins): " + ("" if cal["ece_before"] is None else f"{cal['ece_before']:.4f} before, ")
-            + f"{cal['ece_after']:.4f} after. A well-calibrated model's bars follow the diagonal: of the images it "
-              f"gives 0.9, nine in ten are right.</p>")
+    scaled = cal.get("kept") is not False and cal["ece_before"] is not None and cal["temperature"] != 1.0
+    figures = f"{cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after" if scaled else f"{cal['ece_after']:.4f}"
+    text = (f"<p>{html.escape(_calibration_words(cal))} Expected calibration error ({cal['bins']} bins) on these "
+            f"images: {figures}. A well-calibrated model's bars follow the diagonal: of the images it gives 0.9, "
+            f"nine in ten are right.</p>")
     return "<h3>Calibration</h3>" + text + _img(path, "reliability diagram")
+
+
+def _calibration_words(cal: dict) -> str:
+    """What the temperature is, where it came from, and which ECE was measured on images it was not fitted on."""
+    if cal.get("kept") is False:
+        return f"No temperature: {cal.get('reason')}; the probabilities are as trained (T = 1)."
+    if cal.get("kept") is None:
+        return "Not calibrated (--calibrate false, or no validation images): the probabilities are as trained."
+    oof = cal.get("out_of_fold")
+    how = "cross-validated on" if oof else "fitted on"
+    text = f"Temperature scaling (Guo et al. 2017), {how} the validation split: T = {cal['temperature']:.3f}."
+    if cal.get("fitted_on_these_images"):
+        text += (" These are the validation images that fitted it, so their figures after are optimistic"
+                 + (f"; on the folds that did not fit it, ECE {oof['ece_before']:.4f} -> {oof['ece_after']:.4f}."
+                    if oof else "."))
+    return text
 
 
 def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths: list, n: int = 8, right_n: int = 3) -> str:

@@ -64,8 +64,12 @@ class ModelInfo(BaseModel):
     classes: list[str] = Field(description="class names in output order (empty for regression)")
     input_size: list[int] = Field(description="[channels, height, width] the model takes")
     backend: str = Field(description="torch or onnx")
-    training: dict[str, float] = Field(description="the last epoch's figures from training")
+    training: dict[str, float] = Field(description="the last epoch's figures from training, and seconds: the whole "
+                                                   "training time")
     test_accuracy: Optional[float] = Field(description="accuracy on the run's held-out images, once evaluated")
+    evaluated_on: Optional[str] = Field(None, description="the images of test_accuracy: test, or val (validation "
+                                                          "images, which also selected the model); null before")
+    note: Optional[str] = Field(None, description="what test_accuracy is worth when it is not on test images")
     report: bool = Field(description="whether the run has a report (cnnlab report), served at GET /report")
     ink: Optional[str] = Field(description="single-channel models: light (on a dark ground, as MNIST) or dark ink, "
                                            "read from the training images; null when unknown")
@@ -199,9 +203,13 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
     @app.get("/model", response_model=ModelInfo)
     def model_info() -> ModelInfo:
         run = predictor.run
+        headline = run.evaluation()
         return ModelInfo(name=run.config.model.name, task=run.task, classes=run.classes,
                          input_size=[run.pre.channels, *run.pre.size], backend=backend,
-                         training=run.training_info().get("final", {}), test_accuracy=run.evaluation().get("accuracy"),
+                         training=run.training_figures(), test_accuracy=headline.get("accuracy"),
+                         evaluated_on=headline.get("split"), note=headline.get("split_note") or (
+                             "validation images, which also selected the model" if headline.get("split") == "val"
+                             else None),
                          report=(run.path / REPORT).is_file(), ink=ink)
 
     @app.get("/report", response_class=HTMLResponse, responses={404: {"model": ErrorOut}})

@@ -1,7 +1,9 @@
-"""After training: temperature scaling fitted on the validation split, written to RUN/calibration.json.
+"""After training: temperature scaling, cross-validated within the validation split, written to
+RUN/calibration.json (what was decided and why: ``cnnlab.calibration.decide``).
 
 Prediction, evaluation and serving divide the logits by this temperature (``Run.temperature()``), so the
-probabilities they report are calibrated; the predicted classes are the same.
+probabilities they report are calibrated; the predicted classes are the same. A temperature the evidence
+does not support is recorded as not kept, with T = 1: the probabilities stay as trained.
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from torch.utils.data import DataLoader
 
 from cnnlab import files, rundir
 from cnnlab.data.datasets import batch_collate
-from cnnlab.calibration import BINS, ece, fit_temperature
+from cnnlab.calibration import decide, describe
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()  # not inference_mode: the temperature is fitted on these with autograd
+@torch.no_grad()
 def _logits(task, dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     logits, labels = [], []
     for x, y in DataLoader(dataset, batch_size=256, collate_fn=batch_collate):
@@ -29,8 +31,8 @@ def _logits(task, dataset, device: torch.device) -> tuple[torch.Tensor, torch.Te
     return torch.cat(logits), torch.cat(labels)
 
 
-def calibrate_run(task, datamodule, out: Path, device: torch.device) -> Optional[dict]:
-    """Fit the temperature on the run's validation images with the weights just saved; None without any."""
+def calibrate_run(task, datamodule, out: Path, device: torch.device, seed: int = 0) -> Optional[dict]:
+    """Decide the temperature on the run's validation images with the weights just saved; None without any."""
     val = datamodule.prepared.datasets.get("val")
     if val is None or len(val) == 0:
         log.info("no validation images: the probabilities are not calibrated (give --val-split)")
@@ -44,12 +46,7 @@ def calibrate_run(task, datamodule, out: Path, device: torch.device) -> Optional
     if not bool(torch.isfinite(logits).all()):
         log.warning("the model gives non-finite outputs on validation images: not calibrated")
         return None
-    temperature = fit_temperature(logits, labels)
-    nll = torch.nn.functional.cross_entropy
-    info = {"method": "temperature scaling", "temperature": temperature, "split": "val", "n": int(len(labels)),
-            "bins": BINS, "ece_before": ece(logits.softmax(1), labels), "ece_after": ece((logits / temperature).softmax(1), labels),
-            "nll_before": float(nll(logits, labels)), "nll_after": float(nll(logits / temperature, labels))}
+    info = decide(logits, labels, seed=seed)
     files.write_json(Path(out) / rundir.CALIBRATION, info)
-    log.info(f"calibration: temperature {temperature:.3f} (on {info['n']} validation images): ECE "
-             f"{info['ece_before']:.4f} -> {info['ece_after']:.4f}")
+    log.info(describe(info))
     return info

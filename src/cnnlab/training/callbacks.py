@@ -147,6 +147,8 @@ class StderrProgressBar(TQDMProgressBar):
             self._train_progress_bar.close()  # leave=True: the finished epoch's line stays
             self.train_progress_bar = self.init_train_tqdm()
         super().on_train_epoch_start(trainer, *args)
+        # Lightning's "Epoch 0": people count from 1, as the per-epoch lines and messages do
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
     def init_train_tqdm(self):
         with contextlib.redirect_stdout(sys.stderr):

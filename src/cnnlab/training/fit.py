@@ -77,6 +77,9 @@ def _report_data(prepared: Prepared, out: Path) -> None:
     if not prepared.size("val") and not prepared.size("test"):
         log.warning("no held-out images (no val/ or test/ folder, --val-split and --test-split "
                     "are 0): evaluate this run on other data, or its figures will be on images it trained on")
+    elif not prepared.size("test"):
+        log.warning("no test images (no test/ folder, or --test-split 0): this run's headline figures will be on its "
+                    "validation images, which also select the model, so they are optimistic")
     if prepared.skipped:
         first = "; ".join(f"{s.path.name}: {s.reason}" for s in prepared.skipped[:3])
         more = f" and {len(prepared.skipped) - 3} more" if len(prepared.skipped) > 3 else ""
@@ -203,8 +206,8 @@ def _interrupted(out: Path, epoch: Optional[int]) -> Interrupted:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C after the first
     last = rundir.checkpoint(out)
     kept = files.load_torch(last).get("epoch") if last.is_file() else None
-    where = f" in epoch {epoch}" if epoch is not None else ""
-    keeps = f"; epochs up to {kept} are kept in its checkpoint" if kept is not None else ""
+    where = f" in epoch {epoch + 1}" if epoch is not None else ""  # people count epochs from 1
+    keeps = f"; its checkpoint keeps the first {kept + 1} epoch{'s' if kept else ''}" if kept is not None else ""
     return Interrupted(f"interrupted{where}{keeps}; continue with: cnnlab train --resume --out {out}")
 
 
@@ -306,7 +309,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
         best_epoch = _keep_best(model, out, meta)
         rundir.write_training(out, {"complete": False, "diverged": str(exc), "best_epoch": best_epoch,
                                                  "seconds": round(progress.elapsed(), 2)})
-        kept = f"; the weights of epoch {best_epoch}, the best before it, are in {rundir.weights_path(out)}" \
+        kept = f"; the weights of epoch {best_epoch + 1}, the best before it, are in {rundir.weights_path(out)}" \
             if best_epoch is not None else ""
         raise Diverged(f"{exc}{kept}") from None
     except Exception as exc:  # the processes this one started were stopped by ProcessWatch.on_exception
@@ -414,9 +417,11 @@ def _finish(trainer: L.Trainer, model, out: Path, seconds: float, monitor: str, 
     if best_epoch is None:
         rundir.save_weights(model.net, rundir.weights_path(out), meta)
     if cfg.task == "classification" and cfg.train.calibrate:
-        calibrate.calibrate_run(task, datamodule, out, trainer.strategy.root_device)
+        calibrate.calibrate_run(task, datamodule, out, trainer.strategy.root_device, cfg.seed)
     rows = rundir.metrics_rows(out)
-    final = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if v not in ("", None) and k != "epoch"}
+    # the last epoch's figures; its time is not one ("seconds" below is the whole training's)
+    final = {k: float(v) for k, v in (rows[-1] if rows else {}).items()
+             if v not in ("", None) and k not in ("epoch", "seconds")}
     epochs = len(rows)  # complete epochs: one cut short by a budget has no row
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     stopped = "budget" if timer is not None and (timer.time_remaining() or 0) <= 0 else \

@@ -181,7 +181,7 @@ class ImageTask(L.LightningModule):
 
     def _diverged(self, what: str, value: float, step: Optional[int] = None) -> Diverged:
         step = self.global_step if step is None else step
-        return Diverged(f"training diverged in epoch {self.current_epoch}, step {step}: {what} is {value:g}. "
+        return Diverged(f"training diverged in epoch {self.current_epoch + 1}, step {step}: {what} is {value:g}. "
                         f"Lower the learning rate (--lr, now {self.optim_cfg.lr:g}), or with mixed precision try "
                         f"--precision 32-true")
 
