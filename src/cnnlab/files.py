@@ -227,8 +227,9 @@ def load_safetensors(path: PathLike) -> dict:
         raise _refuse(Path(path), str(exc).splitlines()[0][:200]) from None
 
 
-def check_onnx(path: PathLike) -> None:
-    """Refuse an ONNX file whose external data points outside its folder (../, an absolute path, a link)."""
+def check_onnx(path: PathLike):
+    """Refuse an ONNX file whose external data points outside its folder (../, an absolute path, a link); return
+    the model (``onnx.ModelProto``, external data not loaded)."""
     import onnx
     from onnx.external_data_helper import _get_all_tensors
 
@@ -246,3 +247,4 @@ def check_onnx(path: PathLike) -> None:
         if (not location or Path(location).is_absolute() or ".." in Path(location).parts
                 or target.is_symlink() or not target.resolve().is_relative_to(folder)):
             raise _refuse(path, f"tensor '{tensor.name}' reads external data from '{location}', outside {folder}")
+    return model

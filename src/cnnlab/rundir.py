@@ -18,7 +18,8 @@
     evaluation.json, confusion_matrix*.png   cnnlab evaluate on the run's own held-out images
     evaluations/<data>.json                  cnnlab evaluate on other data (or --split all)
     report.html                              cnnlab report
-    export/                                  cnnlab export (model.onnx / model.torchscript.pt + preprocessing)
+    export/                                  cnnlab export: model.onnx (+ client.py) or model.torchscript.pt,
+                                             export.json (its input, inside steps, outputs), classes.json
 
 Imports torch and the model definitions only, so prediction and serving start fast.
 """
@@ -57,8 +58,8 @@ BEST, LAST = "best", "last"  # checkpoints/best.ckpt, checkpoints/last.ckpt
 GRADIENTS = "gradients.csv"
 CONFUSION, CONFUSION_NORMALIZED = "confusion_matrix.png", "confusion_matrix_normalized.png"
 REPORT = "report.html"
-EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json and the preprocessing
-ONNX, TORCHSCRIPT, EXPORT_INFO = "model.onnx", "model.torchscript.pt", "export.json"
+EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json (what it takes and gives)
+ONNX, TORCHSCRIPT, EXPORT_INFO, EXPORT_CLIENT = "model.onnx", "model.torchscript.pt", "export.json", "client.py"
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
 
 
