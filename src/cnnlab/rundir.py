@@ -91,7 +91,7 @@ def read_weights_metadata(path: Path) -> dict:
     files.check_safetensors(path)
     with safe_open(str(path), "pt") as f:
         text = (f.metadata() or {}).get(WEIGHTS_METADATA_KEY)
-    return json.loads(text) if text else {}
+    return files.loads_untrusted(text, path, "metadata") if text else {}
 
 
 def save_weights(module: torch.nn.Module, path: Path, metadata: Optional[dict[str, str]] = None) -> None:

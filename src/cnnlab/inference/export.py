@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab import files
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, WeightsError
 from cnnlab import rundir
 from cnnlab.inference.contract import CONTRACT, describe, layout, write_client
 from cnnlab.rundir import CLASSES, PREPROCESSING, Run
@@ -207,6 +207,8 @@ def ensure_onnx(run_dir: Union[str, Path]) -> Optional[Path]:
     log.info(f"--backend auto: exporting {run.path} to ONNX ({path}), once, to measure ONNX Runtime against PyTorch")
     try:
         return export(run.path, "onnx").path
-    except Exception as exc:  # noqa: BLE001 - whatever stops the export, PyTorch serves as before
+    except WeightsError:
+        raise  # weights that cannot be read serve on no backend: refused once, as they are
+    except Exception as exc:  # noqa: BLE001 - whatever else stops the export, PyTorch serves as before
         log.warning(f"--backend auto: PyTorch (no ONNX export: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
         return None
