@@ -193,14 +193,9 @@ def test_unknown_format():
 
 @pytest.mark.slow
 def test_a_regression_export_gives_cnnlab_predict_value_at_another_size(tmp_path):
-    from conftest import TINY, write_images
+    from conftest import TINY, write_regression_manifest
 
-    write_images(tmp_path / "imgs", {"a": 8, "b": 8, "c": 8})
-    files = sorted((tmp_path / "imgs").rglob("*.png"))
-    target = {"a": 0.0, "b": 1.0, "c": 2.0}
-    rows = ["path,target"] + [f"imgs/{f.parent.name}/{f.name},{target[f.parent.name]}" for f in files]
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    run = cnnlab.train(tmp_path / "m.csv", tmp_path / "run", task="regression", epochs=2, lr=0.01, **TINY).run_dir
+    run = cnnlab.train(write_regression_manifest(tmp_path, 8), tmp_path / "run", task="regression", epochs=2, lr=0.01, **TINY).run_dir
     export(run)
     info = json.loads((run / "export" / "export.json").read_text())
     assert info["task"] == "regression" and set(info["outputs"]) == {"output"} and info["temperature"] is None
