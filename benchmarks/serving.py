@@ -339,9 +339,9 @@ torch.set_num_threads(1)  # one core for the model, the other for the busy threa
 run, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 backends = {"PyTorch": cnnlab.load(run, device)}
 if device == "cpu":  # ONNX Runtime here is the CPU's
-    backends["ONNX Runtime"] = cnnlab.load(run, "cpu", backend="onnx")
-    backends["ONNX Runtime"].session = __import__("cnnlab.inference.export", fromlist=["x"]).onnx_session(
-        backends["ONNX Runtime"].run.export_dir() / "model.onnx", threads=1)
+    from cnnlab.inference.predictor import OnnxPredictor
+    from cnnlab.rundir import Run
+    backends["ONNX Runtime"] = OnnxPredictor(Run.open(run), threads=1)
 x = torch.zeros(batch, backends["PyTorch"].pre.channels, *backends["PyTorch"].pre.size, dtype=torch.uint8)
 
 def timed(predictor, n=15):

@@ -34,6 +34,16 @@ def write_images(root: Path, counts: dict[str, int], size: int = 16, mode: str =
     return root
 
 
+def write_regression_manifest(root: Path, count: int) -> Path:
+    """``root/m.csv``: bars images of three classes with the numeric targets 0, 1 and 2 (a regression task)."""
+    write_images(root / "imgs", {"a": count, "b": count, "c": count})
+    target = {"a": 0.0, "b": 1.0, "c": 2.0}
+    lines = ["path,target"] + [f"imgs/{f.parent.name}/{f.name},{target[f.parent.name]}"
+                               for f in sorted((root / "imgs").rglob("*.png"))]
+    (root / "m.csv").write_text("\n".join(lines) + "\n")
+    return root / "m.csv"
+
+
 @pytest.fixture(scope="session")
 def bars(tmp_path_factory) -> Path:
     """3 classes x 20 images, 16x16 RGB, no given split."""

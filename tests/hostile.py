@@ -106,3 +106,24 @@ def huge_header_safetensors(path: Path) -> Path:
 def torchscript_archive(path: Path) -> Path:
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
     return path
+
+
+def deep_safetensors(path: Path) -> Path:
+    """A header of 200 KB of nested brackets: Python's JSON parser recurses once a bracket."""
+    raw = b"[" * 100_000 + b"]" * 100_000
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return path
+
+
+def long_integer_safetensors(path: Path) -> Path:
+    """A shape holding a 6,001-digit integer: past Python's limit on converting integer strings."""
+    raw = b'{"a": {"dtype": "F32", "shape": [' + b"9" * 6001 + b'], "data_offsets": [0, 4]}}'
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
+    return path
+
+
+def deep_metadata_safetensors(path: Path) -> Path:
+    """A well-formed header whose cnnlab metadata string is 10,000 nested brackets of JSON."""
+    nested = "[" * 5000 + "]" * 5000
+    return safetensors_file(path, {"__metadata__": {"cnnlab": nested},
+                                   "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(4))

@@ -119,19 +119,53 @@ def test_a_plain_torch_save_file_still_loads(tmp_path):
 
 
 # ----------------------------------------------------------------------------- safetensors
+HOSTILE_HEADERS = [
+    (hostile.deep_safetensors, "nests too deep"),
+    (hostile.long_integer_safetensors, "an integer of 6,001 digits"),
+]
+
+
 @pytest.mark.parametrize("craft,message", [
     (hostile.overlapping_safetensors, "overlaps"),
     (hostile.huge_header_safetensors, "header claims 1,000,000,000,000 bytes"),
+    *HOSTILE_HEADERS,
 ])
 def test_malformed_safetensors_are_one_line(tmp_path, bars, craft, message):
     assert_one_line_refusal(train_with_weights(bars, tmp_path, craft(tmp_path / "bad.safetensors")), message)
 
 
-def test_a_malformed_model_safetensors_in_a_run_is_one_line(tmp_path, tiny_run, bars):
+@pytest.mark.parametrize("craft,message", [(hostile.overlapping_safetensors, "overlaps"), *HOSTILE_HEADERS])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "train --weights"])
+def test_a_malformed_model_safetensors_in_a_run_is_one_line(tmp_path, tiny_run, bars, craft, message, command):
     run = shutil.copytree(tiny_run, tmp_path / "run")
-    hostile.overlapping_safetensors(run / "model.safetensors")
-    image = next(bars.rglob("*.png"))
-    assert_one_line_refusal(cli("predict", run, image), "model.safetensors is not a safe model file")
+    craft(run / "model.safetensors")
+    args = {"predict": ["predict", run, next(bars.rglob("*.png"))], "evaluate": ["evaluate", run, bars],
+            "train --weights": ["train", bars, "--out", tmp_path / "new", "--weights", run, "--epochs", "1"]}[command]
+    assert_one_line_refusal(cli(*args), "model.safetensors is not a safe model file", message)
+
+
+@pytest.mark.parametrize("craft,message", HOSTILE_HEADERS)
+def test_serve_refuses_a_hostile_weights_header_as_it_loads(tmp_path, tiny_run, craft, message):
+    from cnnlab.inference.server import create_app
+
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("export"))
+    craft(run / "model.safetensors")
+    with pytest.raises(WeightsError, match=message):
+        create_app(str(run), backend="torch")
+    proc = cli("serve", run, "--port", "0")  # --backend auto: the ONNX export reads the weights first
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()  # after the "serving ..." and "exporting ..." lines
+    assert lines[-1].startswith("error: ") and "model.safetensors is not a safe model file" in lines[-1]
+    assert message in lines[-1] and not any(line.startswith(("warning", "error")) for line in lines[:-1]), lines
+
+
+def test_a_hostile_metadata_string_is_refused_in_one_error(tmp_path):
+    from cnnlab import rundir
+
+    path = hostile.deep_metadata_safetensors(tmp_path / "meta.safetensors")
+    files.check_safetensors(path)  # the header itself is well formed
+    with pytest.raises(WeightsError, match="its metadata nests too deep"):
+        rundir.read_weights_metadata(path)
 
 
 # ----------------------------------------------------------------------------- TorchScript, ONNX

@@ -32,6 +32,7 @@ from cnnlab.errors import CnnlabError, WeightsError
 
 PathLike = Union[str, Path]
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the format's own limit
+MAX_JSON_INT_DIGITS = 20  # sizes and offsets are 64-bit: 18,446,744,073,709,551,615 has 20 digits
 SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
                       "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
@@ -183,8 +184,51 @@ def load_torch(path: PathLike, map_location: Any = "cpu") -> Any:
         raise _refuse(path, f"it does not load as plain tensors and containers ({first[:200]})") from None
 
 
+def loads_untrusted(raw: Union[bytes, str], path: Path, what: str = "header") -> Any:
+    """JSON read from a model file, whatever its bytes: the value, or one ``WeightsError``. Python's parser would
+    otherwise raise RecursionError on a few thousand nested brackets, ValueError on an integer of more than
+    4,300 digits, and accept NaN."""
+
+    def bounded_int(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+            raise _refuse(path, f"its {what} holds an integer of {len(text.lstrip('-')):,} digits")
+        return int(text)
+
+    def no_constant(text: str) -> None:
+        raise _refuse(path, f"its {what} holds {text}, which JSON does not allow")
+
+    try:
+        return json.loads(raw, parse_int=bounded_int, parse_constant=no_constant)
+    except RecursionError:
+        raise _refuse(path, f"its {what} nests too deep to read (a safetensors header nests 3 deep)") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise _refuse(path, f"its {what} is not JSON (not a safetensors file?)") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tensor_span(path: Path, name: str, meta: Any, data: int) -> tuple[int, int]:
+    """One tensor's entry, checked against the format: its dtype, shape and byte range."""
+    if not (isinstance(meta, dict) and set(meta) == {"dtype", "shape", "data_offsets"} and isinstance(meta["shape"], list)
+            and all(_is_int(d) and d >= 0 for d in meta["shape"]) and isinstance(meta["data_offsets"], list)
+            and len(meta["data_offsets"]) == 2 and all(map(_is_int, meta["data_offsets"]))):
+        raise _refuse(path, f"tensor '{name[:100]}' has a malformed entry")
+    dtype, shape, (begin, end) = meta["dtype"], meta["shape"], meta["data_offsets"]
+    if dtype not in SAFETENSORS_DTYPES:
+        raise _refuse(path, f"tensor '{name[:100]}' has the unknown dtype {str(dtype)[:40]!r}")
+    if not 0 <= begin <= end <= data:
+        raise _refuse(path, f"tensor '{name[:100]}' lies outside the file ({begin}..{end} of {data} bytes)")
+    if end - begin != math.prod(shape) * SAFETENSORS_DTYPES[dtype]:
+        raise _refuse(path, f"tensor '{name[:100]}' claims {end - begin} bytes for shape {shape} of {dtype}")
+    return begin, end
+
+
 def check_safetensors(path: PathLike) -> None:
-    """The header: a bounded length, JSON, known dtypes, byte ranges that tile the data exactly."""
+    """The header, before safetensors or anything else reads it: a bounded length, JSON that cannot blow up the
+    parser, string metadata, known dtypes, whole non-negative sizes, byte ranges that tile the data exactly.
+    The one header check every reader goes through (``load_safetensors``, ``rundir.read_weights_metadata``)."""
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as fh:
@@ -194,33 +238,19 @@ def check_safetensors(path: PathLike) -> None:
         (n,) = struct.unpack("<Q", raw)
         if n > min(MAX_SAFETENSORS_HEADER, size - 8):
             raise _refuse(path, f"its header claims {n:,} bytes in a file of {size:,} (not a safetensors file?)")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise _refuse(path, "its header is not JSON (not a safetensors file?)") from None
+        header = loads_untrusted(fh.read(n), path)
     if not isinstance(header, dict):
         raise _refuse(path, "its header is not a table of tensors")
+    metadata = header.get("__metadata__", {})
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise _refuse(path, "its __metadata__ is not a table of strings")
     data = size - 8 - n
-    spans = []
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = meta["dtype"], meta["shape"], meta["data_offsets"]
-            count = math.prod(int(d) for d in shape)
-        except (KeyError, TypeError, ValueError):
-            raise _refuse(path, f"tensor '{name}' has a malformed entry") from None
-        if dtype not in SAFETENSORS_DTYPES:
-            raise _refuse(path, f"tensor '{name}' has the unknown dtype {dtype!r}")
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data):
-            raise _refuse(path, f"tensor '{name}' lies outside the file ({begin}..{end} of {data} bytes)")
-        if end - begin != count * SAFETENSORS_DTYPES[dtype]:
-            raise _refuse(path, f"tensor '{name}' claims {end - begin} bytes for shape {shape} of {dtype}")
-        spans.append((begin, end, name))
+    spans = sorted((*_tensor_span(path, name, meta, data), name) for name, meta in header.items()
+                   if name != "__metadata__")
     position = 0
-    for begin, end, name in sorted(spans):
+    for begin, end, name in spans:
         if begin != position:
-            raise _refuse(path, f"tensor '{name}' overlaps another or leaves a gap at byte {position}")
+            raise _refuse(path, f"tensor '{name[:100]}' overlaps another or leaves a gap at byte {position}")
         position = end
     if position != data:
         raise _refuse(path, f"its tensors cover {position} of the {data} data bytes")
@@ -237,8 +267,9 @@ def load_safetensors(path: PathLike) -> dict:
         raise _refuse(Path(path), str(exc).splitlines()[0][:200]) from None
 
 
-def check_onnx(path: PathLike) -> None:
-    """Refuse an ONNX file whose external data points outside its folder (../, an absolute path, a link)."""
+def check_onnx(path: PathLike):
+    """Refuse an ONNX file whose external data points outside its folder (../, an absolute path, a link); return
+    the model (``onnx.ModelProto``, external data not loaded)."""
     import onnx
     from onnx.external_data_helper import _get_all_tensors
 
@@ -256,3 +287,4 @@ def check_onnx(path: PathLike) -> None:
         if (not location or Path(location).is_absolute() or ".." in Path(location).parts
                 or target.is_symlink() or not target.resolve().is_relative_to(folder)):
             raise _refuse(path, f"tensor '{tensor.name}' reads external data from '{location}', outside {folder}")
+    return model

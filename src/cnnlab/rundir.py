@@ -20,7 +20,8 @@
     evaluation.json, confusion_matrix*.png   cnnlab evaluate on the run's own held-out images
     evaluations/<data>.json                  cnnlab evaluate on other data (or --split all)
     report.html                              cnnlab report
-    export/                                  cnnlab export (model.onnx / model.torchscript.pt + preprocessing)
+    export/                                  cnnlab export: model.onnx (+ client.py) or model.torchscript.pt,
+                                             export.json (its input, inside steps, outputs), classes.json
   and .cnnlab-run (the marker that proves the folder is a cnnlab run), .cnnlab-lock (held while training
   writes it): cnnlab/ownership.py.
 
@@ -63,8 +64,8 @@ BEST, LAST = "best", "last"  # checkpoints/best.ckpt, checkpoints/last.ckpt
 GRADIENTS = "gradients.csv"
 CONFUSION, CONFUSION_NORMALIZED = "confusion_matrix.png", "confusion_matrix_normalized.png"
 REPORT = "report.html"
-EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json and the preprocessing
-ONNX, TORCHSCRIPT, EXPORT_INFO = "model.onnx", "model.torchscript.pt", "export.json"
+EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json (what it takes and gives)
+ONNX, TORCHSCRIPT, EXPORT_INFO, EXPORT_CLIENT = "model.onnx", "model.torchscript.pt", "export.json", "client.py"
 LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"  # --lr auto's range test
 TRACKERS = ("tensorboard", "mlruns", "wandb")  # the folders of --logger tensorboard, mlflow, wandb
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
@@ -105,7 +106,7 @@ def read_weights_metadata(path: Path) -> dict:
     files.check_safetensors(path)
     with safe_open(str(path), "pt") as f:
         text = (f.metadata() or {}).get(WEIGHTS_METADATA_KEY)
-    return json.loads(text) if text else {}
+    return files.loads_untrusted(text, path, "metadata") if text else {}
 
 
 def save_weights(module: torch.nn.Module, path: Path, metadata: Optional[dict[str, str]] = None) -> None:

@@ -107,3 +107,14 @@ def test_bad_input_is_one_line_and_nonzero(trained, tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.slow
+def test_summary_of_vgg16_counts_the_reference_parameters_offline(tmp_path):
+    """The README's example: no weights are needed to count parameters, so none are fetched."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}  # no network
+    proc = subprocess.run([*CNNLAB, "summary", "vgg16"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "total params: 138,357,544" in proc.stdout
+    assert not (tmp_path / "torch").exists()  # nothing downloaded, not even attempted into the cache

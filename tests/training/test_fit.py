@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 import cnnlab
-from conftest import TINY, write_images
+from conftest import TINY, write_images, write_regression_manifest
 from cnnlab import rundir
 from cnnlab.errors import CnnlabError
 from cnnlab.optim import OPTIMIZERS, SCHEDULES
@@ -194,11 +194,8 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path):
 
 
 def test_regression_from_a_csv_manifest(tmp_path):
-    write_images(tmp_path / "imgs", {"a": 12, "b": 12, "c": 12})
+    write_regression_manifest(tmp_path, 12)
     files = sorted((tmp_path / "imgs").rglob("*.png"))
-    target = {"a": 0.0, "b": 1.0, "c": 2.0}
-    lines = ["path,target"] + [f"imgs/{f.parent.name}/{f.name},{target[f.parent.name]}" for f in files]
-    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
     result = cnnlab.train(tmp_path / "m.csv", tmp_path / "run", task="regression", epochs=8, lr=0.01, **TINY)
     rows = rundir.read_csv(result.run_dir / rundir.METRICS)
     assert {"train_mae", "val_mae", "val_rmse", "val_r2"} <= set(rows[-1])

@@ -17,14 +17,21 @@ def export_cmd(
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: RUN/export)."),
 ) -> None:
-    """Export the model with its preprocessing, checked against PyTorch (max abs diff <= 1e-4)."""
+    """Export the model, its preprocessing inside (ONNX: any image size), checked against PyTorch; export.json says
+    what it takes and gives."""
     from cnnlab.inference.extras import require_serve
 
     require_serve("cnnlab export")
     from cnnlab.inference.export import export
+    from cnnlab.rundir import EXPORT_CLIENT, EXPORT_INFO
 
     result = export(run, fmt, out_dir)
-    console.print(f"{result.format}: {result.path} (parity with PyTorch: max abs diff {result.max_abs_diff:.2e})")
+    other = "" if result.max_abs_diff_other_sizes is None else f", {result.max_abs_diff_other_sizes:.2e} at other sizes"
+    console.print(f"{result.format}: {result.path} (parity with PyTorch: max abs diff {result.max_abs_diff:.2e}{other})")
+    takes = ("uint8 images (N, H, W, C) of any size: it resizes and normalises itself; a client in a few lines: "
+             f"python {result.path.parent / EXPORT_CLIENT} IMAGE" if result.format == "onnx" else
+             "uint8 images (N, C, H, W) at the model's input size: it normalises itself")
+    console.print(f"it takes {takes} (all in {result.path.parent / EXPORT_INFO})")
 
 
 @app.command()

@@ -43,7 +43,7 @@ def summary(
         run = Run.open(model)
         net, pre = run.load_model(), run.pre
     else:
-        overrides = {}
+        overrides = {"weights": "none"}  # counting parameters needs no weights: no download, offline too
         if input_size:
             overrides["input_size"] = input_size
         if channels:

@@ -124,18 +124,16 @@ class OnnxPredictor(Predictor):
         from cnnlab.inference.extras import require_serve
 
         require_serve("--backend onnx")
-        from cnnlab.inference.export import check_current, export, onnx_session
+        from cnnlab.inference.export import batch_session
 
-        path = run.export_dir() / rundir.ONNX
-        if not path.is_file():
-            path = export(run.path, "onnx").path
-        self.session = onnx_session(path, threads)  # checks the file: a hostile one is refused as such first
-        check_current(run, path.parent)
+        self.session, self.nhwc = batch_session(run, threads)
+        self.input = self.session.get_inputs()[0].name
         self.run, self.device, self.model = run, torch.device("cpu"), None
         self._setup(run, tta)
 
     def raw(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {"image": batch.contiguous().numpy()})[0]).float()
+        batch = batch.permute(0, 2, 3, 1) if self.nhwc else batch
+        return torch.from_numpy(self.session.run(["output"], {self.input: batch.contiguous().numpy()})[0]).float()
 
 
 def median_ms(fn, n: int = 30, warmup: int = 3, budget_s: Optional[float] = None) -> float:

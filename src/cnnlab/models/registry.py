@@ -158,7 +158,7 @@ def create_model(name: str, num_outputs: int, config: Optional[Config] = None, *
     (default: the defaults). Starting weights default to none, as timm's ``pretrained=False``: pass
     ``weights="imagenet"`` or a file for pretrained ones. The model carries its preprocessing (``model.pre``).
     """
-    overrides.setdefault("weights", config.model.weights if config is not None else "none")
+    overrides.setdefault("weights", (config.model.weights if config is not None else None) or "none")
     cfg = resolve_model_config(with_overrides(config or Config(), {"model": name, **overrides}))
     model, _ = build_for_training(cfg, resolve_preprocessing(cfg), num_outputs)
     return model
