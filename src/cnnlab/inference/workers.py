@@ -55,8 +55,9 @@ def bind_address(host: str, port: int) -> str:
 
 
 def export_apart(run_dir: str) -> None:
-    """``ensure_onnx`` (``--backend auto`` on the CPU) in a spawned process when the run has no current ONNX
-    export; checking that it has one runs no PyTorch operator."""
+    """``ensure_onnx`` (``--backend auto`` on the CPU) in a process forked for it when the run has no current ONNX
+    export (checking that it has one runs no PyTorch operator): the export's threads stay out of the master. Forked
+    rather than spawned, it needs no imports of its own: 0.6 s here, against 19 s spawned on a loaded machine."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -71,7 +72,7 @@ def export_apart(run_dir: str) -> None:
             return
         except CnnlabError:
             pass
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         pool.submit(ensure_onnx, run_dir).result()
 
 
