@@ -19,6 +19,12 @@ import httpx
 HOST = "127.0.0.1"
 
 
+def client() -> httpx.Client:
+    """A client that opens a new connection for each request (so that each one is accepted, by any worker) but is
+    built once: building one (its TLS context) costs more than the request itself on a loaded machine."""
+    return httpx.Client(headers={"connection": "close"}, timeout=30)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -131,14 +137,15 @@ def health_watch(url: str, limit_s: float = 120):
 
     def ask() -> None:
         deadline = time.monotonic() + limit_s
-        while not stop.is_set() and time.monotonic() < deadline:
-            start = time.perf_counter()
-            try:
-                ok = httpx.get(f"{url}/health", timeout=30).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.perf_counter() - start if ok else limit_s)
-            time.sleep(0.02)
+        with client() as http:
+            while not stop.is_set() and time.monotonic() < deadline:
+                start = time.perf_counter()
+                try:
+                    ok = http.get(f"{url}/health").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - start if ok else limit_s)
+                time.sleep(0.02)
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()
@@ -152,10 +159,11 @@ def health_watch(url: str, limit_s: float = 120):
 def baseline_health(url: str, n: int = 20) -> float:
     """The slowest of ``n`` /health answers with nothing else going on, in s."""
     times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        httpx.get(f"{url}/health", timeout=10)
-        times.append(time.perf_counter() - start)
+    with client() as http:
+        for _ in range(n):
+            start = time.perf_counter()
+            http.get(f"{url}/health")
+            times.append(time.perf_counter() - start)
     return max(times)
 
 
@@ -193,6 +201,17 @@ def push_head(port: int, total: int, piece: int = 64 * 1024, seconds: float = 10
     answer = _answer(sock)
     sock.close()
     return sent, answer
+
+
+def drip_for(port: int, seconds: float, piece: int = 64 * 1024) -> tuple[int, list]:
+    """``push_head`` again and again, a new connection each time it is refused, for ``seconds``: (bytes sent, the
+    answers)."""
+    sent, answers, deadline = 0, [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        n, answer = push_head(port, 1 << 40, piece, max(0.1, deadline - time.monotonic()))
+        sent += n
+        answers.append(answer)
+    return sent, answers
 
 
 def held_heads(port: int, connections: int, each: int, piece: int = 64 * 1024, seconds: float = 10.0) -> list:
@@ -274,13 +293,14 @@ class Load:
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
     def _client(self) -> None:
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                ok = httpx.post(f"{self.url}/predict", content=self.png, timeout=30,
-                                headers={"content-type": "image/png", "connection": "close"}).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            self.answers.append((time.monotonic(), ok))
+        with client() as http:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                try:
+                    ok = http.post(f"{self.url}/predict", content=self.png,
+                                   headers={"content-type": "image/png"}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.answers.append((time.monotonic(), ok))
 
     def rate(self, start: float, end: float) -> float:
         return sum(ok for t, ok in self.answers if start <= t < end) / max(end - start, 1e-9)

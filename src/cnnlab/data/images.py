@@ -81,13 +81,15 @@ def _reduce(img: Image.Image, channels: int, size: tuple[int, int] | None) -> No
 
 def decoded_pixels(source: bytes, channels: int, size: tuple[int, int] | None) -> int | None:
     """How many pixels decoding ``source`` for a model input of ``size`` holds at once (a JPEG much larger than
-    ``size`` is decoded reduced), from its header alone; None when the header cannot be read."""
+    ``size`` is decoded reduced), from its header alone; None when decoding refuses it from its header by itself
+    (unreadable, or over Pillow's decompression-bomb limit)."""
     try:
         with Image.open(io.BytesIO(source)) as img:
             _reduce(img, channels, size)
-            return img.size[0] * img.size[1]
+            pixels = img.size[0] * img.size[1]
     except Exception:  # noqa: BLE001 - an unreadable header: decoding refuses it by itself
         return None
+    return None if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS else pixels
 
 
 def _decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> torch.Tensor:

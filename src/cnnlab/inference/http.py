@@ -33,7 +33,7 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 HEADER_ENV = "CNNLAB_MAX_HEADER_BYTES"
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # nginx's 4 buffers of 8 KB; gunicorn and h11 allow about 8-16 KB
 MAX_HEADER_FIELDS = 100  # gunicorn's limit_request_fields; a browser sends 10-20
-LINGER_S = 1.0  # after a refusal, the client's further bytes are read and dropped this long, then it is closed
+LINGER_S, LINGER_BYTES = 1.0, 1024 * 1024  # after a refusal, the client's bytes are dropped this long, this many
 COMPLETE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL)
 REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large"}
 
@@ -45,9 +45,11 @@ def max_header_bytes() -> int:
 class _Refusals:
     """A JSON answer written straight to the connection, which is then closed: for what uvicorn refuses before
     any application sees the request. The client's bytes that follow are read and dropped for ``LINGER_S``
-    first, so that closing with unread bytes does not reset the connection before the client reads why."""
+    first (``LINGER_BYTES`` at most), so that closing with unread bytes does not reset the connection before
+    the client reads why."""
 
     _refused = False
+    _dropped = 0
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
 
@@ -62,6 +64,12 @@ class _Refusals:
             self.transport.write_eof()
             self.loop.call_later(LINGER_S, self.transport.close)
         else:
+            self.transport.close()
+
+    def drop(self, data: bytes) -> None:
+        """A refused connection's bytes; one that keeps sending is closed at once."""
+        self._dropped += len(data)
+        if self._dropped > LINGER_BYTES:
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:  # uvicorn's answer to a request it cannot parse
@@ -118,6 +126,7 @@ class RequestTimeoutH11(_Refusals, _RequestDeadline, H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self.drop(data)
             return
         if self.conn.their_state is h11.IDLE:  # a request's head is arriving
             why = self._head_too_large(data)
@@ -163,6 +172,7 @@ else:
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
+                self.drop(data)
                 return
             if self._head is None:
                 super().data_received(data)
