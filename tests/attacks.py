@@ -133,11 +133,13 @@ def health_watch(url: str, limit_s: float = 120):
     """/health asked again and again (a new connection each time) while the block runs: its latencies, in s (a
     request that failed counts as ``limit_s``)."""
     latencies: list[float] = []
-    stop = threading.Event()
+    stop, ready = threading.Event(), threading.Event()
 
     def ask() -> None:
         deadline = time.monotonic() + limit_s
         with client() as http:
+            http.get(f"{url}/health")  # a first answer before the attack starts
+            ready.set()
             while not stop.is_set() and time.monotonic() < deadline:
                 start = time.perf_counter()
                 try:
@@ -149,6 +151,7 @@ def health_watch(url: str, limit_s: float = 120):
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()
+    ready.wait(timeout=60)
     try:
         yield latencies
     finally:
@@ -203,23 +206,24 @@ def push_head(port: int, total: int, piece: int = 64 * 1024, seconds: float = 10
     return sent, answer
 
 
-def drip_for(port: int, seconds: float, piece: int = 64 * 1024) -> tuple[int, list]:
-    """``push_head`` again and again, a new connection each time it is refused, for ``seconds``: (bytes sent, the
-    answers)."""
+def drip_for(port: int, seconds: float, total: int = 1 << 40, piece: int = 64 * 1024) -> tuple[int, list]:
+    """``push_head`` again and again, a new connection each time it is refused, until ``total`` bytes are sent or
+    ``seconds`` have passed: (bytes sent, the answers)."""
     sent, answers, deadline = 0, [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        n, answer = push_head(port, 1 << 40, piece, max(0.1, deadline - time.monotonic()))
+    while sent < total and time.monotonic() < deadline:
+        n, answer = push_head(port, total - sent, piece, max(0.1, deadline - time.monotonic()))
         sent += n
         answers.append(answer)
     return sent, answers
 
 
-def held_heads(port: int, connections: int, each: int, piece: int = 64 * 1024, seconds: float = 10.0) -> list:
-    """``connections`` at once, each pushing ``each`` bytes of one unfinished header (``push_head``)."""
-    results: list = [None] * connections
+def held_heads(port: int, connections: int, each: int, seconds: float = 10.0) -> list:
+    """``connections`` at once, each pushing ``each`` bytes of unfinished headers (``drip_for``: reconnecting when
+    refused) for at most ``seconds``: each one's (bytes sent, answers)."""
+    results: list = [(0, [])] * connections
 
     def one(i: int) -> None:
-        results[i] = push_head(port, each, piece, seconds)
+        results[i] = drip_for(port, seconds, each)
 
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(connections)]
     for t in threads:

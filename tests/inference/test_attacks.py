@@ -13,7 +13,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from attacks import (Load, Server, baseline_health, chunked_multipart, health_watch, held_heads, image, push_head,
+from attacks import (Load, Server, baseline_health, chunked_multipart, drip_for, health_watch, held_heads, image,
                      replace_killed_worker, send_at_once, started, status_kb, status_of, written)
 from cnnlab.inference.http import HEADER_ENV, RequestTimeoutH11, RequestTimeoutHttpTools
 
@@ -115,9 +115,10 @@ def test_a_header_value_sent_in_pieces_reaches_the_parser_only_up_to_the_limit(p
 def test_one_client_sending_a_header_in_pieces_gets_431_and_health_keeps_answering(server):
     quiet = baseline_health(server.url)
     with health_watch(server.url) as latencies:
-        sent, answer = push_head(server.port, 16 * MB)
-    assert status_of(answer) == 431 and "request header fields too large" in detail(answer)
-    assert latencies and max(latencies) < 10 * quiet + 1.0  # generous: the loop was never held
+        sent, answers = drip_for(server.port, 3)  # refused, it reconnects, for 3 s
+    assert sent > 16 * MB and {status_of(a) for a in answers} == {431}
+    assert "request header fields too large" in detail(answers[0])
+    assert len(latencies) >= 5 and max(latencies) < 10 * quiet + 1.0  # generous: the loop was never held
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
@@ -127,12 +128,12 @@ def test_connections_pushing_unfinished_headers_are_refused_and_hold_no_memory(s
     before = reset_peak(pid)
     quiet = baseline_health(server.url)
     with health_watch(server.url) as latencies:
-        results = held_heads(server.port, connections=20, each=2 * MB)
+        results = held_heads(server.port, connections=20, each=1 << 40, seconds=3)  # refused, they reconnect
     grown_kb = status_kb(pid, "VmHWM") - before
-    assert [status_of(answer) for _, answer in results] == [431] * 20
+    assert {status_of(a) for _, answers in results for a in answers} == {431}
     pushed = sum(sent for sent, _ in results)
-    assert pushed >= 20 * HEADER_KB * 1024 and grown_kb * 1024 < 8 * MB  # 40 MB pushed, not held
-    assert latencies and max(latencies) < 10 * quiet + 1.0
+    assert pushed >= 20 * 2 * MB and grown_kb * 1024 < 8 * MB  # 40 MB or more pushed, not held
+    assert len(latencies) >= 3 and max(latencies) < 10 * quiet + 1.0
 
 
 @pytest.mark.slow
