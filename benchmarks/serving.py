@@ -142,7 +142,7 @@ def sequential_p50(url: str, image: bytes, n: int = 100, raw: bool = False) -> f
 
 def raw_request(image: bytes) -> bytes:
     """One keep-alive HTTP/1.1 raw-body /predict of ``image``, as bytes on the wire."""
-    return (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+    return (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
             % len(image)) + image
 
 

@@ -139,3 +139,34 @@ def test_a_large_jpeg_is_scaled_while_decoding_and_matches_a_full_decode(tmp_pat
     scaled = decode(path, 3, (48, 48))  # 1200 >= 2 x 48: libjpeg decodes at 1/8 scale (200x150)
     diff = (scaled.int() - full.int()).abs()
     assert scaled.shape == (3, 48, 48) and diff.float().mean() < 1.5 and diff.max() <= 8
+
+
+def test_decoded_pixels_counts_what_decoding_holds_a_large_jpeg_reduced_from_its_header():
+    import io
+
+    from PIL import Image
+
+    from cnnlab.data.images import decoded_pixels
+
+    def encoded(size, fmt):
+        buf = io.BytesIO()
+        Image.new("RGB", size, (90, 20, 200)).save(buf, fmt)
+        return buf.getvalue()
+
+    jpeg, png = encoded((4000, 3000), "JPEG"), encoded((4000, 3000), "PNG")
+    with Image.open(io.BytesIO(jpeg)) as img:  # the oracle: what libjpeg really decodes at the draft scale
+        img.draft("RGB", (224, 224))
+        img.load()
+        reduced = img.size[0] * img.size[1]
+    assert reduced < 4000 * 3000 // 16
+    assert decoded_pixels(jpeg, 3, (224, 224)) == reduced
+    assert decoded_pixels(jpeg, 3, (2000, 2000)) == 4000 * 3000  # not twice the input on both sides: full size
+    assert decoded_pixels(png, 3, (224, 224)) == 4000 * 3000  # PNG has no reduced decoding
+    assert decoded_pixels(b"not an image", 3, (224, 224)) is None
+    bomb = encoded((10, 10), "PNG")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = 99  # over Pillow's limit: decoding refuses it as a bomb (422), not counted here
+        assert decoded_pixels(bomb, 3, (16, 16)) is None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit

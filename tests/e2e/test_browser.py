@@ -158,3 +158,4 @@ def test_several_images_become_a_gallery_each_with_its_bars(server, browser, tin
     assert labels[:3] == expected
     assert all(len(c.find_elements(By.CSS_SELECTOR, ".row")) == 3 for c in cards[:3])
     assert "bad" in cards[3].get_attribute("class") and "not a readable image" in labels[3]
+    assert [c.find_element(By.CSS_SELECTOR, ".file").text for c in cards] == [f.name for f in files]  # each named

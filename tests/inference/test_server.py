@@ -147,7 +147,10 @@ def test_unsupported_bodies_get_json_4xx_and_the_server_keeps_serving(client, ti
 
 
 def test_the_openapi_schema_documents_every_field_and_both_bodies(client):
+    from openapi_spec_validator import validate
+
     schema = client.get("/openapi.json").json()
+    validate(schema)  # OpenAPI 3.1: raises on a field the specification does not allow
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
     parts = schema["components"]["schemas"]
@@ -175,3 +178,80 @@ def test_threshold_marks_unsure_predictions_and_a_bad_one_is_a_422(client):
         r = client.post(f"/predict?threshold={bad}", files=[("files", ("x.png", blobs[0], "image/png"))])
         assert r.status_code == 422 and "threshold" in r.text
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_allowed_hosts_keep_to_their_names_and_subdomains_and_say_how_to_add_one(tiny_run):
+    from cnnlab.inference.limits import default_allowed_hosts
+
+    app = TestClient(create_app(str(tiny_run), allowed_hosts=["api.example", "*.corp.example", "::1"]))
+    for host in ("api.example", "API.example:8443", "x.corp.example", "[::1]:8000"):
+        assert app.get("/health", headers={"host": host}).status_code == 200, host
+    for host in ("corp.example", "api.example.evil", "testserver", "[::2]", "api.example:x", "a b"):
+        r = app.get("/health", headers={"host": host})
+        assert r.status_code == 400 and "--allowed-hosts" in r.json()["detail"], host
+    assert default_allowed_hosts("127.0.0.1") == default_allowed_hosts("::1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert default_allowed_hosts("localhost") == default_allowed_hosts("127.0.0.2") == ["localhost", "127.0.0.1", "[::1]"]
+    assert default_allowed_hosts("0.0.0.0") == default_allowed_hosts("192.0.2.7") == ["*"]
+
+
+def test_the_pixel_budget_refuses_an_image_over_it_and_makes_others_wait_then_503():
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from cnnlab.inference.limits import PixelBudget
+
+    budget = PixelBudget(100, wait_s=0.2)
+    with pytest.raises(HTTPException) as over:
+        budget.check([50, 101], ["a.png", "b.png"])
+    assert over.value.status_code == 413 and over.value.detail.startswith("b.png: image too large")
+    assert budget.check([50, None, 70], ["a", "b", "c"]) == 70  # decoded one after another: the largest is held
+
+    async def scenario():
+        order = []
+
+        async def hold(name, pixels, seconds):
+            async with budget.reserve(pixels):
+                order.append((name, budget.free))
+                await asyncio.sleep(seconds)
+
+        first = asyncio.create_task(hold("first", 70, 0.05))
+        await asyncio.sleep(0)
+        await asyncio.gather(hold("waits", 60, 0), hold("fits", 30, 0))
+        await first
+        with pytest.raises(HTTPException) as busy:
+            async with budget.reserve(80):
+                await hold("late", 30, 0)  # 80 held, 30 more do not fit within wait_s
+        return order, busy.value
+
+    order, busy = asyncio.run(scenario())
+    assert order == [("first", 30), ("fits", 0), ("waits", 40)]
+    assert busy.status_code == 503 and busy.headers == {"Retry-After": "1"} and budget.free == 100
+
+
+def test_a_chunked_multipart_body_over_the_limit_is_413_and_no_part_is_spooled_to_disk(tiny_run, monkeypatch):
+    import tempfile
+
+    made = []
+    spooled = tempfile.SpooledTemporaryFile
+
+    class Watched(spooled):
+        def rollover(self):
+            made.append(self)
+            super().rollover()
+
+    monkeypatch.setattr("starlette.formparsers.SpooledTemporaryFile", Watched)
+    app = TestClient(create_app(str(tiny_run), max_upload_mb=3))
+
+    def body(size):
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n\r\n'
+        for _ in range(size // 65536):
+            yield b"\0" * 65536
+        yield b"\r\n--b--\r\n"
+
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    r = app.post("/predict", content=body(8 * 1024 * 1024), headers=headers)  # no Content-Length: chunked
+    assert r.status_code == 413 and "upload too large" in r.json()["detail"]
+    r = app.post("/predict", content=body(2 * 1024 * 1024), headers=headers)  # 2 MB: over Starlette's 1 MB spool
+    assert r.status_code == 415 and "not a readable image" in r.json()["detail"]
+    assert not made  # neither was ever rolled over to a file on disk

@@ -70,6 +70,28 @@ INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": Interpolatio
 TORCHVISION_FORMATS = {"JPEG", "PNG"}  # decoded by torchvision.io when 8-bit L or RGB (its WebP has no grayscale)
 
 
+def _reduce(img: Image.Image, channels: int, size: tuple[int, int] | None) -> None:
+    """A JPEG at least twice the model's input on both sides is decoded reduced (``img.size`` says to what)."""
+    if size is not None and img.format == "JPEG" and min(img.size) >= 2 * max(size):
+        # A photo many times the model's input: libjpeg scales by 1/2, 1/4 or 1/8 while decoding (the
+        # DCT), never below the size asked for, so the antialiased resize that follows still has
+        # the pixels it needs. 10-20x faster for a phone photo going to 224x224.
+        img.draft("L" if channels == 1 else "RGB", (max(size), max(size)))
+
+
+def decoded_pixels(source: bytes, channels: int, size: tuple[int, int] | None) -> int | None:
+    """How many pixels decoding ``source`` for a model input of ``size`` holds at once (a JPEG much larger than
+    ``size`` is decoded reduced), from its header alone; None when decoding refuses it from its header by itself
+    (unreadable, or over Pillow's decompression-bomb limit)."""
+    try:
+        with Image.open(io.BytesIO(source)) as img:
+            _reduce(img, channels, size)
+            pixels = img.size[0] * img.size[1]
+    except Exception:  # noqa: BLE001 - an unreadable header: decoding refuses it by itself
+        return None
+    return None if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS else pixels
+
+
 def _decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
     """uint8 (C, H, W), upright, in the model's channels: full size, or for a JPEG at least twice the
     target on both sides, no larger than needed for ``size``."""
@@ -81,11 +103,7 @@ def _decode(source: ImageInput, channels: int, size: tuple[int, int] | None) -> 
     if limit is not None and img.size[0] * img.size[1] > limit:
         raise BadImage(f"refused, too many pixels (decompression bomb?): {img.size[0] * img.size[1]:,} pixels is "
                        f"over the limit of {limit:,}")
-    if size is not None and img.format == "JPEG" and min(img.size) >= 2 * max(size):
-        # A photo many times the model's input: libjpeg scales by 1/2, 1/4 or 1/8 while decoding (the
-        # DCT), never below the size asked for, so the antialiased resize that follows still has
-        # the pixels it needs. 10-20x faster for a phone photo going to 224x224.
-        img.draft("L" if channels == 1 else "RGB", (max(size), max(size)))
+    _reduce(img, channels, size)
     fast = (img.format in TORCHVISION_FORMATS and img.mode in ("L", "RGB") and "transparency" not in img.info
             and isinstance(source, (str, Path, bytes)) and img.decoderconfig == ())
     if fast:

@@ -5,30 +5,35 @@
   raw body (``Content-Type: image/*`` or ``application/octet-stream``) -> top-k classes as JSON;
 - ``GET /health``, ``GET /model``, ``GET /metrics`` (Prometheus); the OpenAPI schema at ``/docs``.
 
-Bad requests get a JSON error and the server keeps serving: too large -> 413, not an image -> 415,
-corrupt or a decompression bomb -> 422, busy (``--limit-concurrency``) -> 503 with Retry-After.
+Bad requests get a JSON error and the server keeps serving: too large (bytes, counted as they stream, or
+decoded pixels) -> 413, not an image -> 415, corrupt or a decompression bomb -> 422, busy
+(``--limit-concurrency``, or the pixel budget taken for too long) -> 503 with Retry-After, an unknown Host
+-> 400, request headers over their limit -> 431 (``limits.py``, ``http.py``).
 Decoding runs in worker threads, never on the event loop; concurrent requests' images share one
 forward pass (``MicroBatcher``: up to ``--max-batch`` images, waiting at most ``--max-wait-ms``). A
 connection that has not sent a complete request within ``--request-timeout`` is closed
-(``RequestTimeoutHttpTools``), and ``--workers N`` runs N processes, a dead one replaced by uvicorn.
+(``RequestTimeoutHttpTools``), and ``--workers N`` runs N processes under gunicorn (``workers.py``).
 """
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from fastapi import HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cnnlab.data.images import probe
+from cnnlab.data.images import decoded_pixels
 from cnnlab.errors import BadImage, CnnlabError
 from cnnlab.inference.batching import MicroBatcher, ModelThread
-from cnnlab.inference.http import LimitConcurrency
+from cnnlab.inference.http import DEFAULT_MAX_HEADER_BYTES, LimitConcurrency
+from cnnlab.inference.limits import (KnownHosts, LimitBody, PixelBudget, default_allowed_hosts, default_max_pixels,
+                                     in_memory_parts)
 from cnnlab.inference.monitoring import Measure, Monitor
 from cnnlab.inference.predictor import OnnxPredictor, Predictor, check_threshold, load, resolve_device
 from cnnlab.rundir import REPORT
@@ -88,49 +93,39 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "one or more image files"},
         "file": {"type": "string", "format": "binary", "description": "one image file (the same as files)"}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}, "description": "one image as the body"},
+    "image/*": {"schema": {"type": "string", "format": "binary", "description": "one image as the body"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
-    (413, "upload too large"), (415, "not an image, or an unsupported Content-Type"),
-    (422, "corrupt image, decompression bomb, no image sent"), (500, "the model cannot run"))}
-
-
-class RefuseLargeUploads:
-    """413 for a /predict whose Content-Length is over the limit, before its body is read.
-
-    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request in extra
-    tasks and streams, which cost 3 ms a request here (7.8 -> 4.8 ms for a small model's /predict).
-    """
-
-    def __init__(self, app, limit: int, max_upload_mb: float) -> None:
-        self.app, self.limit, self.max_upload_mb = app, limit, max_upload_mb
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/predict":
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.limit + 64 * 1024:  # room for the multipart framing
-                detail = f"upload too large: {int(length) / MB:.1f} MB > {self.max_upload_mb:g} MB"
-                await JSONResponse({"detail": detail}, 413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    (400, "a Host this server does not answer to, or a malformed multipart body"),
+    (413, "upload too large, or an image with more pixels than --max-pixels"),
+    (415, "not an image, or an unsupported Content-Type"),
+    (422, "corrupt image, decompression bomb, no image sent"), (500, "the model cannot run"),
+    (503, "busy: --limit-concurrency requests in flight, or the pixel budget taken; see Retry-After"))}
 
 
 def check_options(max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None,
-                  request_timeout: float = 30.0, workers: int = 1) -> None:
+                  request_timeout: float = 30.0, workers: int = 1, max_pixels: Optional[int] = None,
+                  max_header_kb: float = DEFAULT_MAX_HEADER_BYTES / 1024) -> None:
     """The serving options, checked before anything starts (one line naming them, for the CLI too)."""
     if (max_batch < 1 or max_wait_ms < 0 or (limit_concurrency is not None and limit_concurrency < 1)
-            or request_timeout <= 0 or workers < 1):
+            or request_timeout <= 0 or workers < 1 or (max_pixels is not None and max_pixels < 1)
+            or not 1 <= max_header_kb <= 1024):
         raise CnnlabError(f"--max-batch {max_batch}, --max-wait-ms {max_wait_ms:g}, --limit-concurrency "
-                          f"{limit_concurrency}, --request-timeout {request_timeout:g}, --workers {workers}: "
-                          f"--workers, --max-batch and --limit-concurrency must be at least 1, --max-wait-ms at "
-                          f"least 0, --request-timeout above 0")
+                          f"{limit_concurrency}, --request-timeout {request_timeout:g}, --workers {workers}, "
+                          f"--max-pixels {max_pixels}, --max-header-kb {max_header_kb:g}: --workers, --max-batch, "
+                          f"--limit-concurrency and --max-pixels must be at least 1, --max-wait-ms at least 0, "
+                          f"--request-timeout above 0, --max-header-kb from 1 to 1024")
 
 
 def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0, top_k: int = 5,
                predictor: Optional[Predictor] = None, device: str = "auto", threshold: Optional[float] = None,
-               max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None):
+               max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None,
+               max_pixels: Optional[int] = None, allowed_hosts: Sequence[str] = ("*",)):
+    """The app; ``max_pixels``: decoded pixels at once (None: ``default_max_pixels`` for the model's input);
+    ``allowed_hosts``: the Host names it answers (``cnnlab serve`` keeps to loopback names on a loopback
+    address)."""
     check_threshold(threshold)
-    check_options(max_batch, max_wait_ms, limit_concurrency)
+    check_options(max_batch, max_wait_ms, limit_concurrency, max_pixels=max_pixels)
     predictor = predictor or load(run_dir, device=device, backend=backend)
     if backend == "auto":  # what it chose, for GET /model
         backend = "onnx" if isinstance(predictor, OnnxPredictor) else "torch"
@@ -161,22 +156,22 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         return images
 
     small_pixels = max(SMALL_PIXELS, 4 * predictor.pre.size[0] * predictor.pre.size[1])
+    budget = PixelBudget(max_pixels or default_max_pixels(predictor.pre.size))
 
-    def small(blobs) -> bool:
+    def small(blobs, pixels: list) -> bool:
         """A model fast enough to run on the event loop, and one image of few bytes and (from its header) few
         pixels: its decoding cannot hold the event loop long either."""
-        if not batcher.thread.inline or len(blobs) != 1 or len(blobs[0][1]) > SMALL_BYTES:
-            return False
-        header = probe(blobs[0][1])
-        return header is not None and header[0][0] * header[0][1] <= small_pixels
+        return (batcher.thread.inline and len(blobs) == 1 and len(blobs[0][1]) <= SMALL_BYTES
+                and pixels[0] is not None and pixels[0] <= small_pixels)
 
     def decode_and_forward(blobs):
         images = decode(blobs)
         return images, forward(images)
 
-    app.add_middleware(RefuseLargeUploads, limit=limit, max_upload_mb=max_upload_mb)
+    app.add_middleware(LimitBody, limit=limit, max_upload_mb=max_upload_mb)
     app.add_middleware(LimitConcurrency, limit=limit_concurrency, on_refuse=monitor.refused.inc)
-    app.add_middleware(Measure, monitor=monitor)  # outermost: it sees every answer, the 413s and 503s too
+    app.add_middleware(KnownHosts, allowed=allowed_hosts)
+    app.add_middleware(Measure, monitor=monitor)  # outermost: it sees every answer, the 400s, 413s and 503s too
 
     @app.exception_handler(CnnlabError)
     async def cnnlab_error(request, exc: CnnlabError) -> JSONResponse:
@@ -221,8 +216,14 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
 
     async def multipart(request: Request) -> list[tuple[Optional[str], bytes]]:
         blobs = []
-        # Starlette refuses more parts than MAX_PARTS with a 400 before reading them all.
-        async with request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS) as form:
+        # More parts than MAX_PARTS are refused with a 400 before they are all read; the parts stay in memory.
+        parser = in_memory_parts(MultiPartParser(request.headers, request.stream(), max_files=MAX_PARTS,
+                                                 max_fields=MAX_PARTS), limit)
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise HTTPException(400, exc.message) from None
+        try:
             for part in [*form.getlist("files"), *form.getlist("file")]:
                 if not isinstance(part, UploadFile):
                     raise HTTPException(422, "the 'files' field holds text, not a file: send it as a file part "
@@ -231,6 +232,8 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
                 if len(data) > limit:
                     raise HTTPException(413, f"{part.filename}: upload too large (> {max_upload_mb:g} MB)")
                 blobs.append((part.filename, data))
+        finally:
+            await form.close()
         return blobs
 
     async def raw_body(request: Request) -> bytes:
@@ -270,11 +273,16 @@ def create_app(run_dir: str, backend: str = "torch", max_upload_mb: float = 10.0
         # to run alone, one turn of the event loop lets requests already received announce themselves too.
         with batcher.arriving() as token:
             blobs = await read_images(request)
-            await asyncio.sleep(0)
-            if batcher.alone():  # nobody to share a batch with: decode and forward in one hop
-                outputs = await batcher.run_alone(lambda: decode_and_forward(blobs), len(blobs), small(blobs))
-            else:  # decoding off the event loop, the forward pass shared with concurrent requests
-                images = await asyncio.get_running_loop().run_in_executor(decoders, decode, blobs)
+            pixels = [decoded_pixels(data, predictor.pre.channels, predictor.pre.size) for _, data in blobs]
+            async with budget.reserve(budget.check(pixels, [name for name, _ in blobs])):  # while decoding
+                await asyncio.sleep(0)
+                alone = batcher.alone()
+                if alone:  # nobody to share a batch with: decode and forward in one hop
+                    outputs = await batcher.run_alone(lambda: decode_and_forward(blobs), len(blobs),
+                                                      small(blobs, pixels))
+                else:  # decoding off the event loop, the forward pass shared with concurrent requests
+                    images = await asyncio.get_running_loop().run_in_executor(decoders, decode, blobs)
+            if not alone:
                 outputs = await batcher.submit(images, token)
         preds = predictor.predictions(outputs, [name for name, _ in blobs], threshold)
         # The document PredictResponse describes, built directly: FastAPI's validation and serialisation of a
@@ -303,7 +311,7 @@ def _ink(predictor: Predictor, count: int = 16) -> Optional[str]:
     return None if not means else "light" if sum(means) / len(means) < 128 else "dark"
 
 
-SERVE_ENV = "CNNLAB_SERVE"  # the app's options, for the worker processes that build it from an import path
+SERVE_ENV = "CNNLAB_SERVE"  # the app's options, for the worker processes
 
 
 def app_from_env():
@@ -318,33 +326,37 @@ def app_from_env():
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
           max_upload_mb: float = 10.0, device: str = "auto", threshold: Optional[float] = None, workers: int = 1,
           max_batch: int = 32, max_wait_ms: float = 5.0, limit_concurrency: Optional[int] = None,
-          request_timeout: float = 30.0, access_log: bool = False) -> None:
+          request_timeout: float = 30.0, access_log: bool = False, max_pixels: Optional[int] = None,
+          allowed_hosts: Optional[Sequence[str]] = None, max_header_kb: float = DEFAULT_MAX_HEADER_BYTES / 1024) -> None:
     """Serve ``run_dir`` (see ``create_app``). ``access_log``: uvicorn's line per request, off by default as in
     gunicorn: formatted and written on the event loop before the response's body, it cost 0.6 ms of a small
-    model's 2.2 ms /predict here; /metrics counts every request either way."""
+    model's 2.2 ms /predict here; /metrics counts every request either way. ``allowed_hosts``: None, the loopback
+    names when ``host`` is a loopback address, else any."""
     import json
     import os
-    import tempfile
 
+    from cnnlab.inference.http import HEADER_ENV, TIMEOUT_ENV, request_timeout_protocol
+
+    check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers, max_pixels, max_header_kb)
+    export = backend == "auto" and resolve_device(device).type == "cpu"  # once, before any worker starts
+    os.environ[TIMEOUT_ENV] = str(request_timeout)
+    os.environ[HEADER_ENV] = str(int(max_header_kb * 1024))
+    options = {"backend": backend, "max_upload_mb": max_upload_mb, "device": device, "threshold": threshold,
+               "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limit_concurrency": limit_concurrency,
+               "max_pixels": max_pixels, "allowed_hosts": list(allowed_hosts or default_allowed_hosts(host))}
+    if workers > 1:  # gunicorn's arbiter; the workers build the app from the environment
+        from cnnlab.inference.workers import export_apart, serve_workers
+
+        if export:
+            export_apart(run_dir)
+        os.environ[SERVE_ENV] = json.dumps({"run_dir": run_dir, **options})
+        serve_workers(app_from_env, host, port, workers, access_log)
+        return
     import uvicorn
 
-    from cnnlab.inference.http import TIMEOUT_ENV, request_timeout_protocol
-
-    check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers)
-    if backend == "auto" and resolve_device(device).type == "cpu":  # once, before any worker starts
+    if export:
         from cnnlab.inference.export import ensure_onnx
 
         ensure_onnx(run_dir)
-    os.environ[TIMEOUT_ENV] = str(request_timeout)
-    options = {"backend": backend, "max_upload_mb": max_upload_mb, "device": device, "threshold": threshold,
-               "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limit_concurrency": limit_concurrency}
-    common = {"host": host, "port": port, "log_level": "info", "http": request_timeout_protocol(),
-              "access_log": access_log}
-    if workers == 1:
-        uvicorn.run(create_app(run_dir, **options), **common)
-        return
-    # Several processes: each builds the app from the environment; their metrics add up in files.
-    os.environ[SERVE_ENV] = json.dumps({"run_dir": run_dir, **options})
-    with tempfile.TemporaryDirectory(prefix="cnnlab-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run("cnnlab.inference.server:app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(create_app(run_dir, **options), host=host, port=port, log_level="info",
+                http=request_timeout_protocol(), access_log=access_log)
