@@ -159,7 +159,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def sgd_steps(model: nn.Module, data: Arrays, steps: int, seed: int, lr: float, batch: int = 64,
-              make_opt: Optional[Callable] = None, every: int = 10, target: Optional[float] = None) -> dict:
+              make_opt: Optional[Callable] = None, every: int = 25, target: Optional[float] = None) -> dict:
     """Mini-batch training from ``seed``'s data order: the training loss and accuracy curve (on the whole
     training set every ``every`` steps), and the first step where the accuracy reaches ``target``."""
     gen = torch.Generator().manual_seed(seed)
@@ -180,7 +180,8 @@ def sgd_steps(model: nn.Module, data: Arrays, steps: int, seed: int, lr: float, 
         if step % every == 0 or step == steps:
             acc = accuracy(model, data.x, data.y)
             curve_step.append(step)
-            curve_loss.append(float(loss) if math.isfinite(float(loss)) else None)
+            value = float(loss.detach())
+            curve_loss.append(value if math.isfinite(value) else None)
             curve_acc.append(acc)
             if target is not None and reached is None and acc >= target:
                 reached = step
