@@ -30,11 +30,12 @@ def noise(seed: int, data: str, batch: int = 64, examples: int = 512, draws: int
     model = mlp([d.x.shape[1], 64, d.classes], "relu", "he")
     g = per_example_gradients(model, d.x, d.y).double().numpy()
     n = len(g)
+    batch = min(batch, n // 2)  # a small data set: the batch is at most half of it
     full = g.mean(0)
     var1 = float(((g - full) ** 2).sum(1).mean())
     rng = np.random.default_rng(seed)
     var_b = float(np.mean([((g[rng.choice(n, batch, replace=False)].mean(0) - full) ** 2).sum()
                            for _ in range(draws)]))
     measured, predicted = var1 / var_b, batch * (n - 1) / (n - batch)
-    return {"scalars": {"variance_ratio": measured, "predicted_ratio": predicted,
+    return {"scalars": {"variance_ratio": measured, "predicted_ratio": predicted, "batch": float(batch),
                         "abs_log2_ratio_error": abs(math.log2(measured / predicted))}}
