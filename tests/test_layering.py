@@ -19,7 +19,7 @@ LAYERS = [
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},
     {"cnnlab.evaluation"},
-    {"cnnlab.workflows"},
+    {"cnnlab.workflows", "cnnlab.experiments"},
     {"cnnlab.cli"},
     {"cnnlab.__main__", "cnnlab"},
 ]

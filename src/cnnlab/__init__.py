@@ -5,6 +5,7 @@
     metrics = cnnlab.evaluate("runs/mnist", "data/mnist")
     cnnlab.load("runs/mnist").predict(["digit.png"])
     model = cnnlab.create_model("resnet18", num_outputs=10, input_size=64)
+    result = cnnlab.experiment("activations", seeds=3, quick=True)  # result.verdict, result.html_path
 
 Attributes are imported lazily, so ``cnnlab.load`` never pulls in Lightning.
 """
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "train": ("cnnlab.training.fit", "train"),
     "evaluate": ("cnnlab.evaluation.metrics", "evaluate"),
+    "experiment": ("cnnlab.experiments.engine", "run_experiment"),
     "load": ("cnnlab.inference.predictor", "load"),
     "create_model": ("cnnlab.models.registry", "create_model"),
     "load_config": ("cnnlab.config", "load_config"),

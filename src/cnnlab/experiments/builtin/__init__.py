@@ -1,0 +1,1 @@
+"""The built-in experiments, one declaration a module; importing the package registers them all."""
