@@ -10,7 +10,10 @@ sure. "old" is the fit cnnlab made before #22 (LBFGS on the validation NLL, unbo
 the same run's validation logits; "new" is calibration.json's decision (cross-validated, bounded,
 skipped without evidence).
 
-Run: .venv/bin/python benchmarks/trust.py
+At the end, the mnist-5k run's ONNX export against ``cnnlab predict`` through plain onnxruntime at three
+image sizes other than its input's.
+
+Run: .venv/bin/python benchmarks/trust.py (about 5 minutes on 2 cores)
 """
 from __future__ import annotations
 
@@ -109,9 +112,42 @@ def main() -> dict:
     # 12 epochs: every validation image right (the issue's case), so the plain fit sharpens without limit
     figures["digits-0-3/12"] = measure("digits 12 ep", digits_0_3(), 0, test_split=0.2, epochs=12)
     figures["mnist-5k/0"] = measure("mnist-5k", mnist_5k())
-    # ---- export agreement (#22 §1.4): the coordinator adds here the export's agreement with
-    # ---- `cnnlab predict` through onnxruntime at three image sizes.
+    figures["export"] = export_agreement(SCRATCH / "trust-run")  # the mnist-5k run just trained
     return figures
+
+
+def export_agreement(run: Path, n: int = 20) -> dict:
+    """The ONNX export read by plain onnxruntime, as export.json tells a client (uint8 NHWC pixels, nothing
+    else), against ``cnnlab predict``: the largest probability difference on test images enlarged, shrunk and
+    stretched to three sizes other than the input's."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from cnnlab.inference.export import export
+    from cnnlab.inference.predictor import load
+
+    export(run)
+    info = json.loads((run / rundir.EXPORT / rundir.EXPORT_INFO).read_text())
+    mode = "RGB" if info["input"]["shape"][-1] == 3 else "L"
+    session = ort.InferenceSession(str(run / rundir.EXPORT / rundir.ONNX), providers=["CPUExecutionProvider"])
+    predictor = load(run, "cpu")
+    tests = [row["path"] for row in rundir.read_csv(run / rundir.SPLIT) if row["split"] == "test"][:n]
+    folder = SCRATCH / "trust-export"
+    folder.mkdir(parents=True, exist_ok=True)
+    worst = {}
+    for size in ((20, 20), (57, 57), (23, 41)):  # (H, W): smaller, larger, non-square
+        paths = []
+        for i, path in enumerate(tests):
+            target = folder / f"{i}-{size[0]}x{size[1]}.png"
+            Image.open(path).resize(size[::-1], Image.BICUBIC).save(target)
+            paths.append(str(target))
+        ours = predictor.outputs([predictor.preprocess(p) for p in paths]).numpy()  # calibrated probabilities
+        theirs = np.concatenate([session.run(["probabilities"], {"image": np.array(Image.open(p).convert(mode)).reshape(
+            1, size[0], size[1], -1)})[0] for p in paths])
+        worst[f"{size[0]}x{size[1]}"] = float(np.abs(np.asarray(ours) - theirs).max())
+    print("trust  export: plain onnxruntime on uint8 NHWC pixels against cnnlab predict, largest probability "
+          "difference over " + ", ".join(f"{k}: {v:.2e}" for k, v in worst.items()) + " (target < 1e-3)")
+    return worst
 
 
 if __name__ == "__main__":
