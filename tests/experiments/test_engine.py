@@ -95,7 +95,7 @@ def test_a_run_killed_mid_training_continues_from_its_checkpoint(tmp_path, bars)
 def test_bad_yaml_is_one_clear_error(tmp_path, bars):
     with pytest.raises(ConfigError, match="expect names arm 'nope'"):
         cnnlab.experiment(_yaml(tmp_path, bars, expect="nope < half"), out=tmp_path / "x")
-    with pytest.raises(ConfigError, match="arm 'half'.*unknown config key 'dropuot'"):
+    with pytest.raises(ConfigError, match="arm 'half'.*unknown flag '--dropuot'. Did you mean --dropout"):
         cnnlab.experiment(_yaml(tmp_path, bars, arms={"none": {}, "half": {"dropuot": 0.5}}), out=tmp_path / "x")
     with pytest.raises(CnnlabError, match="unknown experiment 'activatons'. Did you mean 'activations'"):
         cnnlab.experiment("activatons")
