@@ -132,16 +132,16 @@ FAILING = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("rank", [1, 0])
-def test_a_failing_rank_stops_the_whole_run_within_a_minute(digits, tmp_path, rank):
+def test_a_failing_rank_stops_the_whole_run(digits, tmp_path, rank):
+    """The other rank is stopped, not left waiting in a collective: without the process watch it would wait
+    for the collective timeout (Lightning's default, 30 minutes), six times the bound here. No tighter
+    wall-clock bound: a busy CI machine runs this 20-second job in over a minute."""
     script = tmp_path / "failing.py"
     script.write_text(FAILING)
-    start = time.monotonic()
     proc = subprocess.run([sys.executable, str(script), str(digits / "train"), str(tmp_path / "run"), str(rank)],
-                          env=_env(), capture_output=True, text=True, timeout=120)
-    took = time.monotonic() - start
+                          env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert f"a deliberate failure in rank {rank}" in proc.stderr
-    assert took < 60, took
     left = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the failed run still alive: {left}"
 
