@@ -19,6 +19,7 @@ from cnnlab.layers import ACTIVATIONS, POOLING
 from cnnlab.loggers import LOGGERS
 from cnnlab.optim import OPTIMIZERS, SCHEDULES
 from cnnlab.registry import Registry
+from cnnlab.training.strategies import NAMES as STRATEGY_NAMES
 
 SCHEMA_VERSION = 3  # of config.yaml in a run directory; 1: the runs before it carried a version
 
@@ -180,8 +181,8 @@ class TrainConfig(_Strict):
 class TransferConfig(_Strict):
     """How a pretrained backbone is reused: which parts train, and at what learning rate."""
 
-    strategy: Literal["auto", "feature-extract", "fine-tune", "full", "two-phase"] = Field(
-        "auto", description='how a pretrained backbone trains: feature-extract, fine-tune, full, two-phase, or auto')
+    strategy: Literal[STRATEGY_NAMES] = Field(  # the names of cnnlab.training.strategies
+        "auto", description=f'how a pretrained backbone trains: {", ".join(STRATEGY_NAMES[1:])}, or auto')
     unfreeze: int = Field(2, ge=0, description='top blocks trained in fine-tune and two-phase')
     backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description='backbone learning rate = lr x this')
     head_epochs: Optional[int] = Field(None, gt=0, description='two-phase: head-only epochs first (default: a third)')

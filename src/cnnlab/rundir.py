@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from safetensors.torch import save
 
 from cnnlab import files, ownership
@@ -132,9 +133,15 @@ def write_inputs(out: Path, config: Config, classes: list[str], pre: Preprocessi
     write_csv(out / SKIPPED, ("path", "reason"), skipped)
 
 
-def write_training(out: Path, info: dict) -> None:
-    """training.json: complete or not, time, epochs, best epoch, final figures."""
-    files.write_json(Path(out) / TRAINING, info)
+def write_training(out: Path, info: "TrainingInfo") -> None:
+    """training.json: complete or not, time, epochs, best epoch, final figures (the fields that were set)."""
+    files.write_json(Path(out) / TRAINING, info.model_dump(mode="json", exclude_unset=True))
+
+
+def read_training(run_dir: Path) -> Optional["TrainingInfo"]:
+    """training.json as written (None before training ended or diverged)."""
+    file = Path(run_dir) / TRAINING
+    return TrainingInfo.model_validate_json(file.read_bytes()) if file.is_file() else None
 
 
 def evaluation_path(run_dir: Path, name: str | None = None) -> Path:
@@ -258,6 +265,9 @@ class Run:
     def training_info(self) -> dict:
         return self.training_file(self.path)
 
+    def training(self) -> Optional["TrainingInfo"]:
+        return read_training(self.path)
+
     def training_figures(self) -> dict[str, float]:
         """The last epoch's figures, and ``seconds``: the whole training time (training.json's, as the
         report's; a run before this kept its last epoch's time among the figures)."""
@@ -321,3 +331,23 @@ class Run:
                 f"{self.path / CONFIG} ({first}); was the run directory mixed with another model's files?"
             ) from None
         return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- typed run files
+class TrainingInfo(BaseModel):
+    """training.json, from the trainer's state when training ends (or diverges). Runs written before a
+    field existed lack it: ``complete`` then counts as finished, the strategy as full."""
+
+    model_config = ConfigDict(extra="allow")  # a newer cnnlab's fields survive a read and a write
+
+    complete: bool = True
+    seconds: Optional[float] = None  # the whole training's, over every session of a resumed run
+    epochs: Optional[int] = None  # complete epochs (one cut short by a budget does not count)
+    best_epoch: Optional[int] = None  # counted from 0, as metrics.csv's epoch column
+    monitor: Optional[str] = None
+    stopped: Optional[str] = None  # "budget", "early stopping", or None (every epoch ran)
+    stopped_early: Optional[bool] = None
+    strategy: Optional[str] = None
+    final: dict[str, float] = {}  # the last complete epoch's figures
+    device: Optional[str] = None
+    diverged: Optional[str] = None  # why training stopped (complete is False)

@@ -17,7 +17,7 @@ from cnnlab import files, rundir
 from cnnlab.config import Config, with_overrides
 from cnnlab.data.datamodule import EpochBatches, balanced_weights, inverse_frequency
 from cnnlab.calibration import ece, fit_temperature, uncalibrated
-from cnnlab.training.fit import resolve_epochs, resolve_recipe
+from cnnlab.training.plan import resolve_epochs, resolve_recipe
 from cnnlab.training.lr_find import valley
 from conftest import TINY, write_images
 

@@ -20,6 +20,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
 from cnnlab.rundir import REPORT, Run
+from cnnlab.training import strategies
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
@@ -167,8 +168,7 @@ def _model_section(predictor: Predictor) -> str:
     s = summarize(predictor.model, (pre.channels, *pre.size))
     rows = [[r.name, r.kind, str(list(r.output_shape)), f"{r.params:,}"] for r in s.rows]
     strategy = predictor.run.training_info().get("strategy", "full")
-    trained = {"feature-extract": "the head only", "fine-tune": f"the head and the top {predictor.run.config.transfer.unfreeze} blocks",
-               "two-phase": f"the head, then the top {predictor.run.config.transfer.unfreeze} blocks"}.get(strategy, "all layers")
+    trained = strategies.recorded(strategy).describe_training(predictor.run.config.transfer.unfreeze)
     return (f"<details><summary>The model: {s.total:,} parameters, layer by layer</summary>"
             f"<p>Input {pre.channels}x{pre.size[0]}x{pre.size[1]}, mean {pre.mean}, std {pre.std}. "
             f"Total parameters {s.total:,}; trained: {trained} (strategy {strategy}).</p>"
@@ -179,7 +179,8 @@ def _curves_section(run: Run, tmp: Path) -> str:
     rows = run.metrics()
     if not rows:
         raise CnnlabError(f"{run.path} has no metrics yet (metrics.csv is missing or empty): train it first")
-    phase_epoch = run.config.head_epochs() if run.training_info().get("strategy") == "two-phase" else None
+    phase_epoch = run.config.head_epochs() if strategies.recorded(run.training_info().get("strategy")).top_blocks_later \
+        else None
     path = plots.training_curves_png(rows, tmp / "curves.png", phase_epoch)
     return "<h2>Training</h2>" + _img(path, "training curves: loss, accuracy and learning rate per epoch")
 

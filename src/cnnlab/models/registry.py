@@ -110,14 +110,16 @@ def names() -> list[str]:
     return MODELS.names()
 
 
-def resolve_preprocessing(cfg: Config, probed: Optional[tuple[tuple[int, int], int]] = None) -> Preprocessing:
-    """The config's explicit values first, then the model's own, then what the data looks like."""
+def resolve_preprocessing(cfg: Config, probed: Optional[tuple[tuple[int, int], int]] = None,
+                          weights: Optional[str] = None) -> Preprocessing:
+    """The config's explicit values first, then the model's own, then what the data looks like (``weights``:
+    the weights kind, when the caller has it)."""
     entry = get_entry(cfg.model.name)
     channels, side, mean, std, interpolation = entry.input_spec(cfg)
     if channels is None:
         channels = probed[1] if probed else entry.default_channels
     size = (side, side) if side else (probed[0] if probed else (entry.size, entry.size))
-    if entry.pretrained and side != entry.size and weights_kind(cfg) != "none":  # from scratch: any size is its own
+    if entry.pretrained and side != entry.size and (weights or weights_kind(cfg)) != "none":  # scratch: any size
         log.warning(f"input size {side} departs from {cfg.model.name}'s pretrained "
                     f"{entry.size}; pretrained features work best at their own size")
     return Preprocessing(channels=channels, size=size, mean=mean, std=std, interpolation=interpolation)
@@ -143,10 +145,12 @@ def build_model(cfg: Config, pre: Preprocessing, num_outputs: int) -> ImageModel
     return ImageModel(net, pre)
 
 
-def build_for_training(cfg: Config, pre: Preprocessing, num_outputs: int) -> tuple[ImageModel, Optional[LoadReport]]:
-    """The architecture with its starting weights: ImageNet, a file, or none. (A previous run's weights are
-    loaded by the training layer, which reads run directories: ``cnnlab.training.source_run``.)"""
-    weights = weights_kind(cfg)
+def build_for_training(cfg: Config, pre: Preprocessing, num_outputs: int,
+                       weights: Optional[str] = None) -> tuple[ImageModel, Optional[LoadReport]]:
+    """The architecture with its starting weights: ImageNet, a file, or none (``weights``: the weights kind, when
+    the caller has it). A previous run's weights are loaded by the training layer, which reads run
+    directories: ``cnnlab.training.source_run``."""
+    weights = weights or weights_kind(cfg)
     net, report = get_entry(cfg.model.name).build(cfg, pre, num_outputs, "none" if weights == "run" else weights)
     return ImageModel(net, pre), report
 

@@ -160,14 +160,14 @@ class StderrProgressBar(TQDMProgressBar):
 
 
 class EpochLines(Callback):
-    """One line per epoch on stderr, for output that is not a terminal."""
+    """One line per epoch in the log (the CLI shows it on stderr), for output that is not a terminal."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not getattr(pl_module, "epoch_complete", True):
             return
         logged = trainer.callback_metrics
         figures = ", ".join(f"{k} {float(logged[k]):.4f}" for k in METRIC_ORDER if k in logged)
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {figures}", file=sys.stderr, flush=True)
+        log.info(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {figures}")
 
 
 def monitored(cfg: Config, has_val: bool) -> tuple[str, str]:

@@ -2,16 +2,18 @@
 
 The learning rate grows exponentially from 1e-6 to 1 over 100 steps while the loss is recorded (by
 Lightning's finder); the suggestion is fastai's "valley" rule on that curve. The model's weights are restored after
-the test, so training then starts from the same initialisation.
+the test, so training then starts from the same initialisation. The test runs while the plan is made
+(cnnlab.training.plan), on a probe task of its own: the run's task is built afterwards with the rate found.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import math
+import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from cnnlab import files
 from cnnlab.errors import CnnlabError
@@ -22,23 +24,30 @@ log = logging.getLogger(__name__)
 MIN_LR, MAX_LR, STEPS = 1e-6, 1.0, 100
 
 
-def find_lr(trainer, task, datamodule, out: Optional[Path] = None) -> float:
-    """Run the range test on ``task`` and return the suggested learning rate; with ``out``, write
-    OUT/lr_find.png (loss against learning rate, the suggestion marked) and OUT/lr_find.json."""
+@dataclass(frozen=True)
+class RangeTest:
+    """What the range test measured, and the rate it suggests."""
+
+    lr: float
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+
+
+def find_lr(task, datamodule, options: dict, show_bar: bool = False) -> RangeTest:
+    """Run the range test on ``task`` (a probe: its ``lr`` is the test's lowest, and its own trainer, built
+    from the run's ``options``, keeps its files in a temporary folder) and return the suggestion with the
+    curve. Lightning's tuner restores the weights afterwards: training starts from the same ones."""
+    import lightning as L
     from lightning.pytorch.tuner import Tuner
 
-    task.optim_cfg = task.optim_cfg.model_copy(update={"lr": MIN_LR})  # replaced step by step by the finder
-    task.watch_finite = False  # the test drives the loss up on purpose: that is not a diverged run
-    loop, epochs = trainer.fit_loop, trainer.fit_loop.max_epochs
-    per_epoch = max(1, len(datamodule.train_dataloader()) // max(1, trainer.accumulate_grad_batches))
-    loop.max_epochs = max(epochs or 1, math.ceil(STEPS / per_epoch) + 1)  # a small dataset: the test spans epochs
-    try:
-        with _bar_as_trainer(trainer):
-            finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=MIN_LR, max_lr=MAX_LR,
-                                            num_training=STEPS, update_attr=False)
-    finally:
-        task.watch_finite = True
-        loop.max_epochs = epochs
+    per_epoch = max(1, len(datamodule.train_dataloader()) // max(1, options.get("accumulate_grad_batches", 1)))
+    epochs = max(options.get("max_epochs") or 1, math.ceil(STEPS / per_epoch) + 1)  # a small dataset: it spans epochs
+    with tempfile.TemporaryDirectory(prefix="cnnlab-lr-find-") as root, _finder_bar(show_bar):
+        trainer = L.Trainer(**{**options, "max_epochs": epochs}, default_root_dir=root, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False)
+        # update_attr=False: the suggestion is fastai's valley (below), not Lightning's steepest point
+        finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=MIN_LR, max_lr=MAX_LR,
+                                        num_training=STEPS, update_attr=False, attr_name="lr")
     lr = None
     if finder is not None:
         _undo_double_debias(finder)
@@ -46,21 +55,24 @@ def find_lr(trainer, task, datamodule, out: Optional[Path] = None) -> float:
     if lr is None or not lr > 0:
         raise CnnlabError("the LR finder found no learning rate where the loss falls (too few training steps, or a "
                           "loss that never decreased): give --lr yourself (e.g. --lr 0.001)")
-    if out is not None:
-        _plot(finder, lr, Path(out) / LR_FIND_PNG)
-        files.write_json(Path(out) / LR_FIND_JSON, {"suggestion": float(lr), "lr": [float(x) for x in finder.results["lr"]],
-                                                    "loss": [float(x) for x in finder.results["loss"]]})
-    return float(lr)
+    return RangeTest(float(lr), tuple(float(x) for x in finder.results["lr"]),
+                     tuple(float(x) for x in finder.results["loss"]))
+
+
+def write(found: RangeTest, out: Path) -> None:
+    """OUT/lr_find.png (loss against learning rate, the suggestion marked) and OUT/lr_find.json."""
+    plot(found, Path(out) / LR_FIND_PNG)
+    files.write_json(Path(out) / LR_FIND_JSON, {"suggestion": found.lr, "lr": list(found.lrs), "loss": list(found.losses)})
 
 
 @contextmanager
-def _bar_as_trainer(trainer):
+def _finder_bar(show: bool):
     """Lightning's finder always opens a tqdm bar of its own ("Finding best initial lr"), also into a log
-    file; show it only where the trainer shows its progress bar (a terminal, with progress on)."""
+    file; show it only where training shows its progress bar (a terminal, with progress on)."""
     from lightning.pytorch.tuner import lr_finder
 
     bar = lr_finder.tqdm
-    lr_finder.tqdm = functools.partial(bar, disable=trainer.progress_bar_callback is None)
+    lr_finder.tqdm = functools.partial(bar, disable=not show)
     try:
         yield
     finally:
@@ -95,13 +107,13 @@ def _undo_double_debias(finder, beta: float = 0.98) -> None:
     finder.results["loss"] = [x * (1 - beta ** (i + 2)) / (1 - beta ** (i + 1)) for i, x in enumerate(losses)]
 
 
-def _plot(finder, lr: float, path: Path) -> None:
+def plot(found: RangeTest, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = lr_figure(finder.results["lr"], finder.results["loss"], lr)
+    fig = lr_figure(list(found.lrs), list(found.losses), found.lr)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 

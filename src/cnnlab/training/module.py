@@ -72,8 +72,11 @@ class ImageTask(L.LightningModule):
                  monitor: str = "val_loss", full_batch_size: int = 0, backbone_lr_mult: float = 1.0,
                  check_gradients: bool = True, channels_last: bool = False, compile: bool = False,
                  config: Optional[dict] = None, class_weights: Optional[torch.Tensor] = None,
-                 target_std: Optional[float] = None) -> None:
+                 target_std: Optional[float] = None, lr: Optional[float] = None, watch_finite: bool = True) -> None:
         super().__init__()
+        # The one rate the optimiser starts from (Lightning's tuner convention: the ``lr`` attribute); the
+        # plan resolved it, --lr auto's range test included. ``backbone_lr_mult``: the backbone's ratio to it.
+        self.lr = float(optim.lr if lr is None else lr)
         if config is not None:  # every checkpoint carries the resolved config (plain data: weights_only loads it)
             self.save_hyperparameters({"config": config, "schema_version": SCHEMA_VERSION})
         # NHWC activations (faster convolutions on tensor cores and oneDNN); the weights' names stay the same.
@@ -87,7 +90,7 @@ class ImageTask(L.LightningModule):
         self.check_gradients = check_gradients
         self._sums: dict[str, torch.Tensor] = {}  # stage -> [loss x n, correct, n] of this epoch, on the device
         self._checks = FiniteChecks()
-        self.watch_finite = True  # off only while the LR finder drives the loss up on purpose
+        self.watch_finite = watch_finite  # off only in the LR finder's probe, which drives the loss up on purpose
         self.model, self.task, self.optim_cfg, self.monitor = model, task, optim, monitor
         self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
@@ -182,7 +185,7 @@ class ImageTask(L.LightningModule):
     def _diverged(self, what: str, value: float, step: Optional[int] = None) -> Diverged:
         step = self.global_step if step is None else step
         return Diverged(f"training diverged in epoch {self.current_epoch + 1}, step {step}: {what} is {value:g}. "
-                        f"Lower the learning rate (--lr, now {self.optim_cfg.lr:g}), or with mixed precision try "
+                        f"Lower the learning rate (--lr, now {self.lr:g}), or with mixed precision try "
                         f"--precision 32-true")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -254,10 +257,11 @@ class ImageTask(L.LightningModule):
             return [{"params": trainable}]
         backbone = {id(p) for p in features.parameters()}
         groups = [{"params": [p for p in trainable if id(p) not in backbone]},
-                  {"params": [p for p in trainable if id(p) in backbone], "lr": self.optim_cfg.lr * self.backbone_lr_mult}]
+                  {"params": [p for p in trainable if id(p) in backbone], "lr": self.lr * self.backbone_lr_mult}]
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self):
-        opt = OPTIMIZERS.get(self.optim_cfg.optimizer)(self.param_groups(), self.optim_cfg)
-        sched = SCHEDULES.get(self.optim_cfg.schedule)(opt, self.optim_cfg, self.trainer, self.monitor)
+        optim = self.optim_cfg.model_copy(update={"lr": self.lr})  # the builders read the rate from the config
+        opt = OPTIMIZERS.get(optim.optimizer)(self.param_groups(), optim)
+        sched = SCHEDULES.get(optim.schedule)(opt, optim, self.trainer, self.monitor)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}

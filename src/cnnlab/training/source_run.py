@@ -6,6 +6,7 @@ architecture, input size and channels come from the source run, the head from th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from torch import nn
 
@@ -19,9 +20,10 @@ from cnnlab.rundir import Run, weights_path
 ARCHITECTURE_KEYS = ("name", "activation", "blocks", "batch_norm", "pool", "pool_size", "pool_stride", "residual")
 
 
-def adopt_source_run(cfg: Config) -> Config:
-    """The config with the source run's architecture and input, when ``model.weights`` is a run directory."""
-    if cfg.model.weights is None or kind(cfg.model.weights) != "run":
+def adopt_source_run(cfg: Config, weights: Optional[str] = None) -> Config:
+    """The config with the source run's architecture and input, when ``model.weights`` is a run directory
+    (``weights``: its kind, when the caller has it)."""
+    if cfg.model.weights is None or (weights or kind(cfg.model.weights)) != "run":
         return cfg
     src = Run.open(cfg.model.weights)
     if "name" in cfg.model.model_fields_set and cfg.model.name != src.config.model.name:

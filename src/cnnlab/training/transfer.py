@@ -1,9 +1,5 @@
-"""Transfer-learning strategies as a Lightning callback, and feature caching for frozen backbones.
-
-- ``feature-extract``: the backbone is frozen, only the head trains;
-- ``fine-tune``: the top ``unfreeze`` blocks train too, at ``lr x backbone_lr_mult``;
-- ``full``: everything trains;
-- ``two-phase``: head only for ``head_epochs``, then the top blocks join at the lower rate.
+"""Transfer-learning strategies (cnnlab.training.strategies) as a Lightning callback, and feature caching
+for frozen backbones: the callback does what the strategy says it freezes and unfreezes.
 
 Frozen means frozen: no gradient, no optimiser state, and BatchNorm layers in frozen parts run in
 eval mode, so their running statistics stay exactly as loaded.
@@ -25,23 +21,18 @@ from cnnlab.data.prepare import Prepared
 from cnnlab.errors import ConfigError
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.training import distributed
+from cnnlab.training.strategies import Strategy
 
 
-def resolve_strategy(cfg: Config, weights_kind: str) -> str:
-    if cfg.transfer.strategy != "auto":
-        return cfg.transfer.strategy
-    return "two-phase" if weights_kind != "none" else "full"
-
-
-def check(cfg: Config, strategy: str, net: nn.Module) -> None:
+def check(cfg: Config, strategy: Strategy, net: nn.Module) -> None:
     """Bad combinations fail before training, with what to do instead."""
-    if strategy in ("fine-tune", "two-phase"):
+    if strategy.trained_blocks(cfg.transfer.unfreeze):
         n = len(net.blocks())
         if cfg.transfer.unfreeze > n:
             raise ConfigError(f"--unfreeze {cfg.transfer.unfreeze} is more than {cfg.model.name} has: "
                               f"{n} blocks (use 1..{n}, or --strategy full)")
-    if strategy == "two-phase" and cfg.optim.schedule == "onecycle":
-        raise ConfigError("the onecycle schedule cannot follow two-phase's added parameter group: "
+    if strategy.top_blocks_later and cfg.optim.schedule == "onecycle":
+        raise ConfigError(f"the onecycle schedule cannot follow {strategy.name}'s added parameter group: "
                           "use --schedule cosine, step, plateau or none")
 
 
@@ -50,7 +41,7 @@ class TransferSchedule(BaseFinetuning):
     a ratio, not a rate: the joining blocks get the head's starting rate (read from the optimizer, so it is
     the rate training resolved, --lr auto's included) times ``backbone_lr_mult``."""
 
-    def __init__(self, strategy: str, unfreeze: int, head_epochs: int, backbone_lr_mult: float) -> None:
+    def __init__(self, strategy: Strategy, unfreeze: int, head_epochs: int, backbone_lr_mult: float) -> None:
         super().__init__()
         self.strategy, self.unfreeze = strategy, unfreeze
         self.head_epochs, self.backbone_lr_mult = head_epochs, backbone_lr_mult
@@ -61,13 +52,13 @@ class TransferSchedule(BaseFinetuning):
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         net = pl_module.model.net
-        if self.strategy in ("feature-extract", "fine-tune", "two-phase"):
+        if self.strategy.freezes_backbone:
             self.freeze(net.features, train_bn=False)
-        if self.strategy == "fine-tune":
+        if self.strategy.top_blocks_from_start:
             self.make_trainable(self._top_blocks(net))
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
-        if self.strategy == "two-phase" and epoch == self.head_epochs and self.unfreeze:
+        if self.strategy.top_blocks_later and epoch == self.head_epochs and self.unfreeze:
             head = optimizer.param_groups[0]
             # initial_lr: the rate before the schedule moved it (schedulers record it in every group)
             lr = head.get("initial_lr", head["lr"]) * self.backbone_lr_mult
@@ -75,7 +66,7 @@ class TransferSchedule(BaseFinetuning):
             distributed.rewrap(pl_module.trainer)  # the new trainable blocks join DDP's gradient all-reduce
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.strategy == "two-phase" and self.unfreeze and trainer.current_epoch > self.head_epochs:
+        if self.strategy.top_blocks_later and self.unfreeze and trainer.current_epoch > self.head_epochs:
             # Resumed past the head-only epochs: the optimiser has its groups back from the checkpoint, and
             # the top blocks must train again (and join DDP's all-reduce).
             blocks = self._top_blocks(pl_module.model.net)
@@ -93,10 +84,11 @@ def freeze_batchnorm_stats(model: nn.Module) -> None:
             m.eval()
 
 
-def schedule_callback(cfg: Config, strategy: str) -> Optional[TransferSchedule]:
-    if strategy == "full":
+def schedule_callback(cfg: Config, strategy: Strategy, head_epochs: int) -> Optional[TransferSchedule]:
+    """The callback that freezes (and unfreezes) what ``strategy`` says; None when everything trains."""
+    if not strategy.freezes_backbone:
         return None
-    return TransferSchedule(strategy, cfg.transfer.unfreeze, cfg.head_epochs(), cfg.transfer.backbone_lr_mult)
+    return TransferSchedule(strategy, cfg.transfer.unfreeze, head_epochs, cfg.transfer.backbone_lr_mult)
 
 
 # ----------------------------------------------------------------------------- feature caching
@@ -110,10 +102,6 @@ class CachedHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net.head(features)
-
-
-def can_cache(cfg: Config, strategy: str, augmenting: bool) -> bool:
-    return strategy == "feature-extract" and cfg.transfer.cache_features and not augmenting
 
 
 @torch.no_grad()

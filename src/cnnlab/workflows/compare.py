@@ -18,6 +18,7 @@ import torch
 from cnnlab import files
 from cnnlab.errors import CnnlabError
 from cnnlab.inference.predictor import forward_ms
+from cnnlab.training import strategies
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ class Entry:
 def trained_parameters(net: torch.nn.Module, strategy: str, unfreeze: int) -> int:
     """Parameters the strategy lets train (at the end of training, for two-phase)."""
     total = sum(p.numel() for p in net.parameters())
-    if strategy == "full" or not hasattr(net, "blocks"):
+    chosen = strategies.recorded(strategy)
+    if not chosen.freezes_backbone or not hasattr(net, "blocks"):
         return total
     head = total - sum(p.numel() for p in net.features.parameters())
-    if strategy == "feature-extract":
-        return head
-    blocks = net.blocks()[len(net.blocks()) - unfreeze:] if unfreeze else []
+    top = chosen.trained_blocks(unfreeze)
+    blocks = net.blocks()[len(net.blocks()) - top:] if top else []
     return head + sum(p.numel() for block in blocks for m in block for p in m.parameters())
 
 
