@@ -1,6 +1,9 @@
 import copy
 import json
+import logging
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -206,3 +209,33 @@ def test_regression_from_a_csv_manifest(tmp_path):
     assert cnnlab.evaluate(result.run_dir, tmp_path / "m.csv", split="all")["n"] == 36
     pred = cnnlab.load(result.run_dir).predict(files[0])[0]
     assert isinstance(pred.label, float) and pred.probability is None
+
+
+class _SpoilMetricsCsv(Callback):
+    """At the end of training, leaves metrics.csv with its header only, and keeps what the trainer logged."""
+
+    def on_train_end(self, trainer, pl_module):
+        self.logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        (Path(trainer.default_root_dir) / rundir.METRICS).write_text("epoch\n")
+
+
+def test_training_json_comes_from_the_trainers_state_not_metrics_csv_read_back(tmp_path, bars):
+    spoil = _SpoilMetricsCsv()
+    result = cnnlab.train(bars, tmp_path / "run", epochs=2, batch_size=16, callbacks=[spoil], **TINY)
+    info = rundir.Run.open(result.run_dir).training()
+    assert isinstance(info, rundir.TrainingInfo) and info.complete and info.epochs == 2 == result.epochs
+    assert info.strategy == "full" and info.monitor == "val_loss" and info.best_epoch in (0, 1)
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert info.final[key] == pytest.approx(spoil.logged[key], rel=1e-5)  # metrics.csv keeps 6 digits
+    assert json.loads((result.run_dir / rundir.TRAINING).read_text()) == info.model_dump(mode="json", exclude_unset=True)
+
+
+def test_the_per_epoch_line_is_a_log_record_not_a_print(caplog, capsys):
+    from cnnlab.training.callbacks import EpochLines
+
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=1, max_epochs=3,
+                              callback_metrics={"train_loss": torch.tensor(0.25), "val_acc": torch.tensor(0.5)})
+    with caplog.at_level(logging.INFO, logger="cnnlab"):
+        EpochLines().on_train_epoch_end(trainer, SimpleNamespace(epoch_complete=True))
+    assert [r.getMessage() for r in caplog.records] == ["epoch 2/3: train_loss 0.2500, val_acc 0.5000"]
+    assert capsys.readouterr().err == ""
