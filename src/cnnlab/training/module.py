@@ -76,7 +76,7 @@ class ImageTask(L.LightningModule):
         super().__init__()
         # The one rate the optimiser starts from (Lightning's tuner convention: the ``lr`` attribute); the
         # plan resolved it, --lr auto's range test included. ``backbone_lr_mult``: the backbone's ratio to it.
-        self.lr = float(optim.lr if lr is None else lr)
+        self.lr = optim.lr if lr is None else float(lr)
         if config is not None:  # every checkpoint carries the resolved config (plain data: weights_only loads it)
             self.save_hyperparameters({"config": config, "schema_version": SCHEMA_VERSION})
         # NHWC activations (faster convolutions on tensor cores and oneDNN); the weights' names stay the same.
