@@ -167,8 +167,8 @@ def _model_section(predictor: Predictor) -> str:
     pre = predictor.pre
     s = summarize(predictor.model, (pre.channels, *pre.size))
     rows = [[r.name, r.kind, str(list(r.output_shape)), f"{r.params:,}"] for r in s.rows]
-    strategy = predictor.run.training_info().get("strategy", "full")
-    trained = strategies.recorded(strategy).describe_training(predictor.run.config.transfer.unfreeze)
+    chosen = strategies.recorded(predictor.run.training_info().get("strategy"))
+    strategy, trained = chosen.name, chosen.describe_training(predictor.run.config.transfer.unfreeze)
     return (f"<details><summary>The model: {s.total:,} parameters, layer by layer</summary>"
             f"<p>Input {pre.channels}x{pre.size[0]}x{pre.size[1]}, mean {pre.mean}, std {pre.std}. "
             f"Total parameters {s.total:,}; trained: {trained} (strategy {strategy}).</p>"

@@ -38,7 +38,7 @@ class Entry:
     error: str = ""  # why this model has no figures; the others go on
 
 
-def trained_parameters(net: torch.nn.Module, strategy: str, unfreeze: int) -> int:
+def trained_parameters(net: torch.nn.Module, strategy: Optional[str], unfreeze: int) -> int:
     """Parameters the strategy lets train (at the end of training, for two-phase)."""
     total = sum(p.numel() for p in net.parameters())
     chosen = strategies.recorded(strategy)
@@ -81,7 +81,7 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
             continue
         predictor = load(run_dir, "cpu")
         evaluation = predictor.run.evaluation()
-        strategy = predictor.run.training_info().get("strategy", "full")
+        strategy = predictor.run.training_info().get("strategy")  # None: a run from before it was recorded
         sample = predictor.run.split()[0]["path"]
         pre = predictor.run.pre
         entries.append(Entry(
