@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from cnnlab.augmentations import OPERATIONS, PRESETS
-from cnnlab.config import NAMED, Config, commented_yaml, with_overrides
+from cnnlab.config import NAMED, Config, with_overrides
+from cnnlab.flags import commented_yaml
 from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.layers import ACTIVATIONS, POOLING
