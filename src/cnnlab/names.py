@@ -10,7 +10,7 @@ without importing it.
 from __future__ import annotations
 
 import sys
-from typing import Optional, TypeVar
+from typing import TypeVar
 
 if sys.version_info >= (3, 11):
     from enum import StrEnum
@@ -133,7 +133,3 @@ def parse(kind: type[E], value: object, what: str) -> E:
     except ValueError:
         raise UnknownName(f"unknown {what} '{value}': use one of {listed(kind)}") from None
 
-
-def timm_name(model: str) -> Optional[str]:
-    """The timm model a model name stands for (``timm:efficientnet_b0`` -> ``efficientnet_b0``), else None."""
-    return model[len(TIMM_PREFIX):] if model.startswith(TIMM_PREFIX) else None

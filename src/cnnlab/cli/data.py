@@ -10,6 +10,7 @@ import typer
 from cnnlab.cli.app import EXTRA, augment_app, datasets_app, diagnose_app, parse_extra, plot_app
 from cnnlab.console import console, new_table, out
 from cnnlab.errors import CnnlabError
+from cnnlab.names import Task, listed, parse
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -40,7 +41,7 @@ def datasets_export(ctx: typer.Context, name: str, directory: Path) -> None:
 def datasets_check(
     data: Path = typer.Argument(..., help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole report as JSON to FILE."),
-    task: str = typer.Option("classification", help="classification or regression (a CSV of numeric targets)."),
+    task: str = typer.Option(Task.CLASSIFICATION.value, help=f"{listed(Task, ' or ')} (a CSV of numeric targets)."),
     near: bool = typer.Option(True, help="Also look for near duplicates (a perceptual hash of each image)."),
 ) -> None:
     """Data health: counts and imbalance, unreadable files, duplicates, label conflicts, train/test leaks,
@@ -48,9 +49,7 @@ def datasets_check(
     from cnnlab import files
     from cnnlab.data.health import check
 
-    if task not in ("classification", "regression"):
-        raise CnnlabError(f"unknown task '{task}': classification or regression")
-    report = check(data, task, near=near)
+    report = check(data, parse(Task, task, "task"), near=near)
     table = new_table("check", "found", title=f"data health of {data} ({report['images']} files)")
     if report["counts"]:
         splits = sorted({s for per in report["counts"].values() for s in per})
