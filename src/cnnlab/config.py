@@ -19,7 +19,7 @@ from cnnlab.loggers import LOGGERS
 from cnnlab.migrations import SCHEMA_VERSION, migrate
 from cnnlab.names import Accelerator, Distributed, Head, Monitor, Precision, Task, parse
 from cnnlab.optim import OPTIMIZERS, SCHEDULES
-from cnnlab.registry import Registry, suggest
+from cnnlab.registry import Registry, did_you_mean, suggest
 
 # The keys whose values are registry names: validated by, and documented from, the registry itself.
 NAMED: dict[str, Registry] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "pool": POOLING,
@@ -196,11 +196,10 @@ class TrainConfig(_Strict):
     @field_validator("devices", mode="before")
     @classmethod
     def _count_or_auto(cls, value: Any) -> Any:
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            return value
-        if isinstance(value, str) and value.isdigit() and int(value) > 0:
-            return int(value)
-        raise ConfigError(f"--devices must be a number or auto, got '{value}'")
+        count = int(value) if isinstance(value, str) and value.isdigit() else value
+        if count != "auto" and not (type(count) is int and count > 0):
+            raise ConfigError(f"--devices must be a number or auto, got '{value}'")
+        return count
 
 
 class TransferConfig(_Strict):
@@ -310,14 +309,9 @@ def _resolve_key(key: str) -> str:
         return paths[key]
     if key in paths.values():
         return key
-    close = [f"--{n.replace('_', '-')}" for n in suggest(key, sorted({*paths, *paths.values()}), first=tuple(ALIASES))]
-    maybe = f" Did you mean {_either(close)}?" if close else ""
+    close = suggest(key, sorted({*paths, *paths.values()}), first=tuple(ALIASES))
+    maybe = did_you_mean([f"--{n.replace('_', '-')}" for n in close])
     raise UnknownName(f"unknown flag '--{key.replace('_', '-')}'.{maybe} Every flag: cnnlab train --help (or cnnlab config)")
-
-
-def _either(names: list[str]) -> str:
-    """``a``, ``a or b``, ``a, b or c``."""
-    return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -338,8 +332,7 @@ def _check_keys(tree: dict, prefix: str = "") -> None:
         if dotted in _SECTIONS and isinstance(value, dict):
             _check_keys(value, prefix=f"{dotted}.")
         elif dotted not in valid:
-            close = suggest(dotted, sorted(valid))
-            maybe = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            maybe = did_you_mean([repr(c) for c in suggest(dotted, sorted(valid))])
             raise UnknownName(f"unknown config key '{dotted}'.{maybe} Every key: cnnlab config")
 
 

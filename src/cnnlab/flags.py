@@ -1,11 +1,13 @@
 """The config as a person meets it: ``--key value`` flags read into ``{key: value}`` overrides, and every key
 documented with its default, its allowed values and its meaning (``cnnlab config``, ``cnnlab train --help``).
 
-Why not pydantic-settings' ``CliSettingsSource`` (tried: 2.16.3): it knows only the dotted snake-case form
-(``--train.early_stopping``), not the flat names every command, test and document uses (``--lr``,
-``--early-stopping``); an unknown flag is argparse's "unrecognized arguments" with no suggestion; values are
-JSON, not YAML (``--lr 1e-3`` and ``--dense 256,128`` read differently); and it costs ~0.2 s more at every
-start. Translating the flat names and the errors around it would be the same code as here, plus a layer.
+Why not pydantic-settings' ``CliSettingsSource`` (2.16.3, in the lock; tried with ``cli_kebab_case`` and
+``cli_shortcuts`` for the flat names): ``--model`` and ``--augment`` are the flags people type for
+``model.name`` and ``augment.preset``, and it claims both for the JSON of the whole section; boolean flags
+take either a bare ``--early-stopping`` or a value, not both as here; values are JSON, so the YAML
+``--blocks '[{filters: 8}]'`` stays a string; an unknown flag is argparse's "unrecognized arguments", with no
+"Did you mean"; ``cnnlab datasets export``'s options are no pydantic model; and it adds ~0.2 s to every
+start. The names, suggestions and messages around it would be this module's code again, plus a layer.
 """
 from __future__ import annotations
 

@@ -24,6 +24,13 @@ def suggest(name: str, names: list[str], most: int = 3, first: tuple[str, ...] =
     return close or difflib.get_close_matches(name, names, n=most)
 
 
+def did_you_mean(close: list[str]) -> str:
+    """`` Did you mean a?``, `` Did you mean a or b?``, `` Did you mean a, b or c?`` (nothing for none)."""
+    if not close:
+        return ""
+    return f" Did you mean {' or '.join(close) if len(close) < 3 else ', '.join(close[:-1]) + ' or ' + close[-1]}?"
+
+
 def _edits(a: str, b: str) -> int:
     """Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
     prev2, prev = None, list(range(len(b) + 1))
@@ -86,8 +93,7 @@ class Registry(Generic[T]):
         return self._descriptions[name]
 
     def unknown_message(self, name: str) -> str:
-        close = suggest(name, self.names(), most=1)
-        maybe = f" Did you mean '{close[0]}'?" if close else ""
+        maybe = did_you_mean([f"'{n}'" for n in suggest(name, self.names(), most=1)])
         extra = f" ({self.hint})" if self.hint else ""
         return f"unknown {self.kind} '{name}'.{maybe} Known: {', '.join(self.names())}{extra}"
 

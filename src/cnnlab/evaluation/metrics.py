@@ -50,13 +50,7 @@ def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "au
     own = own_path is not None and Path(data).expanduser().resolve() == Path(own_path).resolve()
     rows = run.split() if own and split != Split.ALL else []
     if rows:
-        held = {s for r in rows for s in [r["split"]] if s in (Split.TEST, Split.VAL)}
-        which = split if split != Split.AUTO else Split.TEST if Split.TEST in held else Split.VAL if Split.VAL in held else None
-        if which is None or which not in held:
-            raise CnnlabError(f"{run.path} has no held-out {which or 'test or val'} images of {data}: it trained on "
-                              f"every one. Evaluate on other data, or score its training images with --split all")
-        entries = [Entry(Path(r["path"]), r["label"], which) for r in rows if r["split"] == which]
-        return Chosen(entries, [], which, True)
+        return _held_out(run, rows, split, data)
     found = scan(data, predictor.task)
     if split == Split.ALL or not found.given_splits:
         if own:
@@ -66,6 +60,17 @@ def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "au
     which = Split.TEST if split == Split.AUTO else Split(split)
     part = only_split(found, which)
     return Chosen(part.entries, list(part.skipped), which, own)
+
+
+def _held_out(run, rows: list[dict], split: str, data: Union[str, Path]) -> Chosen:
+    """The run's own held-out images of ``split`` from its split.csv rows (auto: test, else val)."""
+    held = {s for r in rows for s in [r["split"]] if s in (Split.TEST, Split.VAL)}
+    which = split if split != Split.AUTO else next((s for s in (Split.TEST, Split.VAL) if s in held), None)
+    if which is None or which not in held:
+        raise CnnlabError(f"{run.path} has no held-out {which or 'test or val'} images of {data}: it trained on "
+                          f"every one. Evaluate on other data, or score its training images with --split all")
+    entries = [Entry(Path(r["path"]), r["label"], which) for r in rows if r["split"] == which]
+    return Chosen(entries, [], which, True)
 
 
 def predict_dataset(predictor: Predictor, data: Union[str, Path],
@@ -169,19 +174,23 @@ def split_note(run, chosen: Chosen) -> Optional[str]:
             f"test/ folder) gives an unbiased one")
 
 
+def _figures(predictor: Predictor, y_true: np.ndarray, outputs: torch.Tensor, chosen: Chosen, tta: bool) -> dict:
+    if predictor.task == Task.REGRESSION:
+        return regression_metrics(y_true, outputs.numpy()[:, 0])
+    result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
+    fit = predictor.run.calibration()
+    result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta, fit,
+                                                chosen.own and chosen.split == fit.get("split", Split.VAL))
+    return result
+
+
 def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True,
                           split: str = "auto", device: str = "auto", tta: bool = False):
     """``evaluate`` that also returns the targets, model outputs and paths behind the figures."""
     predictor = run if isinstance(run, Predictor) else load(run, device, tta=tta)
     tta = len(predictor.views) > 1
     y_true, outputs, paths, skipped, chosen = predict_dataset(predictor, data, split)
-    if predictor.task == Task.CLASSIFICATION:
-        result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
-        fit = predictor.run.calibration()
-        result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta, fit,
-                                                    chosen.own and chosen.split == fit.get("split", "val"))
-    else:
-        result = regression_metrics(y_true, outputs.numpy()[:, 0])
+    result = _figures(predictor, y_true, outputs, chosen, tta)
     result["data"] = str(data)
     result["split"] = chosen.split
     result["split_note"] = split_note(predictor.run, chosen)
