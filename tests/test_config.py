@@ -99,9 +99,21 @@ def test_catalogue_names_load_as_their_members_and_write_back_as_plain_strings(t
     cfg = load_config(overrides={"precision": "bf16-mixed", "accelerator": "cpu", "devices": "2", "task": "regression",
                                  "head": "gap", "monitor": "train_loss"})
     assert (cfg.train.precision, cfg.train.accelerator, cfg.train.devices) == (Precision.BF16_MIXED, "cpu", 2)
-    assert cfg.task == "regression" and cfg.task is Task.REGRESSION and cfg.model.head is Head.GAP
+    assert cfg.task == Task.REGRESSION and cfg.model.head == Head.GAP
+    # plain strings, not the enum's members: a checkpoint (torch weights_only) can hold them
+    assert {type(v) for v in (cfg.task, cfg.model.head, cfg.train.precision, cfg.train.monitor)} == {str}
     text = cfg.to_yaml()
     assert "precision: bf16-mixed\n" in text and "task: regression\n" in text and "!!python" not in text
     path = tmp_path / "c.yaml"
     path.write_text(text)
     assert load_config(path) == cfg
+
+
+def test_every_default_is_plain_data():
+    """A config's values go into checkpoints, which torch loads weights_only: no cnnlab class may be among them."""
+    def leaves(node):
+        for value in node.values():
+            yield from leaves(value) if isinstance(value, dict) else [value]
+
+    tree = Config().model_dump()
+    assert all(v is None or type(v) in (str, int, float, bool, list) for v in leaves(tree)), tree

@@ -53,7 +53,9 @@ def _kind(value: Any, info) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # A catalogue name is kept as its plain string (equal to its member): a config's values travel into
+    # checkpoints, which load with torch's weights_only and take no cnnlab class.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=True)
 
 
 class ConvBlock(_Strict):
@@ -166,15 +168,15 @@ class TrainConfig(_Strict):
     patience: int = Field(3, ge=0, description='epochs without improvement before early stopping')
     min_delta: float = Field(0.0, ge=0.0, description='smallest change that counts as an improvement')
     monitor: Monitor = Field(
-        Monitor.VAL_LOSS, description='metric for the best checkpoint and early stopping')
-    accelerator: Accelerator = Field(Accelerator.AUTO, description='cpu, gpu (cuda) or auto: a GPU when there is one')
+        Monitor.VAL_LOSS.value, description='metric for the best checkpoint and early stopping')
+    accelerator: Accelerator = Field(Accelerator.AUTO.value, description='cpu, gpu (cuda) or auto: a GPU when there is one')
     devices: Union[int, str] = Field(
         "auto", description='processes per machine: GPUs, or CPU processes with --accelerator cpu (auto: every GPU, or 1 CPU process)')
     distributed: Distributed = Field(
-        Distributed.AUTO, description='auto, or ddp: one process per device, gradients averaged (gloo on the CPU, NCCL on GPUs)')
+        Distributed.AUTO.value, description='auto, or ddp: one process per device, gradients averaged (gloo on the CPU, NCCL on GPUs)')
     num_nodes: int = Field(1, gt=0, description='machines to train on (launched by torchrun or SLURM)')
     precision: Precision = Field(
-        Precision.FULL, description='32-true, bf16-mixed (GPUs since Ampere, and CPUs) or 16-mixed (GPUs)')
+        Precision.FULL.value, description='32-true, bf16-mixed (GPUs since Ampere, and CPUs) or 16-mixed (GPUs)')
     channels_last: Optional[bool] = Field(
         None, description='NHWC memory layout (tensor cores); default: on for the custom CNNs on the CPU, where it '
                           'measured faster (benchmarks/cpu_speed.py), else off')
@@ -252,7 +254,7 @@ class AugmentConfig(_Strict):
 
 class Config(_Strict):
     task: Task = Field(
-        Task.CLASSIFICATION, description='classification (softmax) or regression (one linear output)')
+        Task.CLASSIFICATION.value, description='classification (softmax) or regression (one linear output)')
     seed: int = Field(0, description='seed of the split, initialisation, order and augmentation')
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

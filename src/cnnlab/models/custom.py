@@ -19,7 +19,7 @@ from cnnlab.names import Head
 @dataclass(frozen=True)
 class Preset:
     blocks: tuple[dict, ...]
-    overrides: dict  # model keys the preset sets unless the config sets them
+    overrides: dict  # model keys the preset sets unless the config sets them (plain values: they skip validation)
     channels: int = 1
     size: int = 28
     description: str = ""
@@ -33,7 +33,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cnn-medium": Preset(
         blocks=({"filters": 32, "repeat": 2}, {"filters": 64, "repeat": 2}, {"filters": 128, "repeat": 2}),
-        overrides={"head": Head.GAP},
+        overrides={"head": Head.GAP.value},
         channels=3,
         size=32,
         description="3 double-conv blocks (32, 64, 128) + global average pooling",
@@ -126,7 +126,7 @@ def effective_config(cfg: ModelConfig) -> ModelConfig:
     given = cfg.model_fields_set
     updates = {k: v for k, v in preset.overrides.items() if k not in given}
     if cfg.head in (None, Head.ORIGINAL):
-        updates.setdefault("head", Head.FLATTEN)
+        updates.setdefault("head", Head.FLATTEN.value)  # model_copy: no validation to make it plain
     if cfg.dense is None:
         updates.setdefault("dense", [128])
     if cfg.blocks is None:
