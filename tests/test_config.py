@@ -87,7 +87,7 @@ def test_parse_value_reads_yaml_scalars_and_comma_lists():
     ({"head": "dense"}, "unknown --head 'dense': use one of flatten, gap, original"),
     ({"task": "segmentation"}, "unknown --task 'segmentation': use one of classification, regression"),
     ({"devices": "many"}, "--devices must be a number or auto, got 'many'"),
-    ({"devices": 0}, "--devices must be a number or auto, got '0'"),
+    ({"devices": True}, "--devices must be a number or auto, got 'True'"),
 ])
 def test_a_catalogue_name_is_checked_when_the_config_loads_not_at_train_time(overrides, says):
     with pytest.raises(ConfigError) as err:

@@ -199,7 +199,7 @@ class TrainConfig(_Strict):
     @classmethod
     def _count_or_auto(cls, value: Any) -> Any:
         count = int(value) if isinstance(value, str) and value.isdigit() else value
-        if count != "auto" and not (type(count) is int and count > 0):
+        if count != "auto" and type(count) is not int:  # how many this machine has: checked when training
             raise ConfigError(f"--devices must be a number or auto, got '{value}'")
         return count
 

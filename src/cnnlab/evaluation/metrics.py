@@ -22,7 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.calibration import BINS, ece, reliability, uncalibrated
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
-from cnnlab.names import Split, Task, listed
+from cnnlab.names import Monitor, Split, Task, listed
 from cnnlab.rundir import confusion_paths, evaluation_path
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def split_note(run, chosen: Chosen) -> Optional[str]:
     if not (chosen.own and chosen.split == Split.VAL):
         return None
     uses = []
-    if str(run.training_info().get("monitor", "val_loss")).startswith("val"):
+    if str(run.training_info().get("monitor", Monitor.VAL_LOSS)).startswith("val"):
         uses.append("selected the model (its best epoch)")
     fit = run.calibration()
     if fit and fit.get("kept", True):
