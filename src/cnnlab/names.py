@@ -113,14 +113,6 @@ class Split(StrEnum):
 # The timm model any name with this prefix stands for: ``timm:convnext_tiny``.
 TIMM_PREFIX = "timm:"
 
-# The kinds a person picks by name, with the words ``cnnlab config`` prints above each list.
-CATALOGUE: dict[str, type[StrEnum]] = {
-    "task": Task, "head": Head, "metric": Metric, "monitor": Monitor, "accelerator": Accelerator,
-    "distributed strategy": Distributed, "precision": Precision, "device": Device, "backend": Backend,
-    "export format": ExportFormat, "evaluation split": Split,
-}
-
-
 def listed(kind: type[StrEnum], sep: str = ", ") -> str:
     """The names of a kind in their declared order: ``auto, ddp``."""
     return sep.join(m.value for m in kind)
