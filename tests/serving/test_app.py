@@ -258,3 +258,33 @@ def test_a_chunked_multipart_body_over_the_limit_is_413_and_no_part_is_spooled_t
     r = app.post("/predict", content=body(2 * 1024 * 1024), headers=headers)  # 2 MB: over Starlette's 1 MB spool
     assert r.status_code == 415 and "not a readable image" in r.json()["detail"]
     assert not made  # neither was ever rolled over to a file on disk
+
+
+@pytest.mark.parametrize("bad", ["1.5", "0", "abc", "nan", "-0.2"])
+def test_a_bad_threshold_in_the_query_or_the_form_is_a_422_with_one_line(client, bad):
+    """One check (``check_threshold``) for the flag, the Python API, the query and the form field: one message."""
+    from cnnlab.errors import OutOfRange
+    from cnnlab.inference.prediction import check_threshold
+
+    says = f"threshold {bad}: a probability strictly between 0 and 1 (e.g. 0.8)"
+    query = client.post(f"/predict?threshold={bad}", files=[("files", ("x.png", png(), "image/png"))])
+    form = client.post("/predict", files=[("files", ("x.png", png(), "image/png"))], data={"threshold": bad})
+    raw = client.post(f"/predict?threshold={bad}", content=png(), headers={"content-type": "image/png"})
+    for answer in (query, form, raw):
+        assert answer.status_code == 422 and answer.json() == {"detail": says}
+    with pytest.raises(OutOfRange) as error:  # the Python API's and the CLI's error: the server's 422 too
+        check_threshold(bad)
+    assert str(error.value) == says and error.value.http_status == 422
+    assert upload(client, png()).status_code == 200
+
+
+def test_a_threshold_in_the_form_marks_unsure_predictions_as_the_query_does(client):
+    blobs = [png(seed=s) for s in range(6)]
+    plain = upload(client, *blobs).json()["predictions"]
+    probs = sorted(p["probability"] for p in plain)
+    threshold = (probs[2] + probs[3]) / 2
+    files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs)]
+    by_form = client.post("/predict", files=files, data={"threshold": str(threshold)}).json()["predictions"]
+    by_query = client.post(f"/predict?threshold={threshold}", files=files).json()["predictions"]
+    assert by_form == by_query and [p["uncertain"] for p in by_form] == [p["probability"] < threshold for p in plain]
+    assert sum(p["uncertain"] for p in by_form) == 3
