@@ -211,20 +211,25 @@ def test_the_pixel_budget_refuses_an_image_over_it_and_makes_others_wait_then_50
     assert budget.check([50, None, 70], ["a", "b", "c"]) == 70  # decoded one after another: the largest is held
 
     async def scenario():
-        order = []
+        order, release = [], asyncio.Event()
 
-        async def hold(name, pixels, seconds):
+        async def hold(name, pixels, until=None):
             async with budget.reserve(pixels):
                 order.append((name, budget.free))
-                await asyncio.sleep(seconds)
+                if until is not None:
+                    await until.wait()
 
-        first = asyncio.create_task(hold("first", 70, 0.05))
+        first = asyncio.create_task(hold("first", 70, release))
         await asyncio.sleep(0)
-        await asyncio.gather(hold("waits", 60, 0), hold("fits", 30, 0))
+        others = asyncio.gather(hold("waits", 60), hold("fits", 30))
+        while len(order) < 2 or not budget._waiters:  # events, not a sleep: "fits" is in and "waits" waits
+            await asyncio.sleep(0)
+        release.set()  # "first" gives its pixels back: "waits" gets them
+        await others
         await first
         with pytest.raises(HTTPException) as busy:
             async with budget.reserve(80):
-                await hold("late", 30, 0)  # 80 held, 30 more do not fit within wait_s
+                await hold("late", 30)  # 80 held, 30 more do not fit within wait_s
         return order, busy.value
 
     order, busy = asyncio.run(scenario())

@@ -13,8 +13,6 @@ from cnnlab import rundir
 from cnnlab.inference.prediction import TOP_K, Prediction, check_threshold
 from cnnlab.rundir import Run
 
-__all__ = ["Prediction", "Predictor", "OnnxPredictor", "check_threshold", "load", "resolve_device"]
-
 
 class Predictor:
     """A run ready to predict: its own preprocessing, its calibration temperature (classification), and
