@@ -1,12 +1,12 @@
 """Our server against LitServe on the same small model (issue 24: adopt LitServe's LitAPI shape, or LitServe
 itself if it serves our measured cases at least as well). Both get the same multipart /predict from lean
 keep-alive clients (benchmarks/serving.py's): one client at a time, and 16 at once with micro-batching (up to 32
-images, 5 ms), one server process each, PyTorch on the CPU. LitServe's LitAPI decodes, batches, predicts and
+images, 5 ms), PyTorch on the CPU (and ONNX Runtime, and two processes, for cnnlab). LitServe's LitAPI decodes, batches, predicts and
 encodes in its inference worker process, fed through a queue from its HTTP process.
 
 LitServe is not a dependency of cnnlab; to run this:
   pip install --no-deps --target .bench/litserve litserve==0.2.19 pyzmq
-  PYTHONPATH=.bench/litserve .venv/bin/python benchmarks/litserve.py        (about a minute on 2 cores)
+  PYTHONPATH=.bench/litserve .venv/bin/python benchmarks/litserve_compare.py        (about a minute on 2 cores)
 """
 from __future__ import annotations
 
@@ -26,15 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import TINY, write_images  # noqa: E402
 
 LITSERVE_APP = """
+# Written by benchmarks/litserve_compare.py: LitServe spawns its workers, which import this file.
 import sys, litserve as ls, cnnlab
-run, port, max_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+run = sys.argv[1] if len(sys.argv) > 1 else None
 
 class Images(ls.LitAPI):
     def setup(self, device):
         self.predictor = cnnlab.load(run, "cpu", backend="torch")
 
-    def decode_request(self, form):
-        return self.predictor.preprocess(form["files"].file.read())
+    def decode_request(self, request):  # the form, parsed by LitServe's HTTP process
+        return self.predictor.preprocess(request["files"].file.read())
 
     def batch(self, images):
         return images
@@ -50,9 +51,11 @@ class Images(ls.LitAPI):
     def encode_response(self, row):
         return self.predictor.predictions([row], [None])[0].model_dump(by_alias=True)
 
-api = Images(max_batch_size=max_batch, batch_timeout=0.005)
-ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(port=port, host="127.0.0.1", num_api_servers=1,
-                                                                 generate_client_file=False, log_level="warning")
+if __name__ == "__main__":
+    api = Images(max_batch_size=int(sys.argv[3]), batch_timeout=0.005)
+    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(port=int(sys.argv[2]), host="127.0.0.1",
+                                                                     num_api_servers=1, generate_client_file=False,
+                                                                     log_level="warning")
 """
 
 
@@ -98,10 +101,16 @@ def measure(port: int, wire: bytes, clients: int, requests: int) -> tuple[float,
 def main() -> None:
     run, image = small_run()
     wire = request(image)
-    servers = {
-        "cnnlab": lambda port: ["-m", "cnnlab", "serve", str(run), "--port", str(port), "--device", "cpu",
-                                "--backend", "torch"],
-        "LitServe": lambda port: ["-c", LITSERVE_APP, str(run), str(port), "32"],
+    app = SCRATCH / "litserve" / "app.py"
+    app.write_text(LITSERVE_APP)
+    def cnnlab(*flags: str):
+        return lambda port: ["-m", "cnnlab", "serve", str(run), "--port", str(port), "--device", "cpu", *flags]
+
+    servers = {  # LitServe: its HTTP process and one inference worker process
+        "cnnlab torch": cnnlab("--backend", "torch"),
+        "cnnlab torch --workers 2": cnnlab("--backend", "torch", "--workers", "2"),
+        "cnnlab onnx": cnnlab("--backend", "onnx"),
+        "LitServe torch": lambda port: [str(app), str(run), str(port), "32"],
     }
     for name, command in servers.items():
         port = free_port()
@@ -110,7 +119,7 @@ def main() -> None:
             measure(port, wire, 1, 50)  # warm
             for clients, requests in ((1, 500), (16, 1500)):
                 rps, p50 = measure(port, wire, clients, requests)
-                print(f"litserve-compare  {name:8s} {clients:2d} client(s): {rps:7.1f} req/s, p50 {p50:6.2f} ms",
+                print(f"litserve-compare  {name:24s} {clients:2d} client(s): {rps:7.1f} req/s, p50 {p50:6.2f} ms",
                       flush=True)
         finally:
             proc.terminate()
