@@ -59,7 +59,8 @@ class ServeOptions(BaseModel):
     def _hosts(cls, value):
         if isinstance(value, str):  # the flag's "a,b"
             value = value.split(",")
-        return None if value is None else tuple(h.strip() for h in value if h.strip())
+        hosts = None if value is None else tuple(h.strip() for h in value if h.strip())
+        return hosts or None  # none named: the default, as for no flag
 
     @classmethod
     def from_flags(cls, **values) -> "ServeOptions":
