@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 LAYERS = [
     {"cnnlab.errors", "cnnlab.registry", "cnnlab.files", "cnnlab.console", "cnnlab.memory", "cnnlab.optim",
      "cnnlab.layers", "cnnlab.augmentations", "cnnlab.preprocessing", "cnnlab.config", "cnnlab.loggers",
-     "cnnlab.calibration", "cnnlab.ownership"},
+     "cnnlab.calibration", "cnnlab.ownership", "cnnlab.artifacts"},
     {"cnnlab.data", "cnnlab.models"},
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},

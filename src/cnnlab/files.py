@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from cnnlab.artifacts import Artifact
 from cnnlab.errors import CnnlabError, WeightsError
 
 PathLike = Union[str, Path]
@@ -108,7 +109,10 @@ def save_figure(fig, path: PathLike, **kwargs) -> Path:
 
 
 def finite(obj: Any) -> Any:
-    """The object with every non-finite float (NaN, +-inf) replaced by None, for strict JSON."""
+    """The object with every non-finite float (NaN, +-inf) replaced by None, for strict JSON (an artifact
+    as the document it writes)."""
+    if isinstance(obj, Artifact):
+        return finite(obj.to_json())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

@@ -255,7 +255,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
                      class_weights=class_weights, target_std=prepared.pre.target_std)
     cbs = standard_callbacks(cfg, out, has_val) + [distributed.ProcessWatch()] + list(callbacks)
     progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
-    tracker = loggers.LOGGERS.build(cfg.train.logger, out=out, run=out.name)
+    tracker = rundir.tracker(out, cfg.train.logger, out.name)
     if tracker is not None:  # the curves, the learning rate and (every 50 steps unless set) the gradient norms
         cbs.append(LearningRateMonitor(logging_interval="epoch"))
     gradient_every = cfg.train.gradient_every or (TRACKER_GRADIENT_EVERY if tracker is not None else 0)

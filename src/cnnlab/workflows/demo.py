@@ -22,11 +22,11 @@ def as_flags(settings: dict = SETTINGS) -> list[str]:
 
 def run(directory: Path, **overrides):
     from cnnlab.data.samples import export
-    from cnnlab.evaluation.metrics import evaluate
+    from cnnlab.evaluation.metrics import evaluate_typed
     from cnnlab.training.fit import train
 
     data = directory / "mnist-5k"
     counts = export("mnist-5k", data)
     log.info(f"mnist-5k: {counts['train']} train / {counts['test']} test digits in {data}")
     result = train(data, directory / "run", overwrite=True, **{**SETTINGS, **overrides})
-    return data, result, evaluate(result.run_dir, data)
+    return data, result, evaluate_typed(result.run_dir, data)
