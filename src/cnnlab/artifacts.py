@@ -12,9 +12,10 @@ No torch here: the calibration record is built in ``cnnlab.calibration``, the he
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import json
+from typing import Any, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 
 class Artifact(BaseModel):
@@ -26,6 +27,27 @@ class Artifact(BaseModel):
         """The document as written: the keys its writer set, in field order (NaN stays for files.dumps
         to turn into null)."""
         return self.model_dump(exclude_unset=True)
+
+
+A = TypeVar("A", bound=Artifact)
+
+
+def parse(model: type[A], text: str) -> A:
+    """``text`` as a ``model``, or a ValueError saying what is wrong (the key and why; NaN is not JSON)."""
+
+    def no_constant(constant: str):
+        raise ValueError(f"it holds {constant}, which JSON does not allow")
+
+    try:
+        return model.model_validate(json.loads(text, parse_constant=no_constant))
+    except ValidationError as exc:
+        raise ValueError(first_error(exc)) from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """A validation error in a few words: the first key at fault and why."""
+    first = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc']) or 'the document'}: {first['msg']}"
 
 
 # ----------------------------------------------------------------------------- shared parts

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from cnnlab.artifacts import Calibration, OutOfFold
+from cnnlab.artifacts import Calibration, OutOfFold, ReliabilityBin
 
 BINS = 15
 T_MIN, T_MAX = 0.5, 10.0  # the bounds of a temperature (see above)
@@ -75,7 +75,8 @@ def uncalibrated(probs: torch.Tensor | np.ndarray, temperature: float) -> torch.
     return torch.softmax(probs.clamp_min(1e-300).log() * temperature, dim=1).float()
 
 
-def reliability(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, bins: int = BINS) -> list[dict]:
+def reliability(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+                bins: int = BINS) -> list[ReliabilityBin]:
     """Per confidence bin: its range, image count, mean confidence and accuracy (the reliability diagram)."""
     probs, labels = torch.as_tensor(probs).float(), torch.as_tensor(labels).long()
     conf, pred = probs.max(dim=1)
@@ -85,9 +86,9 @@ def reliability(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndar
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())
-        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": n,
-                     "confidence": float(conf[mask].mean()) if n else None,
-                     "accuracy": float((pred[mask] == labels[mask]).float().mean()) if n else None})
+        rows.append(ReliabilityBin(low=float(edges[b]), high=float(edges[b + 1]), n=n,
+                                   confidence=float(conf[mask].mean()) if n else None,
+                                   accuracy=float((pred[mask] == labels[mask]).float().mean()) if n else None))
     return rows
 
 

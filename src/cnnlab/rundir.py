@@ -40,14 +40,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, TypeVar, Union
+from typing import Iterable, Optional, Union
 
 import torch
 from pydantic import ValidationError
 from safetensors.torch import save
 
 from cnnlab import files, ownership
-from cnnlab.artifacts import Artifact, Calibration, DataHealth, Evaluation, LeaderboardRow
+from cnnlab.artifacts import A, Calibration, DataHealth, Evaluation, LeaderboardRow, first_error, parse
 from cnnlab.config import SCHEMA_VERSION, Config, load_config
 from cnnlab.errors import CnnlabError, RunBusy, RunDirError, WeightsError
 from cnnlab.models.preprocess import ImageModel
@@ -147,29 +147,17 @@ def write_training(out: Path, info: dict) -> None:
     files.write_json(Path(out) / TRAINING, info)
 
 
-A = TypeVar("A", bound=Artifact)
-
-
 def read_artifact(path: Path, model: type[A]) -> Optional[A]:
     """The typed document in ``path`` (None when there is no such file), or one RunDirError naming the
     file and the key: a key the file lacks takes the model's default, one it does not know is ignored."""
     path = Path(path)
     if not path.is_file():
         return None
-
-    def refuse(constant: str):
-        raise ValueError(f"it holds {constant}, which JSON does not allow")
-
     try:
-        return model.model_validate(json.loads(path.read_text(), parse_constant=refuse))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the document"
-        why = f"{where}: {first['msg']}"
-    except (ValueError, UnicodeDecodeError) as exc:
-        why = str(exc)
-    raise RunDirError(f"{path} is not a valid {model.__name__} file ({why}): it was not written by cnnlab, or was "
-                      f"edited; write it again (train, evaluate or compare)")
+        return parse(model, path.read_text())
+    except ValueError as exc:  # not JSON, not UTF-8, or a value of the wrong type
+        raise RunDirError(f"{path} is not a valid {model.__name__} file ({exc}): it was not written by cnnlab, or "
+                          f"was edited; write it again (train, evaluate or compare)") from None
 
 
 def write_evaluation(run_dir: Path, evaluation: Evaluation, name: str | None = None) -> Path:
@@ -194,26 +182,23 @@ def tracker(run_dir: Path, logger: str, run: str):
 
 def leaderboard_paths(folder: Path) -> tuple[Path, Path, Path]:
     """cnnlab compare's leaderboard in ``folder``: csv (the rows), md and html."""
-    return tuple(Path(folder) / name for name in (LEADERBOARD_CSV, LEADERBOARD_MD, LEADERBOARD_HTML))
+    return Path(folder) / LEADERBOARD_CSV, Path(folder) / LEADERBOARD_MD, Path(folder) / LEADERBOARD_HTML
 
 
-def write_leaderboard_rows(folder: Path, rows: Iterable[LeaderboardRow]) -> Path:
+def write_leaderboard_rows(folder: Path, rows: Iterable[LeaderboardRow]) -> None:
     header = list(LeaderboardRow.model_fields)
-    write_csv(leaderboard_paths(folder)[0], header, ([getattr(r, k) for k in header] for r in rows))
-    return leaderboard_paths(folder)[0]
+    write_csv(Path(folder) / LEADERBOARD_CSV, header, ([getattr(r, k) for k in header] for r in rows))
 
 
 def read_leaderboard(folder: Path) -> list[LeaderboardRow]:
     """leaderboard.csv's rows, best first ([] without one); a row that does not parse is one RunDirError."""
-    path = leaderboard_paths(folder)[0]
-    rows = []
+    path, rows = Path(folder) / LEADERBOARD_CSV, []
     for number, row in enumerate(read_csv(path), start=1):
         try:
             rows.append(LeaderboardRow.model_validate(row))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise RunDirError(f"{path} is not a valid leaderboard (row {number}, {'.'.join(map(str, first['loc']))}: "
-                              f"{first['msg']}): write it again with cnnlab compare") from None
+            raise RunDirError(f"{path} is not a valid leaderboard (row {number}, {first_error(exc)}): write it "
+                              f"again with cnnlab compare") from None
     return rows
 
 

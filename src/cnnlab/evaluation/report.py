@@ -216,8 +216,8 @@ def _calibration_section(result: Evaluation, y_true, outputs: torch.Tensor, tmp:
     if cal is None:
         return ""
     before = None if cal.ece_before is None else reliability(uncalibrated(outputs, cal.temperature), y_true)
-    after = [b.to_json() for b in cal.reliability]
-    path = plots.reliability_png(before, after, tmp / "reliability.png", cal.ece_before, cal.ece_after, cal.temperature)
+    path = plots.reliability_png(before, cal.reliability, tmp / "reliability.png", cal.ece_before, cal.ece_after,
+                                 cal.temperature)
     scaled = cal.kept is not False and cal.ece_before is not None and cal.temperature != 1.0
     figures = f"{cal.ece_before:.4f} before, {cal.ece_after:.4f} after" if scaled else f"{cal.ece_after:.4f}"
     text = (f"<p>{html.escape(_calibration_words(cal))} Expected calibration error ({cal.bins} bins) on these "
