@@ -164,10 +164,6 @@ class Evaluation(Artifact):
         """Precision, recall and F1 averaged by ``kind``: macro, weighted or micro."""
         return getattr(self, f"precision_{kind}"), getattr(self, f"recall_{kind}"), getattr(self, f"f1_{kind}")
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value under the file's ``key``: for code written against the dict evaluation.json was read as."""
-        return self.to_json().get(key, default)
-
 
 # ----------------------------------------------------------------------------- data_health.json
 class LabelledPath(Artifact):

@@ -23,14 +23,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.calibration import BINS, ece, reliability, uncalibrated
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
+from cnnlab.names import Monitor, Split, Task, listed
 from cnnlab.rundir import confusion_paths, evaluation_path, write_evaluation
 
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images decoded at a time: bounded memory on large test sets
-
-
-SPLITS = ("auto", "test", "val", "all")
 
 
 @dataclass
@@ -46,12 +44,12 @@ class Chosen:
 def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "auto") -> Chosen:
     """The run's own data: its held-out images from split.csv (test, else val; ``all`` for every image).
     Other data: its test/ split if it has one, else all of it."""
-    if split not in SPLITS:
-        raise CnnlabError(f"unknown split '{split}'. Known: {', '.join(SPLITS)}")
+    if split not in set(Split):
+        raise CnnlabError(f"unknown split '{split}'. Known: {listed(Split)}")
     run = predictor.run
     own_path = run.config.data.path
     own = own_path is not None and Path(data).expanduser().resolve() == Path(own_path).resolve()
-    rows = run.split() if own and split != "all" else []
+    rows = run.split() if own and split != Split.ALL else []
     if rows:
         return _held_out(run, data, rows, split)
     return _from_folder(predictor, data, split, own)
@@ -59,8 +57,8 @@ def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "au
 
 def _held_out(run, data: Union[str, Path], rows: list[dict], split: str) -> Chosen:
     """The run's own held-out images of ``split`` (auto: test, else val), as split.csv lists them."""
-    held = {r["split"] for r in rows} & {"test", "val"}
-    which = split if split != "auto" else next((s for s in ("test", "val") if s in held), None)
+    held = {s for r in rows for s in [r["split"]] if s in (Split.TEST, Split.VAL)}
+    which = split if split != Split.AUTO else next((s for s in (Split.TEST, Split.VAL) if s in held), None)
     if which is None or which not in held:
         raise CnnlabError(f"{run.path} has no held-out {which or 'test or val'} images of {data}: it trained on "
                           f"every one. Evaluate on other data, or score its training images with --split all")
@@ -71,12 +69,12 @@ def _held_out(run, data: Union[str, Path], rows: list[dict], split: str) -> Chos
 def _from_folder(predictor: Predictor, data: Union[str, Path], split: str, own: bool) -> Chosen:
     """Images read from ``data``'s own layout: its ``split`` (auto: test/) if it has splits, else all of it."""
     found = scan(data, predictor.task)
-    if split == "all" or not found.given_splits:
+    if split == Split.ALL or not found.given_splits:
         if own:
             log.warning(f"scoring every image of {data}, the training images included: "
                         f"the figures are optimistic")
-        return Chosen(found.entries, list(found.skipped), "all", own)
-    which = "test" if split == "auto" else split
+        return Chosen(found.entries, list(found.skipped), Split.ALL, own)
+    which = Split.TEST if split == Split.AUTO else Split(split)
     part = only_split(found, which)
     return Chosen(part.entries, list(part.skipped), which, own)
 
@@ -85,7 +83,7 @@ def predict_dataset(predictor: Predictor, data: Union[str, Path],
                     split: str = "auto") -> tuple[np.ndarray, torch.Tensor, list, list[Skipped], Chosen]:
     """Targets, model outputs, paths and skipped files of the images ``choose_images`` picks."""
     chosen = choose_images(predictor, data, split)
-    if predictor.task == "classification":
+    if predictor.task == Task.CLASSIFICATION:
         unknown = sorted({str(e.label) for e in chosen.entries} - set(predictor.classes))
         if unknown:
             raise CnnlabError(f"{data} has classes the model was not trained on: {', '.join(unknown)} "
@@ -101,7 +99,7 @@ def predict_dataset(predictor: Predictor, data: Union[str, Path],
             outputs.append(predictor.outputs(images))
         for i in ok:
             e = chunk[i]
-            targets.append(float(e.label) if predictor.task == "regression" else index[str(e.label)])
+            targets.append(float(e.label) if predictor.task == Task.REGRESSION else index[str(e.label)])
             paths.append(str(e.path))
     if not targets:
         raise CnnlabError(f"no usable images in {data}")
@@ -168,10 +166,10 @@ def calibration_figures(probs: torch.Tensor, y_true: np.ndarray, temperature: fl
 
 def split_note(run, chosen: Chosen) -> Optional[str]:
     """Words for a headline measured on the run's validation images, which chose its best epoch."""
-    if not (chosen.own and chosen.split == "val"):
+    if not (chosen.own and chosen.split == Split.VAL):
         return None
     uses = []
-    if str(run.training_info().get("monitor", "val_loss")).startswith("val"):
+    if str(run.training_info().get("monitor", Monitor.VAL_LOSS)).startswith("val"):
         uses.append("selected the model (its best epoch)")
     fit = run.calibration()
     if fit and fit.kept:
@@ -183,11 +181,11 @@ def split_note(run, chosen: Chosen) -> Optional[str]:
 
 def _figures(predictor: Predictor, y_true: np.ndarray, outputs: torch.Tensor, tta: bool, chosen: Chosen) -> Evaluation:
     """The task's figures, and for classification the calibration's on these images."""
-    if predictor.task != "classification":
+    if predictor.task == Task.REGRESSION:
         return regression_metrics(y_true, outputs.numpy()[:, 0])
     result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
     fit = predictor.run.calibration()
-    on_fit_images = chosen.own and chosen.split == (fit.split if fit else "val")
+    on_fit_images = chosen.own and chosen.split == (fit.split if fit else Split.VAL)
     result.calibration = calibration_figures(outputs, y_true, predictor.temperature, tta, fit, on_fit_images)
     return result
 
@@ -196,7 +194,7 @@ def _file_name(data: Union[str, Path], chosen: Chosen, tta: bool) -> Optional[st
     """None for the run's own held-out images, its headline (evaluation.json, the confusion-matrix PNGs, the
     server's /model); any other data, or the training images, go to evaluations/<name>.json. TTA figures
     sit beside the headline."""
-    if chosen.own and chosen.split != "all" and not tta:
+    if chosen.own and chosen.split != Split.ALL and not tta:
         return None
     suffix = ('' if chosen.split in ('all', 'test') else '-' + chosen.split) + ("-tta" if tta else "")
     return f"{_name(data)}{suffix}"
