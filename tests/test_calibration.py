@@ -56,14 +56,14 @@ def test_an_error_free_split_keeps_no_temperature():
     logits, _ = sampled(300, 4, 1.0)
     record = decide(logits * 0.3, logits.argmax(1))  # underconfident and always right: the NLL asks to sharpen
     assert fit_temperature(logits * 0.3, logits.argmax(1)) < 0.6  # what an unguarded fit would keep
-    assert record["kept"] is False and record["temperature"] == 1.0 and record["errors"] == 0
-    assert "no mistakes" in record["reason"]
+    assert record.kept is False and record.temperature == 1.0 and record.errors == 0
+    assert "no mistakes" in record.reason
 
 
 def test_a_split_too_small_keeps_no_temperature():
     logits, labels = sampled(MIN_IMAGES - 1, 3, 3.0)
     record = decide(logits, labels)
-    assert record["kept"] is False and record["temperature"] == 1.0 and "too few" in record["reason"]
+    assert record.kept is False and record.temperature == 1.0 and "too few" in record.reason
 
 
 def test_a_fold_fitted_on_images_without_mistakes_is_not_sharpened():
@@ -81,9 +81,9 @@ def test_a_fold_fitted_on_images_without_mistakes_is_not_sharpened():
 def test_an_overconfident_model_keeps_a_temperature_that_helps_out_of_fold():
     logits, labels = sampled(600, 5, 2.5)
     record = decide(logits, labels, seed=3)
-    assert record["kept"] is True and record["temperature"] == pytest.approx(2.5, rel=0.2)
-    oof = record["out_of_fold"]
-    assert oof["nll_after"] < oof["nll_before"] and oof["ece_after"] < oof["ece_before"]
+    assert record.kept is True and record.temperature == pytest.approx(2.5, rel=0.2)
+    oof = record.out_of_fold
+    assert oof.nll_after < oof.nll_before and oof.ece_after < oof.ece_before
 
 
 def test_the_out_of_fold_figures_are_on_images_their_temperature_was_not_fitted_on():
@@ -93,14 +93,14 @@ def test_the_out_of_fold_figures_are_on_images_their_temperature_was_not_fitted_
     parts = list(folds(y, FOLDS, 7))
     assert sorted(np.concatenate([held for _, held in parts]).tolist()) == list(range(600))
     expected = np.empty(600)
-    for (fit_idx, held_idx), t in zip(parts, record["fold_temperatures"]):
+    for (fit_idx, held_idx), t in zip(parts, record.fold_temperatures):
         assert not set(fit_idx) & set(held_idx)
-        assert t == pytest.approx(reference_fit(z[fit_idx], y[fit_idx], *record["bounds"]), rel=1e-4)
+        assert t == pytest.approx(reference_fit(z[fit_idx], y[fit_idx], *record.bounds), rel=1e-4)
         s = z[held_idx] / t  # each image scaled by the temperature fitted without it
         expected[held_idx] = logsumexp(s, axis=1) - s[np.arange(len(held_idx)), y[held_idx]]
-    assert record["out_of_fold"]["nll_after"] == pytest.approx(float(expected.mean()), rel=1e-6)
-    scaled, _ = cross_validated(logits, labels, tuple(record["bounds"]), FOLDS, 7)
-    assert record["out_of_fold"]["ece_after"] == pytest.approx(ece(scaled.softmax(1), labels), abs=1e-6)
+    assert record.out_of_fold.nll_after == pytest.approx(float(expected.mean()), rel=1e-6)
+    scaled, _ = cross_validated(logits, labels, tuple(record.bounds), FOLDS, 7)
+    assert record.out_of_fold.ece_after == pytest.approx(ece(scaled.softmax(1), labels), abs=1e-6)
     # on the images that fitted it, the one temperature looks better than it is out of fold
-    in_sample = reference_nll(z, y, record["temperature"])
-    assert in_sample < record["out_of_fold"]["nll_after"]
+    in_sample = reference_nll(z, y, record.temperature)
+    assert in_sample < record.out_of_fold.nll_after

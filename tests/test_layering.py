@@ -15,7 +15,8 @@ LAYERS = [
     {"cnnlab.errors", "cnnlab.registry", "cnnlab.files", "cnnlab.console", "cnnlab.memory", "cnnlab.optim",
      "cnnlab.layers", "cnnlab.augmentations", "cnnlab.preprocessing", "cnnlab.config", "cnnlab.loggers",
      "cnnlab.calibration", "cnnlab.ownership", "cnnlab.names", "cnnlab.migrations", "cnnlab.flags",
-     "cnnlab.training.strategies"},  # the strategies' names, torch-free: the config validates against them
+     "cnnlab.training.strategies",
+     "cnnlab.artifacts"},  # the strategies' names, torch-free: the config validates against them
     {"cnnlab.data", "cnnlab.models"},
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},

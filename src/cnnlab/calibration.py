@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from cnnlab.artifacts import Calibration, OutOfFold, ReliabilityBin
+
 BINS = 15
 T_MIN, T_MAX = 0.5, 10.0  # the bounds of a temperature (see above)
 FOLDS = 5  # cross-validation folds within the validation split
@@ -73,7 +75,8 @@ def uncalibrated(probs: torch.Tensor | np.ndarray, temperature: float) -> torch.
     return torch.softmax(probs.clamp_min(1e-300).log() * temperature, dim=1).float()
 
 
-def reliability(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, bins: int = BINS) -> list[dict]:
+def reliability(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+                bins: int = BINS) -> list[ReliabilityBin]:
     """Per confidence bin: its range, image count, mean confidence and accuracy (the reliability diagram)."""
     probs, labels = torch.as_tensor(probs).float(), torch.as_tensor(labels).long()
     conf, pred = probs.max(dim=1)
@@ -83,9 +86,9 @@ def reliability(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndar
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())
-        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": n,
-                     "confidence": float(conf[mask].mean()) if n else None,
-                     "accuracy": float((pred[mask] == labels[mask]).float().mean()) if n else None})
+        rows.append(ReliabilityBin(low=float(edges[b]), high=float(edges[b + 1]), n=n,
+                                   confidence=float(conf[mask].mean()) if n else None,
+                                   accuracy=float((pred[mask] == labels[mask]).float().mean()) if n else None))
     return rows
 
 
@@ -113,38 +116,39 @@ def cross_validated(logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[fl
     return scaled, temps
 
 
-def decide(logits: torch.Tensor, labels: torch.Tensor, k: int = FOLDS, seed: int = 0) -> dict:
+def decide(logits: torch.Tensor, labels: torch.Tensor, k: int = FOLDS, seed: int = 0) -> Calibration:
     """Whether the evidence supports a temperature, and which (module docstring): the record that
     calibration.json keeps. ``temperature`` is 1.0 unless ``kept``; the out-of-fold figures are measured
     on images that did not fit the temperature they were scaled by."""
     z, y = torch.as_tensor(logits).detach().double(), torch.as_tensor(labels).long()
     n, errors = int(len(y)), int((z.argmax(1) != y).sum())
     bounds = (T_MIN, T_MAX)
-    record = {"method": "temperature scaling (Guo et al. 2017), cross-validated", "split": "val", "n": n,
-              "errors": errors, "bins": BINS, "bounds": list(bounds), "folds": k, "kept": False, "temperature": 1.0}
+    record = dict(method="temperature scaling (Guo et al. 2017), cross-validated", split="val", n=n, errors=errors,
+                  bins=BINS, bounds=list(bounds), folds=k, kept=False, temperature=1.0)
     if n < MIN_IMAGES:
-        return {**record, "reason": f"too few validation images to fit and check a temperature ({n} < {MIN_IMAGES})"}
+        return Calibration(**record, reason=f"too few validation images to fit and check a temperature "
+                                            f"({n} < {MIN_IMAGES})")
     if errors == 0:
-        return {**record, "reason": f"no mistakes on the {n} validation images to learn a temperature from "
-                                    f"(the NLL would only sharpen)"}
+        return Calibration(**record, reason=f"no mistakes on the {n} validation images to learn a temperature from "
+                                            f"(the NLL would only sharpen)")
     scaled, temps = cross_validated(z, y, bounds, k, seed)
-    oof = {"ece_before": ece(z.softmax(1), y), "ece_after": ece(scaled.softmax(1), y),
-           "nll_before": nll(z, y), "nll_after": nll(scaled, y)}
+    oof = OutOfFold(ece_before=ece(z.softmax(1), y), ece_after=ece(scaled.softmax(1), y), nll_before=nll(z, y),
+                    nll_after=nll(scaled, y))
     fitted = fit_temperature(z, y, bounds)
-    kept = oof["nll_after"] < oof["nll_before"] - MIN_GAIN
+    kept = oof.nll_after < oof.nll_before - MIN_GAIN
     reason = "it lowers the out-of-fold NLL" if kept else \
-        f"it does not lower the out-of-fold NLL, {oof['nll_before']:.4f} -> {oof['nll_after']:.4f}"
-    return {**record, "kept": kept, "temperature": fitted if kept else 1.0, "fitted_temperature": fitted,
-            "fold_temperatures": temps, "out_of_fold": oof, "reason": reason}
+        f"it does not lower the out-of-fold NLL, {oof.nll_before:.4f} -> {oof.nll_after:.4f}"
+    return Calibration(**{**record, "kept": kept, "temperature": fitted if kept else 1.0}, fitted_temperature=fitted,
+                       fold_temperatures=temps, out_of_fold=oof, reason=reason)
 
 
-def describe(info: dict) -> str:
+def describe(info: Calibration) -> str:
     """calibration.json in one line: the temperature kept and its out-of-fold figures, or why none."""
-    if not info.get("kept", True):
-        return f"calibration: no temperature, the probabilities stay as trained (T = 1): {info.get('reason')}"
-    oof = info.get("out_of_fold")
+    if not info.kept:
+        return f"calibration: no temperature, the probabilities stay as trained (T = 1): {info.reason}"
+    oof = info.out_of_fold
     if not oof:  # a run calibrated before the cross-validation: its figures were on the images that fitted T
-        return f"calibration: temperature {info['temperature']:.3f}, fitted on {info.get('n')} validation images"
-    return (f"calibration: temperature {info['temperature']:.3f} ({info['folds']}-fold cross-validation on "
-            f"{info['n']} validation images, T in [{info['bounds'][0]:g}, {info['bounds'][1]:g}]); out-of-fold ECE "
-            f"{oof['ece_before']:.4f} -> {oof['ece_after']:.4f}, NLL {oof['nll_before']:.4f} -> {oof['nll_after']:.4f}")
+        return f"calibration: temperature {info.temperature:.3f}, fitted on {info.n} validation images"
+    return (f"calibration: temperature {info.temperature:.3f} ({info.folds}-fold cross-validation on "
+            f"{info.n} validation images, T in [{info.bounds[0]:g}, {info.bounds[1]:g}]); out-of-fold ECE "
+            f"{oof.ece_before:.4f} -> {oof.ece_after:.4f}, NLL {oof.nll_before:.4f} -> {oof.nll_after:.4f}")

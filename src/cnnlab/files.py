@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from cnnlab.artifacts import Artifact
 from cnnlab.errors import CnnlabError, WeightsError
 
 PathLike = Union[str, Path]
@@ -108,7 +109,10 @@ def save_figure(fig, path: PathLike, **kwargs) -> Path:
 
 
 def finite(obj: Any) -> Any:
-    """The object with every non-finite float (NaN, +-inf) replaced by None, for strict JSON."""
+    """The object with every non-finite float (NaN, +-inf) replaced by None, for strict JSON (an artifact
+    as the document it writes)."""
+    if isinstance(obj, Artifact):
+        return finite(obj.to_json())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
@@ -135,14 +139,8 @@ def _refuse(path: Path, why: str) -> WeightsError:
 def check_torch_file(path: PathLike) -> None:
     """Refuse anything but a plain ``torch.save`` zip archive, before a byte of it is inflated."""
     path = Path(path)
-    size = path.stat().st_size
     if not zipfile.is_zipfile(path):
-        with open(path, "rb") as fh:
-            head = fh.read(1)
-        if head == b"\x80":  # a pickle protocol header
-            raise _refuse(path, "a bare pickle stream (the legacy torch.save format); re-save it with a current "
-                                "PyTorch, or convert it to .safetensors")
-        raise _refuse(path, "not a PyTorch zip archive (torch.save) nor a .safetensors file")
+        _refuse_not_zip(path)
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -152,6 +150,23 @@ def check_torch_file(path: PathLike) -> None:
     if any(n.endswith(("/code/", "constants.pkl")) or "/code/" in n for n in names):
         raise _refuse(path, "a TorchScript archive (it carries code); cnnlab never runs TorchScript files it is "
                             "given: pass a state dict (.pth) or .safetensors file")
+    _check_entries(path, infos)
+    if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        raise _refuse(path, "a zip archive without the data.pkl of a torch.save file")
+
+
+def _refuse_not_zip(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(1)
+    if head == b"\x80":  # a pickle protocol header
+        raise _refuse(path, "a bare pickle stream (the legacy torch.save format); re-save it with a current "
+                            "PyTorch, or convert it to .safetensors")
+    raise _refuse(path, "not a PyTorch zip archive (torch.save) nor a .safetensors file")
+
+
+def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Every entry STORED (torch.save compresses nothing), and the sizes they declare within the file's."""
+    size = path.stat().st_size
     total = 0
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
@@ -162,8 +177,6 @@ def check_torch_file(path: PathLike) -> None:
         total += info.file_size
     if total > size:
         raise _refuse(path, f"its entries claim {total:,} bytes in a file of {size:,}")
-    if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
-        raise _refuse(path, "a zip archive without the data.pkl of a torch.save file")
 
 
 def load_torch(path: PathLike, map_location: Any = "cpu") -> Any:

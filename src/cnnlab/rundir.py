@@ -15,17 +15,21 @@
     calibration.json     classification: the temperature (cross-validated on the validation split), or why
                          none was kept (T = 1), with the out-of-fold ECE and NLL before/after
     data_health.json     what training's exact-duplicate check found (leaks, label conflicts)
-    tensorboard/, mlruns/  with --logger tensorboard / mlflow
+    lr_find.png, lr_find.json                with --lr auto: the range test's plot and figures
+    tensorboard/, mlruns/, wandb/            with --logger tensorboard / mlflow / wandb
   added by later stages:
     evaluation.json, confusion_matrix*.png   cnnlab evaluate on the run's own held-out images
     evaluations/<data>.json                  cnnlab evaluate on other data (or --split all)
     report.html                              cnnlab report
     export/                                  cnnlab export: model.onnx (+ client.py) or model.torchscript.pt,
                                              export.json (its input, inside steps, outputs), classes.json
+  beside the runs of cnnlab compare: leaderboard.csv (its rows), leaderboard.md, leaderboard.html
   and .cnnlab-run (the marker that proves the folder is a cnnlab run), .cnnlab-lock (held while training
   writes it): cnnlab/ownership.py.
 
-Imports torch and the model definitions only, so prediction and serving start fast.
+The JSON documents are typed (cnnlab/artifacts.py): written from their models here, read back into them
+here, strictly valid (files.dumps). Imports torch and the model definitions only, so prediction and
+serving start fast.
 """
 from __future__ import annotations
 
@@ -39,10 +43,11 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors.torch import save
 
 from cnnlab import files, ownership
+from cnnlab.artifacts import A, Calibration, DataHealth, Evaluation, LeaderboardRow, first_error, parse
 from cnnlab.config import SCHEMA_VERSION, Config, load_config
 from cnnlab.errors import CnnlabError, RunBusy, RunDirError, WeightsError
 from cnnlab.models.preprocess import ImageModel
@@ -68,7 +73,11 @@ REPORT = "report.html"
 EXPORT = "export"  # export/model.onnx or export/model.torchscript.pt, with export.json (what it takes and gives)
 ONNX, TORCHSCRIPT, EXPORT_INFO, EXPORT_CLIENT = "model.onnx", "model.torchscript.pt", "export.json", "client.py"
 LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"  # --lr auto's range test
-TRACKERS = ("tensorboard", "mlruns", "wandb")  # the folders of --logger tensorboard, mlflow, wandb
+TENSORBOARD, MLRUNS, WANDB = "tensorboard", "mlruns", "wandb"
+TRACKERS = (TENSORBOARD, MLRUNS, WANDB)
+TRACKER_DIRS = {"tensorboard": TENSORBOARD, "mlflow": MLRUNS, "wandb": WANDB}  # --logger -> its folder
+# cnnlab compare's folder: the runs, and the leaderboard (csv: the rows; md and html: to read)
+LEADERBOARD_CSV, LEADERBOARD_MD, LEADERBOARD_HTML = "leaderboard.csv", "leaderboard.md", "leaderboard.html"
 REQUIRED = (CONFIG, CLASSES, PREPROCESSING, WEIGHTS)
 INPUTS = (CONFIG, CLASSES, PREPROCESSING, SPLIT, SKIPPED)  # written together before training starts
 # Every entry cnnlab writes at the top of a run directory: --overwrite removes these and nothing else.
@@ -142,6 +151,61 @@ def read_training(run_dir: Path) -> Optional["TrainingInfo"]:
     """training.json as written (None before training ended or diverged)."""
     file = Path(run_dir) / TRAINING
     return TrainingInfo.model_validate_json(file.read_bytes()) if file.is_file() else None
+
+
+def read_artifact(path: Path, model: type[A]) -> Optional[A]:
+    """The typed document in ``path`` (None when there is no such file), or one RunDirError naming the
+    file and the key: a key the file lacks takes the model's default, one it does not know is ignored."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return parse(model, path.read_text())
+    except ValueError as exc:  # not JSON, not UTF-8, or a value of the wrong type
+        raise RunDirError(f"{path} is not a valid {model.__name__} file ({exc}): it was not written by cnnlab, or "
+                          f"was edited; write it again (train, evaluate or compare)") from None
+
+
+def write_evaluation(run_dir: Path, evaluation: Evaluation, name: str | None = None) -> Path:
+    """evaluation.json (``name`` None: the run's own held-out images) or evaluations/<name>.json."""
+    return files.write_json(evaluation_path(run_dir, name), evaluation)
+
+
+def write_calibration(out: Path, calibration: Calibration) -> Path:
+    return files.write_json(Path(out) / CALIBRATION, calibration)
+
+
+def write_data_health(out: Path, health: DataHealth) -> Path:
+    return files.write_json(Path(out) / DATA_HEALTH, health)
+
+
+def tracker(run_dir: Path, logger: str, run: str):
+    """The Lightning logger of ``--logger`` (None for csv), writing into its folder of the run."""
+    from cnnlab.loggers import LOGGERS
+
+    return LOGGERS.build(logger, folder=Path(run_dir) / TRACKER_DIRS.get(logger, logger), run=run)
+
+
+def leaderboard_paths(folder: Path) -> tuple[Path, Path, Path]:
+    """cnnlab compare's leaderboard in ``folder``: csv (the rows), md and html."""
+    return Path(folder) / LEADERBOARD_CSV, Path(folder) / LEADERBOARD_MD, Path(folder) / LEADERBOARD_HTML
+
+
+def write_leaderboard_rows(folder: Path, rows: Iterable[LeaderboardRow]) -> None:
+    header = list(LeaderboardRow.model_fields)
+    write_csv(Path(folder) / LEADERBOARD_CSV, header, ([getattr(r, k) for k in header] for r in rows))
+
+
+def read_leaderboard(folder: Path) -> list[LeaderboardRow]:
+    """leaderboard.csv's rows, best first ([] without one); a row that does not parse is one RunDirError."""
+    path, rows = Path(folder) / LEADERBOARD_CSV, []
+    for number, row in enumerate(read_csv(path), start=1):
+        try:
+            rows.append(LeaderboardRow.model_validate(row))
+        except ValidationError as exc:
+            raise RunDirError(f"{path} is not a valid leaderboard (row {number}, {first_error(exc)}): write it "
+                              f"again with cnnlab compare") from None
+    return rows
 
 
 def evaluation_path(run_dir: Path, name: str | None = None) -> Path:
@@ -282,25 +346,23 @@ class Run:
     def skipped(self) -> list[dict]:
         return read_csv(self.path / SKIPPED)
 
-    def evaluation(self) -> dict:
-        """The run's headline evaluation (evaluation.json), or {} before ``cnnlab evaluate``."""
-        file = evaluation_path(self.path)
-        return json.loads(file.read_text()) if file.is_file() else {}
+    def evaluation(self) -> Evaluation:
+        """The run's headline evaluation (evaluation.json); an empty one before ``cnnlab evaluate``."""
+        return read_artifact(evaluation_path(self.path), Evaluation) or Evaluation()
 
-    def calibration(self) -> dict:
-        """calibration.json ({} when the run has none: no validation split, regression, or calibrate off):
+    def calibration(self) -> Optional[Calibration]:
+        """calibration.json (None when the run has none: no validation split, regression, or calibrate off):
         the temperature and whether it was kept (runs before that field kept theirs)."""
-        file = self.path / CALIBRATION
-        return json.loads(file.read_text()) if file.is_file() else {}
+        return read_artifact(self.path / CALIBRATION, Calibration)
 
     def temperature(self) -> float:
         """The temperature prediction divides the logits by: 1.0 without a kept one."""
         cal = self.calibration()
-        return float(cal.get("temperature", 1.0)) if cal.get("kept", True) else 1.0
+        return cal.applied if cal else 1.0
 
-    def data_health(self) -> dict:
-        file = self.path / DATA_HEALTH
-        return json.loads(file.read_text()) if file.is_file() else {}
+    def data_health(self) -> Optional[DataHealth]:
+        """data_health.json: what training's exact-duplicate check found (None for runs before it)."""
+        return read_artifact(self.path / DATA_HEALTH, DataHealth)
 
     def gradients(self) -> list[dict]:
         return read_csv(self.path / GRADIENTS)

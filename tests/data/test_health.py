@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.artifacts import HealthReport
 from cnnlab.data.health import check, exact, warnings_for
 
 
@@ -49,40 +50,40 @@ def sick(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(sick) -> dict:
+def report(sick) -> HealthReport:
     return check(sick)
 
 
 def test_counts_per_class_and_split_and_the_imbalance_ratio(report):
     # cats: 6 + copy + near-dup jpg in train, 2 in test; dogs: 2 + conflict + gray + strip, 1 in test (notes.png
     # is unreadable: listed there, not counted as a dog)
-    assert report["classes"] == ["cat", "dog"]
-    assert report["counts"]["cat"] == {"test": 2, "train": 8}
-    assert report["counts"]["dog"] == {"test": 1, "train": 5}
-    assert report["imbalance_ratio"] == pytest.approx(10 / 6)
+    assert report.classes == ["cat", "dog"]
+    assert report.counts["cat"] == {"test": 2, "train": 8}
+    assert report.counts["dog"] == {"test": 1, "train": 5}
+    assert report.imbalance_ratio == pytest.approx(10 / 6)
 
 
 def test_unreadable_files_are_listed_with_their_reason_and_the_rest_is_still_checked(report, sick):
-    assert [u["path"] for u in report["unreadable"]] == [str(sick / "train/dog/notes.png")]
-    assert "not a readable image" in report["unreadable"][0]["reason"]
-    assert report["sizes"]["modes"]["RGB"] >= 15  # every other image was decoded
+    assert [u.path for u in report.unreadable] == [str(sick / "train/dog/notes.png")]
+    assert "not a readable image" in report.unreadable[0].reason
+    assert report.sizes.modes["RGB"] >= 15  # every other image was decoded
 
 
 def test_exact_duplicates_label_conflicts_and_leaks_are_told_apart(report, sick):
     # within one class (the leaked copy is one too, across splits)
-    assert sorted(report["duplicates"]) == sorted([[str(sick / "train/cat/cat0.png"), str(sick / "train/cat/cat0_copy.png")],
+    assert sorted(report.duplicates) == sorted([[str(sick / "train/cat/cat0.png"), str(sick / "train/cat/cat0_copy.png")],
                                                    [str(sick / "train/cat/cat2.png"), str(sick / "test/cat/leaked.png")]])
-    exact_conflicts = [c for c in report["label_conflicts"] if c["kind"] == "exact"]
+    exact_conflicts = [c for c in report.label_conflicts if c.kind == "exact"]
     assert len(exact_conflicts) == 1
-    assert {(x["path"], x["label"]) for x in exact_conflicts[0]["images"]} == {
+    assert {(x.path, x.label) for x in exact_conflicts[0].images} == {
         (str(sick / "train/cat/cat1.png"), "cat"), (str(sick / "train/dog/looks_like_a_dog.png"), "dog")}
-    exact_leaks = [x for x in report["leaks"] if x["kind"] == "exact"]
-    assert exact_leaks == [{"train": str(sick / "train/cat/cat2.png"), "test": str(sick / "test/cat/leaked.png"),
+    exact_leaks = [x for x in report.leaks if x.kind == "exact"]
+    assert [x.to_json() for x in exact_leaks] == [{"train": str(sick / "train/cat/cat2.png"), "test": str(sick / "test/cat/leaked.png"),
                             "kind": "exact"}]
 
 
 def test_a_resized_reencoded_copy_is_a_near_duplicate_and_distinct_images_are_not(report, sick):
-    assert report["near_duplicates"] == [[str(sick / "train/cat/cat3.png"), str(sick / "train/cat/cat3_small.jpg")]]
+    assert report.near_duplicates == [[str(sick / "train/cat/cat3.png"), str(sick / "train/cat/cat3_small.jpg")]]
 
 
 @pytest.mark.parametrize("method", [Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS])
@@ -98,14 +99,14 @@ def test_an_enlarged_copy_of_a_small_image_is_a_near_duplicate(tmp_path, method)
     label = str(digits.target[7])
     Image.open(tmp_path / label / "d7.png").resize((32, 32), method).save(tmp_path / label / "d7_x4.png")
     found = check(tmp_path)
-    assert found["near_duplicates"] == [[str(tmp_path / label / "d7.png"), str(tmp_path / label / "d7_x4.png")]]
+    assert found.near_duplicates == [[str(tmp_path / label / "d7.png"), str(tmp_path / label / "d7_x4.png")]]
 
 
 def test_sizes_modes_and_extreme_aspect_ratios(report, sick):
-    sizes = report["sizes"]
-    assert sizes["smallest"] == [30, 30] and sizes["largest"] == [20, 100]  # by area
-    assert sizes["mixed_modes"] is True and sizes["modes"]["L"] == 1
-    assert sizes["extreme_aspect"] == [str(sick / "train/dog/strip.png")]
+    sizes = report.sizes
+    assert sizes.smallest == [30, 30] and sizes.largest == [20, 100]  # by area
+    assert sizes.mixed_modes is True and sizes.modes["L"] == 1
+    assert sizes.extreme_aspect == [str(sick / "train/dog/strip.png")]
 
 
 def test_the_cli_reports_everything_writes_strict_json_and_exits_zero(sick, tmp_path):
@@ -123,7 +124,7 @@ def test_the_cli_reports_everything_writes_strict_json_and_exits_zero(sick, tmp_
 def test_trainings_cheap_check_finds_leaks_and_conflicts_and_says_so_in_one_line_each(sick):
     records = [(str(p), p.parent.name, p.parent.parent.name) for p in sorted(sick.rglob("*.png"))]
     found = exact(records)
-    assert len(found["leaks"]) == 1 and len(found["label_conflicts"]) == 1
+    assert len(found.leaks) == 1 and len(found.label_conflicts) == 1
     lines = warnings_for(found)
     assert len(lines) == 2 and all("\n" not in line for line in lines)
     assert "1 held-out image is a byte-for-byte copy" in lines[0] and "leaked.png" in lines[0]

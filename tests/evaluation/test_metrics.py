@@ -19,16 +19,17 @@ def test_metrics_agree_with_scikit_learn_on_the_same_predictions():
     probs /= probs.sum(1, keepdims=True)
     pred = probs.argmax(1)
     m = classification_metrics(y, probs, ["w", "x", "y", "z"])
-    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m.accuracy == pytest.approx(skm.accuracy_score(y, pred))
     for avg in ("macro", "weighted", "micro"):
-        assert m[f"f1_{avg}"] == pytest.approx(skm.f1_score(y, pred, average=avg))
-        assert m[f"precision_{avg}"] == pytest.approx(skm.precision_score(y, pred, average=avg))
-        assert m[f"recall_{avg}"] == pytest.approx(skm.recall_score(y, pred, average=avg))
-    assert m["per_class"]["x"]["recall"] == pytest.approx(np.mean(pred[y == 1] == 1))
-    assert m["per_class"]["z"]["support"] == int((y == 3).sum())
-    cm = np.array(m["confusion_matrix"])
+        precision, recall, f1 = m.averages(avg)
+        assert f1 == pytest.approx(skm.f1_score(y, pred, average=avg))
+        assert precision == pytest.approx(skm.precision_score(y, pred, average=avg))
+        assert recall == pytest.approx(skm.recall_score(y, pred, average=avg))
+    assert m.per_class["x"].recall == pytest.approx(np.mean(pred[y == 1] == 1))
+    assert m.per_class["z"].support == int((y == 3).sum())
+    cm = np.array(m.confusion_matrix)
     assert cm[1, 2] == int(((y == 1) & (pred == 2)).sum())  # rows = true, columns = predicted
-    assert m["top_k_accuracy"]["2"] == pytest.approx(skm.top_k_accuracy_score(y, probs, k=2))
+    assert m.top_k_accuracy["2"] == pytest.approx(skm.top_k_accuracy_score(y, probs, k=2))
 
 
 def test_evaluate_run_json_contract_and_plots(tiny_run, bars, tmp_path):

@@ -37,29 +37,19 @@ def datasets_export(ctx: typer.Context, name: str, directory: Path) -> None:
     console.print(f"{name}: {counts['train']} train and {counts['test']} test images in {directory}")
 
 
-def _health_table(report: dict, data: Path):
+def _health_table(report, data: Path):
     """The per-class counts (printed here) and the table of every check's findings (returned)."""
-    table = new_table("check", "found", title=f"data health of {data} ({report['images']} files)")
-    if report["counts"]:
-        splits = sorted({s for per in report["counts"].values() for s in per})
-        counts = new_table("class", *splits, "total", title="images per class and split")
-        for label, per in report["counts"].items():
-            counts.add_row(label, *(str(per.get(s, 0)) for s in splits), str(sum(per.values())))
-        out.print(counts)
-        ratio = report["imbalance_ratio"]
+    table = new_table("check", "found", title=f"data health of {data} ({report.images} files)")
+    if report.counts:
+        out.print(_counts_table(report))
+        ratio = report.imbalance_ratio
         table.add_row("imbalance (largest / smallest class)", f"{ratio:.1f}" if ratio else "n/a")
-    rows = [("unreadable files", report["unreadable"]), ("exact duplicate groups", report["duplicates"]),
-            ("near duplicate groups", report["near_duplicates"]), ("label conflicts", report["label_conflicts"]),
-            ("train/held-out leaks", report["leaks"])]
+    rows = [("unreadable files", report.unreadable), ("exact duplicate groups", report.duplicates),
+            ("near duplicate groups", report.near_duplicates), ("label conflicts", report.label_conflicts),
+            ("train/held-out leaks", report.leaks)]
     for name, found in rows:
         table.add_row(name, str(len(found)))
-    sizes = report["sizes"]
-    if sizes:
-        table.add_row("sizes (H x W)", f"smallest {sizes['smallest'][0]}x{sizes['smallest'][1]}, largest "
-                      f"{sizes['largest'][0]}x{sizes['largest'][1]}, {sizes['distinct']} distinct")
-        table.add_row("modes", ", ".join(f"{m} {n}" for m, n in sizes["modes"].items())
-                      + (" (mixed)" if sizes["mixed_modes"] else ""))
-        table.add_row(f"aspect ratio beyond {sizes['extreme_aspect_limit']:g}:1", str(len(sizes["extreme_aspect"])))
+    _add_sizes(table, report.sizes)
     return table
 
 
@@ -77,17 +67,37 @@ def datasets_check(
 
     report = check(data, parse(Task, task, "task"), near=near)
     out.print(_health_table(report, data))
-    for item in report["unreadable"][:5]:
-        console.print(f"unreadable: {item['path']}: {item['reason']}")
-    for leak in report["leaks"][:5]:
-        held = next(v for k, v in leak.items() if k in ("val", "test"))
-        console.print(f"leak ({leak['kind']}): {held} = {leak['train']}")
-    for conflict in report["label_conflicts"][:5]:
-        console.print(f"label conflict ({conflict['kind']}): "
-                      + ", ".join(f"{x['path']} ({x['label']})" for x in conflict["images"]))
+    _print_examples(report)
     if json_path is not None:
         files.write_json(json_path, report)
         console.print(f"report: {json_path}")
+
+
+def _counts_table(report):
+    splits = sorted({s for per in report.counts.values() for s in per})
+    counts = new_table("class", *splits, "total", title="images per class and split")
+    for label, per in report.counts.items():
+        counts.add_row(label, *(str(per.get(s, 0)) for s in splits), str(sum(per.values())))
+    return counts
+
+
+def _add_sizes(table, sizes) -> None:
+    if sizes.smallest is None:  # no readable image
+        return
+    table.add_row("sizes (H x W)", f"smallest {sizes.smallest[0]}x{sizes.smallest[1]}, largest "
+                  f"{sizes.largest[0]}x{sizes.largest[1]}, {sizes.distinct} distinct")
+    table.add_row("modes", ", ".join(f"{m} {n}" for m, n in sizes.modes.items()) + (" (mixed)" if sizes.mixed_modes else ""))
+    table.add_row(f"aspect ratio beyond {sizes.extreme_aspect_limit:g}:1", str(len(sizes.extreme_aspect)))
+
+
+def _print_examples(report) -> None:
+    """The first few unreadable files, leaks and label conflicts, one line each."""
+    for item in report.unreadable[:5]:
+        console.print(f"unreadable: {item.path}: {item.reason}")
+    for leak in report.leaks[:5]:
+        console.print(f"leak ({leak.kind}): {leak.held_out} = {leak.train}")
+    for conflict in report.label_conflicts[:5]:
+        console.print(f"label conflict ({conflict.kind}): " + ", ".join(f"{x.path} ({x.label})" for x in conflict.images))
 
 
 # ----------------------------------------------------------------------------- augment

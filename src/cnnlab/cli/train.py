@@ -94,6 +94,7 @@ def compare(
     out_dir: Path = typer.Option(Path("compare"), "--out", "-o", help="Folder for the runs and the leaderboard."),
 ) -> None:
     """Train each model on the same split with the same budget; write a leaderboard (md, csv, html)."""
+    from cnnlab.rundir import leaderboard_paths
     from cnnlab.workflows.compare import _cells, COLUMNS, compare as run_compare
 
     quiet_lightning()
@@ -110,7 +111,7 @@ def compare(
     for e in entries:
         if e.error:
             out.print(f"{e.model}: failed: {escape(e.error)}", soft_wrap=True)
-    console.print(f"leaderboard: {out_dir / 'leaderboard.html'} (also .md, .csv)")
+    console.print(f"leaderboard: {leaderboard_paths(out_dir)[2]} (also .md, .csv)")
 
 
 # ----------------------------------------------------------------------------- demo

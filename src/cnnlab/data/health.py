@@ -19,6 +19,7 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
+from cnnlab.artifacts import Conflict, DataHealth, HealthReport, LabelledPath, Leak, Sizes, SkippedFile
 from cnnlab.data.datasets import decoder_pool
 from cnnlab.data.images import decode
 from cnnlab.data.sources import scan
@@ -138,20 +139,23 @@ def _near_groups(items: list[Item]) -> list[list[int]]:
     return _groups(members)
 
 
-def _findings(items: list[Item], groups: list[list[int]]) -> dict:
+def _findings(items: list[Item], groups: list[list[int]], kind: Optional[str] = None) -> DataHealth:
     """Duplicates within a class, label conflicts (the same image under two classes) and leaks
-    (the same image in training and in a held-out split) among groups of identical images."""
+    (the same image in training and in a held-out split) among groups of identical images; each
+    conflict and leak marked ``kind`` when one is given."""
     duplicates, conflicts, leaks = [], [], []
+    mark = {} if kind is None else {"kind": kind}
     for group in groups:
         labels = {items[i].label for i in group}
         if len(labels) > 1:
-            conflicts.append({"images": [{"path": items[i].path, "label": items[i].label} for i in group]})
+            conflicts.append(Conflict(images=[LabelledPath(path=items[i].path, label=items[i].label) for i in group],
+                                      **mark))
         else:
             duplicates.append([items[i].path for i in group])
         train = [items[i].path for i in group if items[i].split == "train"]
         held = [(items[i].split, items[i].path) for i in group if items[i].split in HELD_OUT]
-        leaks += [{"train": t, split: h} for t in train[:1] for split, h in held]
-    return {"duplicates": duplicates, "label_conflicts": conflicts, "leaks": leaks}
+        leaks += [Leak(train=t, **{split: h}, **mark) for t in train[:1] for split, h in held]
+    return DataHealth(images=len(items), duplicates=duplicates, label_conflicts=conflicts, leaks=leaks)
 
 
 def _counts(items: list[Item]) -> tuple[dict, Optional[float]]:
@@ -163,52 +167,60 @@ def _counts(items: list[Item]) -> tuple[dict, Optional[float]]:
     return {label: dict(sorted(per.items())) for label, per in sorted(counts.items())}, ratio
 
 
-def check(data: Union[str, Path], task: str = "classification", near: bool = True) -> dict:
-    """The whole report of ``cnnlab datasets check``: a dict with the keys ``classes``, ``counts`` (class ->
-    split -> n), ``imbalance_ratio``, ``unreadable``, ``duplicates``, ``near_duplicates``,
-    ``label_conflicts``, ``leaks`` and ``sizes``. Files are split by the layout (train/ val/ test/, a CSV
-    column); without one, every image is "all"."""
-    found = scan(data, task)
+def _exact_groups(items: list[Item]) -> list[list[int]]:
+    """Groups of items with the same SHA-256 (items that could not be read have none)."""
+    by_digest: dict = defaultdict(list)
+    for i, it in enumerate(items):
+        if it.digest is not None:
+            by_digest[it.digest].append(i)
+    return _groups(by_digest)
+
+
+def _inspected(found) -> tuple[list[Item], list[Item], list[SkippedFile]]:
+    """Every image found, the readable ones (hashed and measured), and the unreadable files with why."""
     items = [Item(str(e.path), str(e.label), e.split or "all") for e in found.entries]
     reasons = list(decoder_pool().map(_inspect, items))
-    unreadable = [{"path": str(s.path), "reason": s.reason} for s in found.skipped]
-    unreadable += [{"path": it.path, "reason": r} for it, r in zip(items, reasons) if r is not None]
-    readable = [it for it, r in zip(items, reasons) if r is None]
-    by_digest: dict = defaultdict(list)
-    for i, it in enumerate(readable):
-        by_digest[it.digest].append(i)
-    exact_groups = _groups(by_digest)
-    result: dict = {"data": str(data), "images": len(items), "classes": found.classes if task == "classification" else []}
+    unreadable = [SkippedFile(path=str(s.path), reason=s.reason) for s in found.skipped]
+    unreadable += [SkippedFile(path=it.path, reason=r) for it, r in zip(items, reasons) if r is not None]
+    return items, [it for it, r in zip(items, reasons) if r is None], unreadable
+
+
+def check(data: Union[str, Path], task: str = "classification", near: bool = True) -> HealthReport:
+    """The whole report of ``cnnlab datasets check``: counts (class -> split -> n), the imbalance ratio,
+    unreadable files, exact and near duplicates, label conflicts and leaks (each marked exact or near),
+    sizes. Files are split by the layout (train/ val/ test/, a CSV column); without one, every image is "all"."""
+    found = scan(data, task)
+    items, readable, unreadable = _inspected(found)
+    exact_groups = _exact_groups(readable)
     counts, ratio = _counts(readable) if task == "classification" else ({}, None)  # what training can use
-    result.update({"counts": counts, "imbalance_ratio": ratio, "unreadable": unreadable})
-    exact_findings = _findings(readable, exact_groups)
-    result.update(exact_findings)
+    exact_findings = _findings(readable, exact_groups, "exact")
     in_exact = {frozenset(g) for g in exact_groups}
     near_groups = [g for g in _near_groups(readable) if frozenset(g) not in in_exact] if near else []
-    near_findings = _findings(readable, near_groups)
-    result["near_duplicates"] = near_findings["duplicates"]
-    for key in ("label_conflicts", "leaks"):  # near or exact, both spoil a run: kept together, marked
-        result[key] = [dict(x, kind="exact") for x in exact_findings[key]] + \
-                      [dict(x, kind="near") for x in near_findings[key]]
-    result["sizes"] = _sizes(readable)
-    return result
+    near_findings = _findings(readable, near_groups, "near")
+    # near or exact, conflicts and leaks both spoil a run: kept together, marked
+    return HealthReport(data=str(data), images=len(items), classes=found.classes if task == "classification" else [],
+                        counts=counts, imbalance_ratio=ratio, unreadable=unreadable,
+                        duplicates=exact_findings.duplicates,
+                        label_conflicts=exact_findings.label_conflicts + near_findings.label_conflicts,
+                        leaks=exact_findings.leaks + near_findings.leaks,
+                        near_duplicates=near_findings.duplicates, sizes=_sizes(readable))
 
 
-def _sizes(items: list[Item]) -> dict:
+def _sizes(items: list[Item]) -> Sizes:
     if not items:
-        return {}
+        return Sizes()
     sizes = [it.size for it in items]
     areas = [h * w for h, w in sizes]
     modes = Counter(it.mode for it in items)
     extreme = [it.path for it in items if max(it.size) / max(1, min(it.size)) > EXTREME_ASPECT]
     common = Counter(sizes).most_common(1)[0]
-    return {"smallest": list(sizes[int(np.argmin(areas))]), "largest": list(sizes[int(np.argmax(areas))]),
-            "most_common": list(common[0]), "most_common_count": common[1], "distinct": len(set(sizes)),
-            "modes": dict(sorted(modes.items())), "mixed_modes": len(modes) > 1,
-            "extreme_aspect": extreme, "extreme_aspect_limit": EXTREME_ASPECT}
+    return Sizes(smallest=list(sizes[int(np.argmin(areas))]), largest=list(sizes[int(np.argmax(areas))]),
+                 most_common=list(common[0]), most_common_count=common[1], distinct=len(set(sizes)),
+                 modes=dict(sorted(modes.items())), mixed_modes=len(modes) > 1,
+                 extreme_aspect=extreme, extreme_aspect_limit=EXTREME_ASPECT)
 
 
-def exact(records: Iterable[tuple[str, str, str]]) -> dict:
+def exact(records: Iterable[tuple[str, str, str]]) -> DataHealth:
     """Training's own check on its images ((path, label, split) rows): exact duplicates only."""
     items = [Item(str(p), str(label), split) for p, label, split in records]
 
@@ -219,28 +231,21 @@ def exact(records: Iterable[tuple[str, str, str]]) -> dict:
             it.digest = None
 
     list(decoder_pool().map(digest, items))
-    by_digest: dict = defaultdict(list)
-    for i, it in enumerate(items):
-        if it.digest is not None:
-            by_digest[it.digest].append(i)
-    found = _findings(items, _groups(by_digest))
-    return {"images": len(items), "duplicates": found["duplicates"], "label_conflicts": found["label_conflicts"],
-            "leaks": found["leaks"]}
+    return _findings(items, _exact_groups(items))
 
 
-def warnings_for(found: dict) -> list[str]:
+def warnings_for(found: DataHealth) -> list[str]:
     """One line per problem that spoils a run: leaks between training and held-out images, label conflicts."""
     lines = []
-    if found.get("leaks"):
-        first = found["leaks"][0]
-        other = next(v for k, v in first.items() if k in HELD_OUT)
-        n = len(found["leaks"])
+    if found.leaks:
+        first = found.leaks[0]
+        n = len(found.leaks)
         lines.append(f"{n} held-out image{'s are' if n != 1 else ' is a'} byte-for-byte cop{'ies' if n != 1 else 'y'} of training images (e.g. "
-                     f"{other} = {first['train']}): the held-out figures are optimistic; cnnlab datasets check "
+                     f"{first.held_out} = {first.train}): the held-out figures are optimistic; cnnlab datasets check "
                      f"DATA lists them")
-    if found.get("label_conflicts"):
-        labels = sorted({x["label"] for x in found["label_conflicts"][0]["images"]})
-        n = len(found["label_conflicts"])
+    if found.label_conflicts:
+        labels = found.label_conflicts[0].labels
+        n = len(found.label_conflicts)
         lines.append(f"{n} image{'s' if n != 1 else ''} appear{'s' if n == 1 else ''} under two or more classes (e.g. one under "
                      f"{' and '.join(labels)}): a label conflict; cnnlab datasets check DATA lists them")
     return lines

@@ -71,7 +71,9 @@ def _class_folders(root: Path, split: Optional[str], skipped: list[Skipped]) -> 
     return entries
 
 
-def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> tuple[list[Entry], list[Skipped]]:
+def _manifest_rows(csv_path: Path, target_column: Optional[str]) -> tuple[list[dict], str]:
+    """The manifest's rows and the name of its label column (``target_column``, else label, else the first
+    column that is neither path nor split)."""
     with csv_path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
@@ -80,7 +82,20 @@ def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> t
         label_col = target_column or ("label" if "label" in columns else [c for c in columns if c not in ("path", "split")][0])
         if label_col not in columns:
             raise DataError(f"column '{label_col}' is not in {csv_path}; columns: {', '.join(columns)}")
-        rows = list(reader)
+        return list(reader), label_col
+
+
+def _manifest_label(raw: str, task: str, where: str) -> Label:
+    if task != "regression":
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        raise DataError(f"{where}: regression target '{raw}' is not a number") from None
+
+
+def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> tuple[list[Entry], list[Skipped]]:
+    rows, label_col = _manifest_rows(csv_path, target_column)
     entries, skipped = [], []
     for line, row in enumerate(rows, start=2):
         path = (csv_path.parent / row["path"]).resolve()
@@ -88,13 +103,7 @@ def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> t
         if split is not None and split not in SPLIT_NAMES:
             raise DataError(f"{csv_path}:{line}: split must be one of {', '.join(SPLIT_NAMES)}, got '{split}'")
         raw = (row.get(label_col) or "").strip()
-        if task == "regression":
-            try:
-                label: Label = float(raw)
-            except ValueError:
-                raise DataError(f"{csv_path}:{line}: regression target '{raw}' is not a number") from None
-        else:
-            label = raw
+        label = _manifest_label(raw, task, f"{csv_path}:{line}")
         if not raw:
             skipped.append(Skipped(path, f"no label in column '{label_col}'"))
         elif not path.is_file():
@@ -104,6 +113,38 @@ def _read_manifest(csv_path: Path, task: str, target_column: Optional[str]) -> t
     return entries, skipped
 
 
+def _split_folders(root: Path, split_dirs: list[Path], skipped: list[Skipped], notes: list[str]) -> list[Entry]:
+    """The class folders inside train/ val/ test/ (or their other spellings), each entry with its split."""
+    splits = [SPLIT_FOLDERS[d.name] for d in split_dirs]
+    twice = sorted({s for s in splits if splits.count(s) > 1})
+    if twice:
+        names = [d.name for d in split_dirs if SPLIT_FOLDERS[d.name] in twice]
+        raise DataError(f"{root} has {' and '.join(names)}: both are the {twice[0]} split; keep one")
+    entries = []
+    for d in split_dirs:
+        entries += _class_folders(d, SPLIT_FOLDERS[d.name], skipped)
+    others = [p.name for p in sorted(root.iterdir()) if p.is_dir() and not _ignored(p) and p.name not in SPLIT_FOLDERS]
+    if others:
+        notes.append(f"{root}: ignoring the folder{'s' if len(others) > 1 else ''} {', '.join(others)} beside "
+                     f"the splits (split folders: train, val or valid or validation, test)")
+    return entries
+
+
+def _entries(root: Path, task: str, target_column: Optional[str], skipped: list[Skipped],
+             notes: list[str]) -> list[Entry]:
+    """A CSV manifest's entries, or a folder's (its splits' class folders, or its own)."""
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DataError(f"{root} is a file, not a dataset: give a folder of class sub-folders or a .csv manifest")
+        entries, bad = _read_manifest(root, task, target_column)
+        skipped += bad
+        return entries
+    if task == "regression":
+        raise DataError(f"regression needs a CSV manifest (path,target), got the folder {root}")
+    split_dirs = [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()]
+    return _split_folders(root, split_dirs, skipped, notes) if split_dirs else _class_folders(root, None, skipped)
+
+
 def scan(path: Union[str, Path], task: str = "classification", target_column: Optional[str] = None) -> Scan:
     """List every usable file of a dataset with its label (and given split, if any)."""
     root = Path(path).expanduser()
@@ -111,29 +152,7 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
         raise DataError(f"dataset not found: {root} (give a folder of class sub-folders or a CSV manifest)")
     skipped: list[Skipped] = []
     notes: list[str] = []
-    if root.is_file():
-        if root.suffix.lower() != ".csv":
-            raise DataError(f"{root} is a file, not a dataset: give a folder of class sub-folders or a .csv manifest")
-        entries, skipped = _read_manifest(root, task, target_column)
-    elif task == "regression":
-        raise DataError(f"regression needs a CSV manifest (path,target), got the folder {root}")
-    else:
-        split_dirs = [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()]
-        entries = []
-        if split_dirs:
-            splits = [SPLIT_FOLDERS[d.name] for d in split_dirs]
-            twice = sorted({s for s in splits if splits.count(s) > 1})
-            if twice:
-                names = [d.name for d in split_dirs if SPLIT_FOLDERS[d.name] in twice]
-                raise DataError(f"{root} has {' and '.join(names)}: both are the {twice[0]} split; keep one")
-            for d in split_dirs:
-                entries += _class_folders(d, SPLIT_FOLDERS[d.name], skipped)
-            others = [p.name for p in sorted(root.iterdir()) if p.is_dir() and not _ignored(p) and p.name not in SPLIT_FOLDERS]
-            if others:
-                notes.append(f"{root}: ignoring the folder{'s' if len(others) > 1 else ''} {', '.join(others)} beside "
-                             f"the splits (split folders: train, val or valid or validation, test)")
-        else:
-            entries = _class_folders(root, None, skipped)
+    entries = _entries(root, task, target_column, skipped, notes)
     if not entries:
         raise DataError(f"no images found in {root}: expected class sub-folders of images, or a CSV manifest")
     classes = [] if task == "regression" else sorted({str(e.label) for e in entries})

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cnnlab import files  # noqa: E402
+from cnnlab.artifacts import ReliabilityBin  # noqa: E402
 
 
 def confusion_matrix_png(matrix: np.ndarray, classes: list[str], path: Path, normalize: bool = False) -> Path:
@@ -155,17 +156,17 @@ def gradient_flow_png(rows: list[dict], path: Path, max_layers: int = 8) -> Path
     return path
 
 
-def reliability_png(before: Optional[list[dict]], after: list[dict], path: Path, ece_before: Optional[float],
-                    ece_after: float, temperature: float) -> Path:
+def reliability_png(before: Optional[list[ReliabilityBin]], after: list[ReliabilityBin], path: Path,
+                    ece_before: Optional[float], ece_after: float, temperature: float) -> Path:
     """The reliability diagram: accuracy against confidence per bin (bars: after temperature scaling;
     line: before), the diagonal being perfect calibration; the bins' image counts below."""
     fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    mids = [(b["low"] + b["high"]) / 2 for b in after]
-    width = after[0]["high"] - after[0]["low"]
-    ax.bar(mids, [b["accuracy"] or 0 for b in after], width=width * 0.92, color="#4c72b0", alpha=0.85,
+    mids = [(b.low + b.high) / 2 for b in after]
+    width = after[0].high - after[0].low
+    ax.bar(mids, [b.accuracy or 0 for b in after], width=width * 0.92, color="#4c72b0", alpha=0.85,
            label=f"after (T={temperature:.2f}): ECE {ece_after:.4f}")
     if before is not None:
-        pts = [(m, b["accuracy"]) for m, b in zip(mids, before) if b["n"]]
+        pts = [(m, b.accuracy) for m, b in zip(mids, before) if b.n]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#dd8452",
                 label=f"before: ECE {ece_before:.4f}" if ece_before is not None else "before")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
@@ -173,7 +174,7 @@ def reliability_png(before: Optional[list[dict]], after: list[dict], path: Path,
     ax.set_ylim(0, 1)
     ax.set_title("reliability diagram")
     ax.legend(loc="upper left", fontsize=8)
-    counts.bar(mids, [b["n"] for b in after], width=width * 0.92, color="#999")
+    counts.bar(mids, [b.n for b in after], width=width * 0.92, color="#999")
     counts.set_yscale("symlog")
     counts.set_xlabel("confidence (top probability)")
     counts.set_ylabel("images")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cnnlab import files
+from cnnlab.artifacts import CalibrationFigures, Evaluation
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
@@ -111,15 +112,15 @@ def _health_section(run: Run, split: list[dict], dataset_table: str, skipped: li
                         if ratio >= 3 else "") + "</p>")
     parts.append(f"<p>{len(skipped)} files skipped (unreadable).</p>"
                  + (_table(["file", "reason"], [[r["path"], r["reason"]] for r in skipped[:50]]) if skipped else ""))
-    if found:
-        leaks, conflicts, dups = found.get("leaks", []), found.get("label_conflicts", []), found.get("duplicates", [])
+    if found is not None:
+        leaks, conflicts, dups = found.leaks, found.label_conflicts, found.duplicates
         parts.append(f"<p>Exact duplicates found by training's check: {len(dups)} groups within a class, "
                      f"<span class='{'warn' if conflicts else ''}'>{len(conflicts)} label conflicts</span>, "
                      f"<span class='{'warn' if leaks else ''}'>{len(leaks)} held-out images that are copies of "
                      f"training images</span>. <code>cnnlab datasets check DATA</code> also finds near duplicates.</p>")
         if leaks:
             parts.append(_table(["training image", "held-out copy"],
-                                [[x["train"], next(v for k, v in x.items() if k in ("val", "test"))] for x in leaks[:20]]))
+                                [[x.train, x.held_out] for x in leaks[:20]]))
     return "".join(parts)
 
 
@@ -128,22 +129,24 @@ def _imbalance(run: Run, split: list[dict]) -> Optional[float]:
     return max(counts.values()) / min(counts.values()) if run.classes and counts and min(counts.values()) else None
 
 
-def _headline(run: Run, result: Optional[dict]) -> str:
+def _headline_cells(result: Optional[Evaluation]) -> list[tuple[str, str, str]]:
+    """The headline's figures: (name, value, key) of each card."""
+    if result is not None and result.accuracy is not None:
+        cells = [("accuracy", f"{result.accuracy:.4f}", "accuracy"), ("macro F1", f"{result.f1_macro:.4f}", "f1"),
+                 ("balanced accuracy", f"{result.balanced_accuracy:.4f}", "balanced")]
+        ece = _headline_ece(result.calibration) if result.calibration is not None else None
+        return cells + ([ece] if ece is not None else [])
+    if result is not None and result.mae is not None:
+        return [("R²", _figure(result.r2), "r2"), ("MAE", f"{result.mae:.4f}", "mae")]
+    return [("not evaluated", "—", "none")]
+
+
+def _headline(run: Run, result: Optional[Evaluation]) -> str:
     info = run.training_info()
-    cells = []
-    if result and "accuracy" in result:
-        cells += [("accuracy", f"{result['accuracy']:.4f}", "accuracy"), ("macro F1", f"{result['f1_macro']:.4f}", "f1"),
-                  ("balanced accuracy", f"{result['balanced_accuracy']:.4f}", "balanced")]
-        ece = _headline_ece(result.get("calibration") or {})
-        if ece is not None:
-            cells.append(ece)
-    elif result and "r2" in result:
-        cells += [("R²", f"{result['r2']:.4f}", "r2"), ("MAE", f"{result['mae']:.4f}", "mae")]
-    else:
-        cells.append(("not evaluated", "—", "none"))
+    cells = _headline_cells(result)
     cells += [("training time", f"{info.get('seconds', '?')} s", "time"), ("device", str(info.get("device", "?")), "device")]
-    what = f" on {result['n']} {html.escape(str(result.get('split', '')))} images" if result else ""
-    note = (result or {}).get("split_note")
+    what = f" on {result.n} {html.escape(str(result.split or ''))} images" if result else ""
+    note = result.split_note if result else None
     return ('<section id="headline" aria-label="headline">'
             + "".join(f'<div id="h-{key}"><span>{html.escape(name)}</span><b>{html.escape(value)}</b></div>'
                       for name, value, key in cells)
@@ -152,13 +155,13 @@ def _headline(run: Run, result: Optional[dict]) -> str:
             + (f'<p id="split-note" class="warn">The headline is {html.escape(note)}.</p>' if note else ""))
 
 
-def _headline_ece(cal: dict) -> Optional[tuple[str, str, str]]:
+def _headline_ece(cal: CalibrationFigures) -> Optional[tuple[str, str, str]]:
     """The ECE measured on images that did not fit the temperature: the out-of-fold one when these fitted it."""
-    if cal.get("fitted_on_these_images") and cal.get("out_of_fold"):
-        return "ECE (calibrated, out-of-fold)", f"{cal['out_of_fold']['ece_after']:.4f}", "ece"
-    if cal.get("fitted_on_these_images") or cal.get("ece_after") is None:
+    if cal.fitted_on_these_images and cal.out_of_fold:
+        return "ECE (calibrated, out-of-fold)", f"{cal.out_of_fold.ece_after:.4f}", "ece"
+    if cal.fitted_on_these_images or cal.ece_after is None:
         return None  # a run calibrated before cross-validation, scored on the images that fitted it
-    return ("ECE (calibrated)" if cal.get("kept") else "ECE"), f"{cal['ece_after']:.4f}", "ece"
+    return ("ECE (calibrated)" if cal.kept else "ECE"), f"{cal.ece_after:.4f}", "ece"
 
 
 def _model_section(predictor: Predictor) -> str:
@@ -193,51 +196,49 @@ def _figure(value: Optional[float]) -> str:
 def _evaluation_section(predictor: Predictor, data, tmp: Path, evaluated) -> str:
     result, y_true, outputs, paths = evaluated
     if predictor.task != "classification":
-        return (f"<h2>Evaluation</h2><p>{result['n']} images: MAE {result['mae']:.4f}, RMSE {result['rmse']:.4f}, "
-                f"R² {result['r2']:.4f}</p>")
-    rows = [[c, _figure(v["precision"]), _figure(v["recall"]), _figure(v["f1"]), v["support"]]
-            for c, v in result["per_class"].items()]
-    rows += [[f"{a} avg", _figure(result[f"precision_{a}"]), _figure(result[f"recall_{a}"]), _figure(result[f"f1_{a}"]),
-              result["n"]] for a in ("macro", "weighted")]
-    cm = np.asarray(result["confusion_matrix"])
+        return (f"<h2>Evaluation</h2><p>{result.n} images: MAE {result.mae:.4f}, RMSE {result.rmse:.4f}, "
+                f"R² {_figure(result.r2)}</p>")
+    rows = [[c, _figure(v.precision), _figure(v.recall), _figure(v.f1), v.support] for c, v in result.per_class.items()]
+    rows += [[f"{a} avg", *map(_figure, result.averages(a)), result.n] for a in ("macro", "weighted")]
+    cm = np.asarray(result.confusion_matrix)
     counts = plots.confusion_matrix_png(cm, predictor.classes, tmp / "cm.png")
     normed = plots.confusion_matrix_png(cm, predictor.classes, tmp / "cmn.png", normalize=True)
-    section = (f"<h2>Evaluation</h2><p>On {html.escape(str(data))}: accuracy <b id='accuracy'>{result['accuracy']:.4f}</b> "
-               f"over {result['n']} images.</p>" + _table(["class", "precision", "recall", "f1", "support"], rows, "metrics")
+    section = (f"<h2>Evaluation</h2><p>On {html.escape(str(data))}: accuracy <b id='accuracy'>{result.accuracy:.4f}</b> "
+               f"over {result.n} images.</p>" + _table(["class", "precision", "recall", "f1", "support"], rows, "metrics")
                + '<div class="grid">' + _img(counts, "confusion matrix (counts)") + _img(normed, "confusion matrix (row-normalised)")
                + "</div>")
     return section + _calibration_section(result, y_true, outputs, tmp) + _mistakes_section(predictor, y_true, outputs, paths)
 
 
-def _calibration_section(result: dict, y_true, outputs: torch.Tensor, tmp: Path) -> str:
+def _calibration_section(result: Evaluation, y_true, outputs: torch.Tensor, tmp: Path) -> str:
     from cnnlab.calibration import reliability, uncalibrated
 
-    cal = result.get("calibration")
-    if not cal:
+    cal = result.calibration
+    if cal is None:
         return ""
-    before = None if cal["ece_before"] is None else reliability(uncalibrated(outputs, cal["temperature"]), y_true)
-    path = plots.reliability_png(before, cal["reliability"], tmp / "reliability.png", cal["ece_before"], cal["ece_after"],
-                                 cal["temperature"])
-    scaled = cal.get("kept") is not False and cal["ece_before"] is not None and cal["temperature"] != 1.0
-    figures = f"{cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after" if scaled else f"{cal['ece_after']:.4f}"
-    text = (f"<p>{html.escape(_calibration_words(cal))} Expected calibration error ({cal['bins']} bins) on these "
+    before = None if cal.ece_before is None else reliability(uncalibrated(outputs, cal.temperature), y_true)
+    path = plots.reliability_png(before, cal.reliability, tmp / "reliability.png", cal.ece_before, cal.ece_after,
+                                 cal.temperature)
+    scaled = cal.kept is not False and cal.ece_before is not None and cal.temperature != 1.0
+    figures = f"{cal.ece_before:.4f} before, {cal.ece_after:.4f} after" if scaled else f"{cal.ece_after:.4f}"
+    text = (f"<p>{html.escape(_calibration_words(cal))} Expected calibration error ({cal.bins} bins) on these "
             f"images: {figures}. A well-calibrated model's bars follow the diagonal: of the images it gives 0.9, "
             f"nine in ten are right.</p>")
     return "<h3>Calibration</h3>" + text + _img(path, "reliability diagram")
 
 
-def _calibration_words(cal: dict) -> str:
+def _calibration_words(cal: CalibrationFigures) -> str:
     """What the temperature is, where it came from, and which ECE was measured on images it was not fitted on."""
-    if cal.get("kept") is False:
-        return f"No temperature: {cal.get('reason')}; the probabilities are as trained (T = 1)."
-    if cal.get("kept") is None:
+    if cal.kept is False:
+        return f"No temperature: {cal.reason}; the probabilities are as trained (T = 1)."
+    if cal.kept is None:
         return "Not calibrated (--calibrate false, or no validation images): the probabilities are as trained."
-    oof = cal.get("out_of_fold")
+    oof = cal.out_of_fold
     how = "cross-validated on" if oof else "fitted on"
-    text = f"Temperature scaling (Guo et al. 2017), {how} the validation split: T = {cal['temperature']:.3f}."
-    if cal.get("fitted_on_these_images"):
+    text = f"Temperature scaling (Guo et al. 2017), {how} the validation split: T = {cal.temperature:.3f}."
+    if cal.fitted_on_these_images:
         text += (" These are the validation images that fitted it, so their figures after are optimistic"
-                 + (f"; on the folds that did not fit it, ECE {oof['ece_before']:.4f} -> {oof['ece_after']:.4f}."
+                 + (f"; on the folds that did not fit it, ECE {oof.ece_before:.4f} -> {oof.ece_after:.4f}."
                     if oof else "."))
     return text
 
@@ -289,7 +290,7 @@ def build_report(run_dir: Union[str, Path], data: Optional[Union[str, Path]] = N
     predictor = load(run_dir, "cpu")  # Grad-CAM and the layer table run on the CPU
     run = predictor.run
     if data is None:
-        data = run.evaluation().get("data")
+        data = run.evaluation().data
     evaluated = evaluate_with_outputs(predictor, data) if data else None
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)

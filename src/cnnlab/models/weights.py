@@ -75,15 +75,23 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
         first = next(iter(body), "(empty)")
         raise WeightsError(f"none of the {len(body)} tensors in {source} fit {name} (first key: {first}); "
                           f"is it a weights file for another architecture?")
+    _check_shapes(matched, own, source, name)
+    model.load_state_dict(matched, strict=False)
+    return LoadReport(source, len(matched), _missing(own, matched, head_keys), [k for k in body if k not in own],
+                      len(head))
+
+
+def _check_shapes(matched: dict[str, torch.Tensor], own: dict[str, torch.Tensor], source: str, name: str) -> None:
     for key, value in matched.items():
         if value.shape != own[key].shape:
             raise WeightsError(f"{source} does not fit {name}: '{key}' has shape {tuple(value.shape)} in the file "
                               f"and {tuple(own[key].shape)} in the model (weights of another architecture?)")
-    model.load_state_dict(matched, strict=False)
-    missing = [k for k in own if k not in matched and not k.startswith(head_keys or ("\0",))
-               and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in body if k not in own]
-    return LoadReport(source, len(matched), missing, unexpected, len(head))
+
+
+def _missing(own: dict, matched: dict, head_keys: tuple[str, ...]) -> list[str]:
+    """The model's tensors the file did not give, less its head and the batch-norm step counters."""
+    return [k for k in own if k not in matched and not k.startswith(head_keys or ("\0",))
+            and not k.endswith("num_batches_tracked")]
 
 
 def download_imagenet(model: nn.Module, spec, name: str, head_keys: tuple[str, ...]) -> LoadReport:

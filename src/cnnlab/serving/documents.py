@@ -62,12 +62,12 @@ def describe(predictor, backend: str, ink: Optional[str]) -> ModelInfo:
     """``GET /model``, read from the run now (an evaluation or a report made since shows); ``ink``: ``read_ink``'s."""
     run = predictor.run
     headline = run.evaluation()
-    note = headline.get("split_note") or (
-        "validation images, which also selected the model" if headline.get("split") == "val" else None)
+    note = headline.split_note or (
+        "validation images, which also selected the model" if headline.split == "val" else None)
     return ModelInfo(name=run.config.model.name, task=run.task, classes=run.classes,
                      input_size=[run.pre.channels, *run.pre.size], backend=backend,
-                     training=run.training_figures(), test_accuracy=headline.get("accuracy"),
-                     evaluated_on=headline.get("split"), note=note, report=(run.path / REPORT).is_file(),
+                     training=run.training_figures(), test_accuracy=headline.accuracy,
+                     evaluated_on=headline.split, note=note, report=(run.path / REPORT).is_file(),
                      ink=ink)
 
 

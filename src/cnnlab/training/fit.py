@@ -176,7 +176,7 @@ def _train(cfg: Config, out: Path, ckpt: Optional[Path], callbacks: Sequence[Cal
     prepared, model = _data_and_model(settled, out)
     plan = make_plan(settled, prepared, find_lr=_range_test(model, prepared))
     _log_plan(plan)
-    tracker = loggers.LOGGERS.build(plan.config.train.logger, out=out, run=out.name)
+    tracker = rundir.tracker(out, plan.config.train.logger, out.name)
     cbs = build.callbacks(plan, out, prepared.size("val") > 0, callbacks, tracker)
     progress = next(c for c in cbs if isinstance(c, EpochMetricsCSV))
     trainer = build.trainer(plan, out, cbs, tracker, prepared.size("train"))

@@ -5,37 +5,22 @@ time, prediction latency per image on this machine, and a link to each run's rep
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import html
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from cnnlab import files
+from cnnlab import files, rundir
+from cnnlab.artifacts import LeaderboardRow
 from cnnlab.errors import CnnlabError
 from cnnlab.inference.predictor import forward_ms
 from cnnlab.training import strategies
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Entry:
-    model: str
-    accuracy: Optional[float] = None
-    f1_macro: Optional[float] = None
-    params: Optional[int] = None
-    trained_params: Optional[int] = None
-    train_seconds: Optional[float] = None
-    latency_ms: Optional[float] = None
-    input: str = ""  # CxHxW
-    epochs: str = ""  # complete epochs, and why it stopped early ("3 (budget)")
-    report: str = ""
-    error: str = ""  # why this model has no figures; the others go on
+Entry = LeaderboardRow  # one model's row of the leaderboard
 
 
 def trained_parameters(net: torch.nn.Module, strategy: Optional[str], unfreeze: int) -> int:
@@ -57,7 +42,6 @@ def latency_ms(predictor, image, n: int = 30) -> float:
 def compare(data: str | Path, models: list[str], out: str | Path, budget: Optional[float] = None,
             **overrides: Any) -> list[Entry]:
     from cnnlab.evaluation.report import build_report
-    from cnnlab.inference.predictor import load
     from cnnlab.training.fit import train
 
     if len(models) < 1:
@@ -79,26 +63,31 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
             log.warning(f"{name} failed: {reason}")
             entries.append(Entry(model=name, error=reason))
             continue
-        predictor = load(run_dir, "cpu")
-        evaluation = predictor.run.evaluation()
-        strategy = predictor.run.training_info().get("strategy")  # None: a run from before it was recorded
-        sample = predictor.run.split()[0]["path"]
-        pre = predictor.run.pre
-        entries.append(Entry(
-            model=name, accuracy=evaluation["accuracy"], f1_macro=evaluation["f1_macro"],
-            params=sum(p.numel() for p in predictor.model.parameters()),
-            trained_params=trained_parameters(predictor.model.net, strategy, predictor.run.config.transfer.unfreeze),
-            train_seconds=result.seconds, latency_ms=latency_ms(predictor, sample),
-            input=f"{pre.channels}x{pre.size[0]}x{pre.size[1]}",
-            epochs=f"{result.epochs}" + (f" ({result.stopped})" if result.stopped else ""),
-            report=str(report.relative_to(out)),
-        ))
+        entries.append(_row(name, run_dir, result, str(report.relative_to(out))))
     entries.sort(key=lambda e: (e.accuracy is None, -(e.accuracy or 0), -(e.f1_macro or 0)))
     write_leaderboard(entries, out, _setting(data, overrides.get("epochs"), budget))
     if all(e.error for e in entries):
         raise CnnlabError(f"every model failed (first: {entries[0].model}: {entries[0].error}); "
-                          f"see {out / 'leaderboard.md'}")
+                          f"see {rundir.leaderboard_paths(out)[1]}")
     return entries
+
+
+def _row(name: str, run_dir: Path, result, report: str) -> Entry:
+    """A trained and evaluated model's row: its headline figures, size, time and latency."""
+    from cnnlab.inference.predictor import load
+
+    predictor = load(run_dir, "cpu")
+    evaluation = predictor.run.evaluation()
+    strategy = predictor.run.training_info().get("strategy")  # None: a run from before it was recorded
+    sample = predictor.run.split()[0]["path"]
+    pre = predictor.run.pre
+    return Entry(
+        model=name, accuracy=evaluation.accuracy, f1_macro=evaluation.f1_macro,
+        params=sum(p.numel() for p in predictor.model.parameters()),
+        trained_params=trained_parameters(predictor.model.net, strategy, predictor.run.config.transfer.unfreeze),
+        train_seconds=result.seconds, latency_ms=latency_ms(predictor, sample),
+        input=f"{pre.channels}x{pre.size[0]}x{pre.size[1]}",
+        epochs=f"{result.epochs}" + (f" ({result.stopped})" if result.stopped else ""), report=report)
 
 
 def _setting(data, epochs, budget) -> str:
@@ -118,20 +107,18 @@ def _cells(e: Entry) -> list[str]:
 
 
 def write_leaderboard(entries: list[Entry], out: Path, setting: str = "") -> None:
-    buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, [*COLUMNS, "error"])
-    writer.writeheader()
-    writer.writerows(asdict(e) for e in entries)
-    files.write_text(out / "leaderboard.csv", buf.getvalue())
+    """The rows as leaderboard.csv (through rundir), and to read: leaderboard.md and leaderboard.html."""
+    rundir.write_leaderboard_rows(out, entries)
+    _, md_path, html_path = rundir.leaderboard_paths(out)
     md = ([f"{setting}", ""] if setting else []) + ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join(_cells(e)[:-1] + [f"[report]({e.report})" if e.report else ""]) + " |" for e in entries]
-    files.write_text(out / "leaderboard.md", "\n".join(md) + "\n")
+    files.write_text(md_path, "\n".join(md) + "\n")
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(e)[:-1])
                    + (f'<td><a href="{html.escape(e.report)}">report</a></td>' if e.report else "<td></td>") + "</tr>"
                    for e in entries)
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
     files.write_text(
-        out / "leaderboard.html",
+        html_path,
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab leaderboard</title>'
         '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:'
         'collapse}td,th{border:1px solid #ddd;padding:.3rem .7rem}th{background:#f4f4f4}</style></head><body>'
