@@ -104,8 +104,8 @@ def invoke(*args, check: bool = False) -> CliResult:
     Tests about the process itself (signals, its imports, its environment) start one instead."""
     from cnnlab.cli import main, output
 
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level, output.DEBUG, os.environ.get("PYTHONWARNINGS"), sys.argv
+    root, mine = logging.getLogger(), logging.getLogger("cnnlab")
+    saved = list(root.handlers), root.level, output.DEBUG, os.environ.get("PYTHONWARNINGS"), sys.argv, mine.level
     out, err = io.StringIO(), io.StringIO()
     sys.argv = ["cnnlab", *map(str, args)]
     try:
@@ -116,6 +116,7 @@ def invoke(*args, check: bool = False) -> CliResult:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     finally:
         root.handlers[:], root.level, output.DEBUG, sys.argv = saved[0], saved[1], saved[2], saved[4]
+        mine.setLevel(saved[5])
         if saved[3] is None:
             os.environ.pop("PYTHONWARNINGS", None)
         else:
