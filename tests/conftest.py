@@ -98,7 +98,7 @@ class CliResult:
         return self.stderr.strip().splitlines()
 
 
-def invoke(*args, check: bool = False) -> CliResult:
+def invoke(*args, check: bool = False, cwd: Path | str | None = None) -> CliResult:
     """``cnnlab ARGS`` in this process, through the console script's ``main()`` (its one-line errors and exit
     codes), with stdout and stderr captured: the CLI's behaviour without a new interpreter's seconds of imports.
     Tests about the process itself (signals, its imports, its environment) start one instead."""
@@ -109,7 +109,8 @@ def invoke(*args, check: bool = False) -> CliResult:
     out, err = io.StringIO(), io.StringIO()
     sys.argv = ["cnnlab", *map(str, args)]
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                contextlib.chdir(cwd or "."):
             main()  # setup_output silences warnings, adds a root handler, sets PYTHONWARNINGS: all put back below
         code = 0
     except SystemExit as exc:

@@ -15,8 +15,8 @@ CNNLAB = [sys.executable, "-m", "cnnlab"]
 TINY_FLAGS = ["--blocks", "[{filters: 4}, {filters: 8}]", "--dense", "16", "--progress", "false"]
 
 
-def run(*args, check=True):
-    return invoke(*args, check=check)
+def run(*args, check=True, cwd=None):
+    return invoke(*args, check=check, cwd=cwd)
 
 
 def run_process(*args, check=True):
