@@ -34,7 +34,6 @@ def test_no_arguments_show_every_command_and_group(cli):
     (["--pin", "--epochs", "3"], {"pin": True, "epochs": 3}),  # a flag followed by another flag is true
     (["--tail"], {"tail": True}),
     (["--lr", "{oops"], {"lr": "{oops"}),  # not YAML: the text itself, for the config to judge
-    ([], {}),
 ])
 def test_parse_extra_reads_each_value_as_yaml(args, expected):
     assert app_mod.parse_extra(args) == expected

@@ -40,6 +40,7 @@ def test_without_debug_only_cnnlabs_records_pass(capsys):
     for name in ("lightning.pytorch", "torch", "cnnlabx", "PIL"):
         assert _shown(handler, _record(name, logging.WARNING, "noise"), capsys) == "", name
     assert _shown(handler, _record("cnnlab", logging.DEBUG, "detail"), capsys) == ""  # below INFO
+    assert _shown(handler, _record("cnnlab.data", logging.WARNING, "kept"), capsys) == "warning: kept\n"
 
 
 def test_with_debug_every_record_passes(capsys):
@@ -100,13 +101,10 @@ def lightning_handler():
         h.setLevel(level)
 
 
-def test_quiet_lightning_keeps_lightning_to_warnings(monkeypatch, lightning_handler):
-    monkeypatch.setattr(output, "DEBUG", False)
-    output.quiet_lightning()
-    assert lightning_handler.level == logging.WARNING
-
-
-def test_quiet_lightning_leaves_lightning_alone_with_debug(monkeypatch, lightning_handler):
+def test_quiet_lightning_keeps_lightning_to_warnings_unless_debugging(monkeypatch, lightning_handler):
     monkeypatch.setattr(output, "DEBUG", True)
     output.quiet_lightning()
     assert lightning_handler.level == logging.INFO
+    monkeypatch.setattr(output, "DEBUG", False)
+    output.quiet_lightning()
+    assert lightning_handler.level == logging.WARNING
