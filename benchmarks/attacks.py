@@ -1,5 +1,5 @@
 """The six attacks of issue 23 at full size against `cnnlab serve` (a subprocess, default limits, `--request-timeout
-5` as in the issue), on 127.0.0.1 only, each bounded in bytes, count and time (tests/attacks.py; the tests run them
+5` as in the issue), on 127.0.0.1 only, each bounded in bytes, count and time (tests/serving/attacks.py; the tests run them
 small). Prints, for each, the figure the issue measured before next to its value now: /health latency during the
 attack, memory growth, bytes written to disk, requests failed, seconds to recover.
 
@@ -15,7 +15,8 @@ import httpx
 
 from common import SCRATCH
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(TESTS / "serving"), str(TESTS)]
 from attacks import (Load, Server, baseline_health, chunked_multipart, drip_for, health_watch, held_heads,  # noqa: E402
                      image, replace_killed_worker, send_at_once, status_kb, status_of, written)
 from conftest import TINY, write_images  # noqa: E402

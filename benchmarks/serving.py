@@ -50,8 +50,9 @@ def free_port() -> int:
 
 STAND_IN = """
 import sys, time, torch, uvicorn, cnnlab
-from cnnlab.inference.http import request_timeout_protocol
-from cnnlab.inference.server import create_app
+from cnnlab.serving.app import create_app
+from cnnlab.serving.http import request_timeout_protocol
+from cnnlab.serving.options import ServeOptions
 run, port, max_batch, ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 predictor = cnnlab.load(run, "cpu")
 classes = len(predictor.classes)
@@ -61,7 +62,7 @@ def raw(batch):  # a GPU's way: a fixed cost a pass, a little more an image, and
     return torch.zeros(len(batch), classes)
 
 predictor.raw = raw
-uvicorn.run(create_app(run, predictor=predictor, max_batch=max_batch), host="127.0.0.1", port=port,
+uvicorn.run(create_app(run, ServeOptions(max_batch=max_batch), predictor=predictor), host="127.0.0.1", port=port,
             log_level="warning", access_log=False, http=request_timeout_protocol())
 """
 
@@ -398,7 +399,7 @@ def app_loop_us(run_dir, image: bytes, at_once: int = 32, rounds: int = 5) -> fl
     import torch
     import uvloop
 
-    from cnnlab.inference.server import create_app
+    from cnnlab.serving.app import create_app
 
     predictor = cnnlab.load(run_dir, "cpu")
     classes, shape = len(predictor.classes), (predictor.pre.channels, *predictor.pre.size)
@@ -407,7 +408,7 @@ def app_loop_us(run_dir, image: bytes, at_once: int = 32, rounds: int = 5) -> fl
     app = create_app(str(run_dir), predictor=predictor)
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"x"), (b"content-type", b"image/png"), (b"content-length", b"%d" % len(image))],
+             "headers": [(b"host", b"localhost"), (b"content-type", b"image/png"), (b"content-length", b"%d" % len(image))],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
 
     async def one() -> None:

@@ -1,7 +1,9 @@
 import pytest
 
-from cnnlab.config import Config, load_config, parse_value
-from cnnlab.errors import CnnlabError
+from cnnlab.config import Config, load_config
+from cnnlab.flags import parse_value
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.names import Head, Precision, Task
 
 
 def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):
@@ -75,3 +77,43 @@ def test_parse_value_reads_yaml_scalars_and_comma_lists():
     assert parse_value("256,128") == [256, 128]
     assert parse_value("[1, 2]") == [1, 2]
     assert parse_value("adam") == "adam"
+
+
+@pytest.mark.parametrize("overrides, says", [
+    ({"precision": "bogus"}, "unknown --precision 'bogus': use one of 32-true, bf16-mixed, 16-mixed"),
+    ({"accelerator": "tpu"}, "unknown --accelerator 'tpu': use one of auto, cpu, gpu, cuda"),
+    ({"distributed": "dpp"}, "unknown --distributed strategy 'dpp': use one of auto, ddp"),
+    ({"monitor": "val_f1"}, "unknown --monitor 'val_f1': use one of val_loss, val_acc, train_loss"),
+    ({"head": "dense"}, "unknown --head 'dense': use one of flatten, gap, original"),
+    ({"task": "segmentation"}, "unknown --task 'segmentation': use one of classification, regression"),
+    ({"devices": "many"}, "--devices must be a number or auto, got 'many'"),
+    ({"devices": True}, "--devices must be a number or auto, got 'True'"),
+])
+def test_a_catalogue_name_is_checked_when_the_config_loads_not_at_train_time(overrides, says):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides)
+    assert str(err.value) == says
+
+
+def test_catalogue_names_load_as_their_members_and_write_back_as_plain_strings(tmp_path):
+    cfg = load_config(overrides={"precision": "bf16-mixed", "accelerator": "cpu", "devices": "2", "task": "regression",
+                                 "head": "gap", "monitor": "train_loss"})
+    assert (cfg.train.precision, cfg.train.accelerator, cfg.train.devices) == (Precision.BF16_MIXED, "cpu", 2)
+    assert cfg.task == Task.REGRESSION and cfg.model.head == Head.GAP
+    # plain strings, not the enum's members: a checkpoint (torch weights_only) can hold them
+    assert {type(v) for v in (cfg.task, cfg.model.head, cfg.train.precision, cfg.train.monitor)} == {str}
+    text = cfg.to_yaml()
+    assert "precision: bf16-mixed\n" in text and "task: regression\n" in text and "!!python" not in text
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_config(path) == cfg
+
+
+def test_every_default_is_plain_data():
+    """A config's values go into checkpoints, which torch loads weights_only: no cnnlab class may be among them."""
+    def leaves(node):
+        for value in node.values():
+            yield from leaves(value) if isinstance(value, dict) else [value]
+
+    tree = Config().model_dump()
+    assert all(v is None or type(v) in (str, int, float, bool, list) for v in leaves(tree)), tree

@@ -1,6 +1,6 @@
 """The import layering of ../shared/DESIGN.md, read from the source (imports inside functions count too):
 each layer imports only from the layers above it, data and models not from each other, inference never
-from training, and no module imports itself back through others."""
+from training, serving (the HTTP shell) never from evaluation, and no module imports itself back through others."""
 from __future__ import annotations
 
 import ast
@@ -14,17 +14,18 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 LAYERS = [
     {"cnnlab.errors", "cnnlab.registry", "cnnlab.files", "cnnlab.console", "cnnlab.memory", "cnnlab.optim",
      "cnnlab.layers", "cnnlab.augmentations", "cnnlab.preprocessing", "cnnlab.config", "cnnlab.loggers",
-     "cnnlab.calibration", "cnnlab.ownership"},
+     "cnnlab.calibration", "cnnlab.ownership", "cnnlab.names", "cnnlab.migrations", "cnnlab.flags"},
     {"cnnlab.data", "cnnlab.models"},
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},
-    {"cnnlab.evaluation"},
+    {"cnnlab.evaluation", "cnnlab.serving"},
     {"cnnlab.workflows", "cnnlab.experiments"},
     {"cnnlab.cli"},
     {"cnnlab.__main__", "cnnlab"},
 ]
 APART = [("cnnlab.data", "cnnlab.models"), ("cnnlab.models", "cnnlab.data"), ("cnnlab.inference", "cnnlab.training"),
-         ("cnnlab.training", "cnnlab.inference")]
+         ("cnnlab.training", "cnnlab.inference"),
+         ("cnnlab.serving", "cnnlab.training")]
 
 
 def _name(path: Path) -> str:

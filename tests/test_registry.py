@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from cnnlab.augmentations import OPERATIONS, PRESETS
-from cnnlab.config import NAMED, Config, commented_yaml, with_overrides
+from cnnlab.config import NAMED, Config, with_overrides
+from cnnlab.flags import commented_yaml
 from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.layers import ACTIVATIONS, POOLING
@@ -80,3 +81,39 @@ def test_each_pooling_builds_a_layer_that_keeps_or_halves_the_size(name):
     layer = POOLING.get(name)(2, 2)
     out = layer(torch.zeros(1, 1, 8, 8))
     assert out.shape[-1] == (8 if name == "none" else 4)
+
+
+def test_a_prefix_family_is_made_on_demand_and_only_registered_names_are_listed():
+    made = []
+    reg = Registry("thing", prefixes={"x:": lambda rest: made.append(rest) or f"made {rest}"})
+    reg.register("a")(lambda: 1)
+    assert reg.get("x:abc") == "made abc" and made == ["abc"]  # the prefix stripped once, by the registry
+    assert reg.names() == ["a"] and "x:abc" not in reg
+    with pytest.raises(UnknownName, match="unknown thing 'y:abc'"):
+        reg.get("y:abc")
+
+
+def test_models_build_through_the_registry_which_checks_the_options():
+    with pytest.raises(ConfigError, match="unknown option colour for model 'cnn-small': it takes cfg, pre, "
+                                          "num_outputs, weights"):
+        MODELS.build("cnn-small", cfg=Config(), colour=3)
+    cfg = with_overrides(Config(), {"model": "lenet5"})
+    from cnnlab.models.registry import resolve_preprocessing
+
+    net, report = MODELS.build("lenet5", cfg=cfg, pre=resolve_preprocessing(cfg), num_outputs=4, weights="none")
+    assert report is None and net(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
+    assert MODELS.description("resnet18") == "ResNet-18, residual blocks (torchvision)"
+
+
+@pytest.mark.parametrize("typo, names, expected", [
+    ("modle", ["model", "mode", "module", "models"], ["mode", "model", "module"]),  # a transposition is one edit
+    ("lrr", ["lr", "schedule"], ["lr"]),
+    ("optimiser", ["optimizer", "optim.optimizer"], ["optimizer"]),
+    ("zzz", ["alpha", "beta"], []),
+    ("resnet5", ["resnet50", "resnet18"], ["resnet50"]),
+    ("batchsz", ["batch_size", "seed"], ["batch_size"]),  # three edits: difflib's ratio finds it
+])
+def test_one_suggester_ranks_by_edits_then_falls_back_to_difflib(typo, names, expected):
+    from cnnlab.registry import suggest
+
+    assert suggest(typo, names) == expected

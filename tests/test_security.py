@@ -172,12 +172,13 @@ def test_a_malformed_model_safetensors_in_a_run_is_one_line(tmp_path, tiny_run, 
 @pytest.mark.slow  # a server process
 @pytest.mark.parametrize("craft,message", HOSTILE_HEADERS)
 def test_serve_refuses_a_hostile_weights_header_as_it_loads(tmp_path, tiny_run, craft, message):
-    from cnnlab.inference.server import create_app
+    from cnnlab.serving.app import create_app
+    from cnnlab.serving.options import ServeOptions
 
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("export"))
     craft(run / "model.safetensors")
     with pytest.raises(WeightsError, match=message):
-        create_app(str(run), backend="torch")
+        create_app(str(run), ServeOptions(backend="torch"))
     proc = cli_process("serve", run, "--port", "0")  # --backend auto: the ONNX export reads the weights first
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()  # after the "serving ..." and "exporting ..." lines
@@ -284,9 +285,9 @@ def test_pixel_bombs_are_skipped_in_training_and_predict(tmp_path, bars):
 
 @pytest.mark.parametrize("name", list(BOMBS))
 def test_pixel_bombs_get_422_and_the_server_keeps_serving(tiny_run, name):
-    from cnnlab.inference.server import create_app
+    from cnnlab.serving.app import create_app
 
-    client = TestClient(create_app(str(tiny_run)))
+    client = TestClient(create_app(str(tiny_run)), base_url="http://localhost")
     fmt, _ = BOMBS[name]
     r = client.post("/predict", files=[("files", (f"b.{fmt}", _bomb(name), f"image/{fmt}"))])
     assert r.status_code == 422 and "decompression bomb" in r.json()["detail"]

@@ -5,10 +5,9 @@ command line; unknown keys are errors that list the valid ones.
 """
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,10 +16,10 @@ from cnnlab.augmentations import PRESETS
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.layers import ACTIVATIONS, POOLING
 from cnnlab.loggers import LOGGERS
+from cnnlab.migrations import SCHEMA_VERSION, migrate
+from cnnlab.names import Accelerator, Distributed, Head, Monitor, Precision, Task, parse
 from cnnlab.optim import OPTIMIZERS, SCHEDULES
-from cnnlab.registry import Registry
-
-SCHEMA_VERSION = 3  # of config.yaml in a run directory; 1: the runs before it carried a version
+from cnnlab.registry import Registry, did_you_mean, suggest
 
 # The keys whose values are registry names: validated by, and documented from, the registry itself.
 NAMED: dict[str, Registry] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "pool": POOLING,
@@ -37,8 +36,26 @@ def _named(value: Any, info) -> Any:
         raise ValueError(str(exc)) from None
 
 
+# The keys whose values are names of the catalogue (cnnlab.names), with the words their error names them by.
+NAMED_KINDS: dict[str, tuple[type[Enum], str]] = {
+    "accelerator": (Accelerator, "--accelerator"), "distributed": (Distributed, "--distributed strategy"),
+    "precision": (Precision, "--precision"), "monitor": (Monitor, "--monitor"), "head": (Head, "--head"),
+    "task": (Task, "--task")}
+
+
+def _kind(value: Any, info) -> Any:
+    """A catalogue-named key's value as its member; an unknown one is the UnknownName that lists them all
+    (raised through pydantic as it is, so the message is the same at load time and everywhere else)."""
+    if value is None or isinstance(value, Enum):
+        return value
+    kind, what = NAMED_KINDS[info.field_name]
+    return parse(kind, value, what)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # A catalogue name is kept as its plain string (equal to its member): a config's values travel into
+    # checkpoints, which load with torch's weights_only and take no cnnlab class.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=True)
 
 
 class ConvBlock(_Strict):
@@ -93,7 +110,7 @@ class ModelConfig(_Strict):
     pool_size: int = Field(2, gt=0, description='pooling window')
     pool_stride: Optional[int] = Field(None, gt=0, description='pooling stride (default: the window)')
     residual: bool = Field(False, description='skip connections around each block')
-    head: Optional[Literal["flatten", "gap", "original"]] = Field(
+    head: Optional[Head] = Field(
         None, description="flatten (custom CNN), gap (global average pooling, backbones) or original (VGG-16's own classifier)")
     dense: Optional[list[int]] = Field(
         None, description='fully connected layers before the output (default: [128] for CNNs, none for backbones)')
@@ -106,6 +123,7 @@ class ModelConfig(_Strict):
         None, description='starting weights: imagenet, none, a .safetensors/.pth file or a run directory (default: imagenet for backbones)')
 
     _check_names = field_validator("activation", "pool")(_named)
+    _check_head = field_validator("head", mode="before")(_kind)
 
     @field_validator("dense", mode="before")
     @classmethod
@@ -149,16 +167,16 @@ class TrainConfig(_Strict):
     early_stopping: bool = Field(False, description='stop when the monitored loss stops improving')
     patience: int = Field(3, ge=0, description='epochs without improvement before early stopping')
     min_delta: float = Field(0.0, ge=0.0, description='smallest change that counts as an improvement')
-    monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
-        "val_loss", description='metric for the best checkpoint and early stopping')
-    accelerator: str = Field("auto", description='cpu, gpu (cuda) or auto: a GPU when there is one')
+    monitor: Monitor = Field(
+        Monitor.VAL_LOSS.value, description='metric for the best checkpoint and early stopping')
+    accelerator: Accelerator = Field(Accelerator.AUTO.value, description='cpu, gpu (cuda) or auto: a GPU when there is one')
     devices: Union[int, str] = Field(
         "auto", description='processes per machine: GPUs, or CPU processes with --accelerator cpu (auto: every GPU, or 1 CPU process)')
-    distributed: str = Field(
-        "auto", description='auto, or ddp: one process per device, gradients averaged (gloo on the CPU, NCCL on GPUs)')
+    distributed: Distributed = Field(
+        Distributed.AUTO.value, description='auto, or ddp: one process per device, gradients averaged (gloo on the CPU, NCCL on GPUs)')
     num_nodes: int = Field(1, gt=0, description='machines to train on (launched by torchrun or SLURM)')
-    precision: str = Field(
-        "32-true", description='32-true, bf16-mixed (GPUs since Ampere, and CPUs) or 16-mixed (GPUs)')
+    precision: Precision = Field(
+        Precision.FULL.value, description='32-true, bf16-mixed (GPUs since Ampere, and CPUs) or 16-mixed (GPUs)')
     channels_last: Optional[bool] = Field(
         None, description='NHWC memory layout (tensor cores); default: on for the custom CNNs on the CPU, where it '
                           'measured faster (benchmarks/cpu_speed.py), else off')
@@ -175,6 +193,15 @@ class TrainConfig(_Strict):
                            'store under the run) or wandb')
 
     _check_logger = field_validator("logger")(_named)
+    _check_kinds = field_validator("monitor", "accelerator", "distributed", "precision", mode="before")(_kind)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        count = int(value) if isinstance(value, str) and value.isdigit() else value
+        if count != "auto" and type(count) is not int:  # how many this machine has: checked when training
+            raise ConfigError(f"--devices must be a number or auto, got '{value}'")
+        return count
 
 
 class TransferConfig(_Strict):
@@ -226,8 +253,8 @@ class AugmentConfig(_Strict):
 
 
 class Config(_Strict):
-    task: Literal["classification", "regression"] = Field(
-        "classification", description='classification (softmax) or regression (one linear output)')
+    task: Task = Field(
+        Task.CLASSIFICATION.value, description='classification (softmax) or regression (one linear output)')
     seed: int = Field(0, description='seed of the split, initialisation, order and augmentation')
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -236,9 +263,11 @@ class Config(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
 
+    _check_task = field_validator("task", mode="before")(_kind)
+
     @model_validator(mode="after")
     def _classification_only(self) -> "Config":
-        if self.task == "regression":
+        if self.task == Task.REGRESSION:
             if self.optim.class_weights != "none":
                 raise ValueError("class_weights weighs classes: it applies to classification, not regression "
                                  "(drop --class-weights, or use --task classification)")
@@ -271,60 +300,6 @@ def key_paths() -> dict[str, str]:
     return paths
 
 
-SECTION_TITLES = {"": "General", "data": "Data", "model": "Model", "optim": "Optimisation", "train": "Training",
-                  "augment": "Augmentation", "transfer": "Transfer learning"}
-
-
-@dataclass
-class KeyDoc:
-    section: str  # "" for the top-level keys
-    name: str
-    default: Any
-    allowed: str  # "a|b|c" for choices, "true|false", else the value's type
-    description: str
-
-
-def _allowed(annotation: Any, name: str = "") -> str:
-    if name in NAMED:
-        return "|".join(NAMED[name].names())
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if get_origin(annotation) is Literal:
-        return "|".join(map(str, get_args(annotation)))
-    if annotation is bool or bool in args:
-        return "true|false"
-    if args and get_origin(annotation) is Union:
-        return "|".join(_allowed(a) for a in args)
-    if get_origin(annotation) in (list, tuple):
-        return "list"
-    return getattr(annotation, "__name__", str(annotation)).replace("str", "text")
-
-
-def key_docs() -> list[KeyDoc]:
-    """Every config key with its default, its allowed values and its one line of meaning, by section:
-    the one source of ``cnnlab config`` and ``cnnlab train --help``."""
-    docs = [KeyDoc("", n, f.default, _allowed(f.annotation, n), f.description or "")
-            for n, f in Config.model_fields.items() if n not in _SECTIONS]
-    for section in _SECTIONS:
-        for n, f in Config.model_fields[section].annotation.model_fields.items():
-            docs.append(KeyDoc(section, n, f.default, _allowed(f.annotation, n), f.description or ""))
-    return docs
-
-
-def commented_yaml(cfg: Optional["Config"] = None) -> str:
-    """The config as YAML with each key's meaning and allowed values as a comment."""
-    tree = (cfg or Config()).model_dump(mode="json")
-    lines, section = [], ""
-    for doc in key_docs():
-        if doc.section != section:
-            section = doc.section
-            lines.append(f"{section}:")
-        value = tree[doc.section][doc.name] if doc.section else tree[doc.name]
-        text = yaml.safe_dump({doc.name: value}, default_flow_style=True, width=10**6).strip()[1:-1]
-        indent = "  " if doc.section else ""
-        lines.append(f"{indent}{text}  # {doc.description} [{doc.allowed}]")
-    return "\n".join(lines) + "\n"
-
-
 def all_keys() -> list[str]:
     return sorted(set(key_paths().values()))
 
@@ -336,33 +311,9 @@ def _resolve_key(key: str) -> str:
         return paths[key]
     if key in paths.values():
         return key
-    maybe = _suggest(key, sorted({*paths, *paths.values()}))
+    close = suggest(key, sorted({*paths, *paths.values()}), first=tuple(ALIASES))
+    maybe = did_you_mean([f"--{n.replace('_', '-')}" for n in close])
     raise UnknownName(f"unknown flag '--{key.replace('_', '-')}'.{maybe} Every flag: cnnlab train --help (or cnnlab config)")
-
-
-def _suggest(key: str, names: list[str], most: int = 3) -> str:
-    """" Did you mean --a or --b?" for at most a few names one or two edits away (a transposition is one
-    edit: --modle is --model's), the flags people type (--model, --optimizer) first among equals."""
-    ranked = sorted((_edits(key, n), n not in ALIASES, n) for n in names)
-    close = [n for d, _, n in ranked if d <= max(1, len(key) // 4)][:most]
-    close = close or difflib.get_close_matches(key, names, n=most, cutoff=0.75)
-    if not close:
-        return ""
-    flags = [f"--{n.replace('_', '-')}" for n in close]
-    return f" Did you mean {' or '.join(flags) if len(flags) < 3 else ', '.join(flags[:-1]) + ' or ' + flags[-1]}?"
-
-
-def _edits(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
-    prev2, prev = None, list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        row = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
-            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                row[j] = min(row[j], prev2[j - 2] + 1)
-        prev2, prev = prev, row
-    return prev[-1]
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -383,20 +334,8 @@ def _check_keys(tree: dict, prefix: str = "") -> None:
         if dotted in _SECTIONS and isinstance(value, dict):
             _check_keys(value, prefix=f"{dotted}.")
         elif dotted not in valid:
-            close = difflib.get_close_matches(dotted, sorted(valid), n=3, cutoff=0.75)
-            maybe = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            maybe = did_you_mean([repr(c) for c in suggest(dotted, sorted(valid))])
             raise UnknownName(f"unknown config key '{dotted}'.{maybe} Every key: cnnlab config")
-
-
-def parse_value(text: str) -> Any:
-    """A flag's value as YAML (``0.01``, ``true``, ``[64, 128]``); a bare ``64,128`` is a list."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str) and "," in value:
-        return [parse_value(part.strip()) for part in value.split(",")]
-    return value
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None, run_file: bool = False) -> Config:
@@ -425,53 +364,6 @@ def with_overrides(base: "Config | dict", overrides: dict[str, Any] | None) -> C
     for key, value in (overrides or {}).items():
         _set(tree, _resolve_key(key), value)
     return validate(tree)
-
-
-def _v1_to_v2(tree: dict) -> dict:
-    """Version 2 added train.channels_last (by default on for the custom CNNs on the CPU) and train.compile:
-    a version-1 run trained with neither, so it keeps both off and resumes exactly as it was."""
-    train = dict(tree.get("train") or {})
-    train.setdefault("channels_last", False)
-    train.setdefault("compile", False)
-    return {**tree, "train": train}
-
-
-def _v2_to_v3(tree: dict) -> dict:
-    """Version 3 added class weights, the balanced sampler, target standardisation, calibration and loggers,
-    and made the epochs, learning rate, schedule and augmentation default to a recipe: a version-2 run had
-    none of the new ones, and its file holds the values it trained with, except where they were unset."""
-    sections = {name: dict(tree.get(name) or {}) for name in ("data", "optim", "train", "augment")}
-    sections["data"].setdefault("sampler", "shuffle")
-    sections["data"].setdefault("standardize", False)
-    sections["optim"].setdefault("class_weights", "none")
-    sections["optim"].setdefault("lr", 0.001)
-    sections["optim"].setdefault("schedule", "none")
-    sections["train"].setdefault("epochs", 10)
-    sections["train"].setdefault("calibrate", False)
-    sections["train"].setdefault("logger", "csv")
-    sections["augment"].setdefault("preset", "none")
-    return {**tree, **sections}
-
-
-# schema version -> the function that brings a config tree of that version to the next one
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
-
-
-def migrate(tree: dict, unversioned: int = SCHEMA_VERSION) -> dict:
-    """A config tree of any schema version this cnnlab knows, as the current version (without the key).
-
-    A tree without a version is ``unversioned``: a config file a person wrote is the current version; a
-    run directory's config.yaml without one was written before versions were recorded (version 1)."""
-    tree = dict(tree)
-    version = tree.pop("schema_version", unversioned)
-    if not isinstance(version, int) or version < 1:
-        raise ConfigError(f"invalid schema_version {version!r}: a positive whole number")
-    if version > SCHEMA_VERSION:
-        raise ConfigError(f"this config is schema version {version}, newer than this cnnlab reads ({SCHEMA_VERSION}):"
-                          f" upgrade cnnlab (pip install -U cnnlab) to use it")
-    for step in range(version, SCHEMA_VERSION):
-        tree = MIGRATIONS[step](tree)
-    return tree
 
 
 def validate(tree: dict) -> Config:

@@ -70,3 +70,10 @@ class MissingExtra(CnnlabError):
 
 class Interrupted(CnnlabError):
     """Ctrl-C during training: the CLI exits with 130 and says how to continue."""
+
+
+class OutOfRange(ConfigError):
+    """A value outside what its setting allows (a threshold of 1.5), from a flag, a Python call or a request's
+    parameter: the server answers it 422, as any request it cannot process."""
+
+    http_status = 422

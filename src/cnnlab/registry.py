@@ -15,12 +15,43 @@ from cnnlab.errors import ConfigError, UnknownName
 T = TypeVar("T", bound=Callable)
 
 
+def suggest(name: str, names: list[str], most: int = 3, first: tuple[str, ...] = ()) -> list[str]:
+    """The known names a typo most likely meant: at most ``most`` of those one or two edits away (a
+    transposition is one edit: ``modle`` is ``model``'s), ``first`` first among equals; failing any, the
+    closest by difflib's ratio. The one suggester of every "Did you mean" (flags, keys, registry names)."""
+    ranked = sorted((_edits(name, n), n not in first, n) for n in names)
+    close = [n for d, _, n in ranked if d <= max(1, len(name) // 4)][:most]
+    return close or difflib.get_close_matches(name, names, n=most)
+
+
+def did_you_mean(close: list[str]) -> str:
+    """`` Did you mean a?``, `` Did you mean a or b?``, `` Did you mean a, b or c?`` (nothing for none)."""
+    if not close:
+        return ""
+    return f" Did you mean {' or '.join(close) if len(close) < 3 else ', '.join(close[:-1]) + ' or ' + close[-1]}?"
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str, hint: str = "") -> None:
+    def __init__(self, kind: str, hint: str = "", prefixes: dict[str, Callable[[str], T]] | None = None) -> None:
+        """``prefixes``: families of names made on demand, ``{"timm:": entry_for}`` (``timm:<name>``)."""
         self.kind = kind
         self.hint = hint
         self._entries: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
+        self._prefixes = dict(prefixes or {})
 
     def register(self, name: str | None = None, *aliases: str, description: str = "") -> Callable[[T], T]:
         def add(fn: T) -> T:
@@ -34,10 +65,12 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise UnknownName(self.unknown_message(name)) from None
+        for prefix, entry_for in self._prefixes.items():
+            if name.startswith(prefix):
+                return entry_for(name[len(prefix):])
+        raise UnknownName(self.unknown_message(name))
 
     def check(self, name: str) -> str:
         """``name`` if it is registered, else the UnknownName error (for validators)."""
@@ -60,8 +93,7 @@ class Registry(Generic[T]):
         return self._descriptions[name]
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=1)
-        maybe = f" Did you mean '{close[0]}'?" if close else ""
+        maybe = did_you_mean([f"'{n}'" for n in suggest(name, self.names(), most=1)])
         extra = f" ({self.hint})" if self.hint else ""
         return f"unknown {self.kind} '{name}'.{maybe} Known: {', '.join(self.names())}{extra}"
 

@@ -9,7 +9,7 @@ import pytest
 import uvicorn
 
 import cnnlab
-from cnnlab.inference.server import create_app
+from cnnlab.serving.app import create_app
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "

@@ -79,9 +79,9 @@ def test_a_headline_on_validation_images_says_they_selected_the_model(val_headli
     page = build_report(root / "run").read_text()
     assert 'id="split-note"' in page and "validation images, which also selected the model" in page
     from fastapi.testclient import TestClient
-    from cnnlab.inference.server import create_app
+    from cnnlab.serving.app import create_app
 
-    info = TestClient(create_app(str(root / "run"))).get("/model").json()
+    info = TestClient(create_app(str(root / "run")), base_url="http://localhost").get("/model").json()
     assert info["evaluated_on"] == "val" and "which also selected the model" in info["note"]
 
 

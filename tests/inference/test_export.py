@@ -205,3 +205,36 @@ def test_a_regression_export_gives_cnnlab_predict_value_at_another_size(tmp_path
     assert proc.returncode == 0, proc.stderr
     value = json.loads(proc.stdout)["value"]
     assert value == pytest.approx(cnnlab.load(run, "cpu").predict(path)[0].label, abs=1e-4)
+
+
+def test_serving_with_backend_auto_on_the_cpu_exports_to_onnx_once_and_falls_back_to_pytorch(tiny_run, tmp_path,
+                                                                                           monkeypatch, caplog):
+    import logging
+    import shutil
+
+    from cnnlab.inference import export as export_module
+    from cnnlab.inference.export import ensure_onnx
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
+    path = ensure_onnx(run)
+    assert path == run / "export" / "model.onnx" and path.is_file()
+    made = path.stat().st_mtime_ns
+    assert ensure_onnx(run) == path and path.stat().st_mtime_ns == made  # current: kept, not made again
+    info = json.loads((run / "export" / "export.json").read_text())
+    info["weights_sha256"] = "0" * 64  # as if trained again since
+    (run / "export" / "export.json").write_text(json.dumps(info))
+    assert ensure_onnx(run) == path and path.stat().st_mtime_ns != made
+    assert json.loads((run / "export" / "export.json").read_text())["weights_sha256"] != "0" * 64
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("export"))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::novel' to ONNX opset version 18 is not supported")
+
+    monkeypatch.setattr(export_module, "export", refuse)
+    with caplog.at_level(logging.INFO, logger="cnnlab"):
+        assert ensure_onnx(other) is None
+    assert any("PyTorch (no ONNX export: Exporting the operator" in r.getMessage() for r in caplog.records)
+    assert not (other / "export" / "model.onnx").exists()

@@ -1,3 +1,4 @@
+import re
 import shutil
 import subprocess
 import sys
@@ -103,3 +104,31 @@ def test_predictions_of_a_batch_are_each_rows_top_k_in_order(tiny_run):
         assert all(type(t["probability"]) is float for t in pred.top_k)  # plain floats: JSON as they are
         assert pred.uncertain == (float(row.max()) < 0.6)
         assert pred.label == (None if pred.uncertain else predictor.classes[int(order[0])])
+
+
+def test_backend_auto_takes_the_faster_of_onnx_runtime_and_pytorch_when_an_export_exists(tiny_run, tmp_path):
+    import shutil
+
+    from cnnlab.inference.export import export
+    from cnnlab.inference.predictor import OnnxPredictor, Predictor
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
+    plain = cnnlab.load(run, "cpu", backend="auto")
+    assert type(plain) is Predictor and not hasattr(plain, "backend_choice")  # no export: PyTorch
+    export(run, "onnx")
+    chosen = cnnlab.load(run, "cpu", backend="auto")
+    assert isinstance(chosen, (OnnxPredictor, Predictor))
+    onnx_ms, torch_ms = map(float, re.findall(r"ONNX Runtime ([\d.]+) ms, PyTorch ([\d.]+) ms", chosen.backend_choice)[0])
+    assert isinstance(chosen, OnnxPredictor) == (onnx_ms < torch_ms)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    weights = run / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        metadata = f.metadata()
+    state = load_file(weights)
+    first = next(iter(state))
+    state[first] = state[first] + 1  # trained again since: the export is stale, and auto keeps to PyTorch
+    save_file(state, weights, metadata=metadata)
+    assert type(cnnlab.load(run, "cpu", backend="auto")) is Predictor

@@ -55,14 +55,14 @@ def test_the_report_counts_epochs_from_1_as_metrics_csv_says_it_does_not(tiny_ru
 def test_model_training_seconds_is_the_whole_training_time(tiny_run, tmp_path):
     from fastapi.testclient import TestClient
 
-    from cnnlab.inference.server import create_app
+    from cnnlab.serving.app import create_app
 
     info = json.loads((tiny_run / rundir.TRAINING).read_text())
     epochs = [float(r["seconds"]) for r in rundir.read_csv(tiny_run / rundir.METRICS)]
     assert "seconds" not in info["final"] and info["seconds"] >= sum(epochs) > epochs[-1]
-    seconds = TestClient(create_app(str(tiny_run))).get("/model").json()["training"]["seconds"]
+    seconds = TestClient(create_app(str(tiny_run)), base_url="http://localhost").get("/model").json()["training"]["seconds"]
     assert seconds == info["seconds"]
     # a run from before: its final figures held the last epoch's time
     old = shutil.copytree(tiny_run, tmp_path / "old")
     files.write_json(old / rundir.TRAINING, {**info, "final": {**info["final"], "seconds": epochs[-1]}})
-    assert TestClient(create_app(str(old))).get("/model").json()["training"]["seconds"] == info["seconds"]
+    assert TestClient(create_app(str(old)), base_url="http://localhost").get("/model").json()["training"]["seconds"] == info["seconds"]

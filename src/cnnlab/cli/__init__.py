@@ -10,7 +10,7 @@ import sys
 from rich.markup import escape
 
 # Importing the command modules registers their commands, listed by --help in this order.
-from cnnlab.cli import train, results, deploy, models, data, experiment  # noqa: F401,I001
+from cnnlab.cli import train, results, deploy, models, data, experiment, course  # noqa: F401,I001
 from cnnlab.cli.app import app
 from cnnlab.cli.output import setup_output
 from cnnlab.console import console

@@ -9,7 +9,6 @@ import typer
 from rich.markup import escape
 
 from cnnlab.console import out
-from cnnlab.errors import CnnlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cnnlab: from a folder of labelled images to a trained, measured and deployed CNN.")
@@ -28,7 +27,8 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 def _config_epilog() -> str:
     """Every config key as a flag, grouped by section, with its default, allowed values and meaning
     (from the config's field descriptions, as ``cnnlab config`` prints them)."""
-    from cnnlab.config import ALIASES, SECTION_TITLES, key_docs
+    from cnnlab.config import ALIASES
+    from cnnlab.flags import SECTION_TITLES, key_docs
 
     alias = {path: name for name, path in ALIASES.items()}
 
@@ -64,23 +64,10 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def parse_extra(args: List[str]) -> dict:
-    """``--key value`` / ``--key=value`` / ``--flag`` pairs -> {key: value}, values read as YAML."""
-    from cnnlab.config import parse_value
+    """The command's extra ``--key value`` flags as ``{key: value}`` (values read as YAML)."""
+    from cnnlab.flags import parse_args
 
-    result, i = {}, 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise CnnlabError(f"unexpected argument '{arg}': config flags look like --key value (see: cnnlab config)")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                value, i = args[i + 1], i + 1
-            else:
-                value = "true"
-        result[key] = parse_value(value)
-        i += 1
-    return result
+    return parse_args(args)
 
 
 def _command() -> str:

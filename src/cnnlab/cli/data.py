@@ -10,6 +10,7 @@ import typer
 from cnnlab.cli.app import EXTRA, augment_app, datasets_app, diagnose_app, parse_extra, plot_app
 from cnnlab.console import console, new_table, out
 from cnnlab.errors import CnnlabError
+from cnnlab.names import Task, listed, parse
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -36,21 +37,8 @@ def datasets_export(ctx: typer.Context, name: str, directory: Path) -> None:
     console.print(f"{name}: {counts['train']} train and {counts['test']} test images in {directory}")
 
 
-@datasets_app.command("check")
-def datasets_check(
-    data: Path = typer.Argument(..., help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole report as JSON to FILE."),
-    task: str = typer.Option("classification", help="classification or regression (a CSV of numeric targets)."),
-    near: bool = typer.Option(True, help="Also look for near duplicates (a perceptual hash of each image)."),
-) -> None:
-    """Data health: counts and imbalance, unreadable files, duplicates, label conflicts, train/test leaks,
-    image sizes and modes. It reports every problem and never stops at one."""
-    from cnnlab import files
-    from cnnlab.data.health import check
-
-    if task not in ("classification", "regression"):
-        raise CnnlabError(f"unknown task '{task}': classification or regression")
-    report = check(data, task, near=near)
+def _health_table(report: dict, data: Path):
+    """The per-class counts (printed here) and the table of every check's findings (returned)."""
     table = new_table("check", "found", title=f"data health of {data} ({report['images']} files)")
     if report["counts"]:
         splits = sorted({s for per in report["counts"].values() for s in per})
@@ -72,7 +60,23 @@ def datasets_check(
         table.add_row("modes", ", ".join(f"{m} {n}" for m, n in sizes["modes"].items())
                       + (" (mixed)" if sizes["mixed_modes"] else ""))
         table.add_row(f"aspect ratio beyond {sizes['extreme_aspect_limit']:g}:1", str(len(sizes["extreme_aspect"])))
-    out.print(table)
+    return table
+
+
+@datasets_app.command("check")
+def datasets_check(
+    data: Path = typer.Argument(..., help="Folder of class sub-folders (optionally train/ val/ test/) or a CSV manifest."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole report as JSON to FILE."),
+    task: str = typer.Option(Task.CLASSIFICATION.value, help=f"{listed(Task, ' or ')} (a CSV of numeric targets)."),
+    near: bool = typer.Option(True, help="Also look for near duplicates (a perceptual hash of each image)."),
+) -> None:
+    """Data health: counts and imbalance, unreadable files, duplicates, label conflicts, train/test leaks,
+    image sizes and modes. It reports every problem and never stops at one."""
+    from cnnlab import files
+    from cnnlab.data.health import check
+
+    report = check(data, parse(Task, task, "task"), near=near)
+    out.print(_health_table(report, data))
     for item in report["unreadable"][:5]:
         console.print(f"unreadable: {item['path']}: {item['reason']}")
     for leak in report["leaks"][:5]:

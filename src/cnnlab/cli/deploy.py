@@ -8,6 +8,7 @@ import typer
 
 from cnnlab.cli.app import app
 from cnnlab.console import console
+from cnnlab.serving.options import ServeOptions
 
 
 # ----------------------------------------------------------------------------- export / serve
@@ -34,53 +35,46 @@ def export_cmd(
     console.print(f"it takes {takes} (all in {result.path.parent / EXPORT_INFO})")
 
 
+def _flag(name: str, *decls: str, **kwargs):
+    """A flag of ``cnnlab serve`` with its default and help from ``ServeOptions``: written once, there."""
+    field = ServeOptions.model_fields[name]
+    return typer.Option(field.default, *decls, help=field.description, **kwargs)
+
+
 @app.command()
 def serve(
     run: Path = typer.Argument(..., help="Run directory."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
-    port: int = typer.Option(8000, help="Port."),
-    backend: str = typer.Option("auto", help="torch, onnx, or auto: on the CPU, ONNX Runtime when it runs an image "
-                                             "faster (the run is exported to ONNX first if it has no current "
-                                             "export), else torch."),
-    max_upload_mb: float = typer.Option(10.0, help="Largest accepted upload, in MB."),
-    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
-    threshold: Optional[float] = typer.Option(None, help="Default threshold (0-1): a top probability below it is "
-                                                          "answered uncertain, label null (?threshold= per request)."),
-    workers: int = typer.Option(1, help="Server processes under gunicorn (a worker that dies is replaced)."),
-    max_batch: int = typer.Option(32, help="Most images in one forward pass (micro-batching of concurrent requests)."),
-    max_wait_ms: float = typer.Option(5.0, help="Longest wait for more requests to join a batch, in ms."),
-    limit_concurrency: Optional[int] = typer.Option(None, help="Requests to the model in flight at most; more get 503 "
-                                                                "with Retry-After."),
-    request_timeout: float = typer.Option(30.0, help="Seconds a connection has to send a complete request "
-                                                     "(headers and body) before it is closed."),
-    max_pixels: Optional[int] = typer.Option(None, help="Decoded pixels at once, in one image or all being decoded "
-                                                         "together (default: 4096x4096, or 16x the model's input on "
-                                                         "each side if larger); a larger image gets 413."),
-    allowed_hosts: Optional[str] = typer.Option(None, help="Host names the server answers, comma-separated ('*': any; "
-                                                            "default: localhost,127.0.0.1,[::1] on a loopback --host, "
-                                                            "else any); another Host gets 400."),
-    max_header_kb: float = typer.Option(32.0, help="Request line and headers, in KB, at most (and 100 header "
-                                                   "fields); more gets 431."),
-    access_log: bool = typer.Option(False, help="Print a line for each request (it costs a small model's request "
-                                                "a third of its time; GET /metrics counts them either way)."),
+    host: str = _flag("host"),
+    port: int = _flag("port"),
+    backend: str = _flag("backend"),
+    max_upload_mb: float = _flag("max_upload_mb"),
+    device: str = _flag("device"),
+    top_k: int = _flag("top_k", "--top-k"),
+    threshold: Optional[float] = _flag("threshold"),
+    workers: int = _flag("workers"),
+    max_batch: int = _flag("max_batch"),
+    max_wait_ms: float = _flag("max_wait_ms"),
+    limit_concurrency: Optional[int] = _flag("limit_concurrency"),
+    request_timeout: float = _flag("request_timeout"),
+    max_pixels: Optional[int] = _flag("max_pixels"),
+    allowed_hosts: Optional[str] = _flag("allowed_hosts"),
+    max_header_kb: float = _flag("max_header_kb"),
+    access_log: bool = _flag("access_log"),
 ) -> None:
     """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""
     import os
 
     from cnnlab.inference.extras import require_serve
 
+    flags = {name: value for name, value in locals().items() if name in ServeOptions.model_fields}
+    options = ServeOptions.from_flags(**flags)  # a wrong option is one line before anything is imported or started
     require_serve("cnnlab serve" if workers == 1 else "cnnlab serve --workers", workers=workers > 1)
     if workers > 1:  # the workers are forked after this: the CUDA check must not initialise CUDA here
         os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    from cnnlab.inference.predictor import check_threshold, resolve_device
-    from cnnlab.inference.server import check_options, serve as run_server
+    from cnnlab.inference.predictor import resolve_device
+    from cnnlab.serving.server import serve as run_server
 
-    resolve_device(device)  # a wrong option is one line before anything is printed or started
-    check_threshold(threshold)
-    check_options(max_batch, max_wait_ms, limit_concurrency, request_timeout, workers, max_pixels, max_header_kb)
-    hosts = None if allowed_hosts is None else [h for h in allowed_hosts.split(",") if h.strip()]
+    resolve_device(device)
     console.print(f"serving {run} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs; requests counted "
                   f"at /metrics{'' if access_log else ', a line each with --access-log'})")
-    run_server(str(run), host, port, backend, max_upload_mb, device, threshold, workers, max_batch, max_wait_ms,
-               limit_concurrency, request_timeout, access_log, max_pixels=max_pixels, allowed_hosts=hosts,
-               max_header_kb=max_header_kb)
+    run_server(str(run), options)

@@ -71,6 +71,6 @@ def summary(
 def show_config() -> None:
     """Print the default config as YAML, each key with its meaning and allowed values: every key can go in a
     --config file or be given as a flag."""
-    from cnnlab.config import commented_yaml
+    from cnnlab.flags import commented_yaml
 
     out.print(commented_yaml(), markup=False, highlight=False, soft_wrap=True)

@@ -22,14 +22,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.calibration import BINS, ece, reliability, uncalibrated
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
+from cnnlab.names import Monitor, Split, Task, listed
 from cnnlab.rundir import confusion_paths, evaluation_path
 
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images decoded at a time: bounded memory on large test sets
-
-
-SPLITS = ("auto", "test", "val", "all")
 
 
 @dataclass
@@ -45,35 +43,41 @@ class Chosen:
 def choose_images(predictor: Predictor, data: Union[str, Path], split: str = "auto") -> Chosen:
     """The run's own data: its held-out images from split.csv (test, else val; ``all`` for every image).
     Other data: its test/ split if it has one, else all of it."""
-    if split not in SPLITS:
-        raise CnnlabError(f"unknown split '{split}'. Known: {', '.join(SPLITS)}")
+    if split not in set(Split):
+        raise CnnlabError(f"unknown split '{split}'. Known: {listed(Split)}")
     run = predictor.run
     own_path = run.config.data.path
     own = own_path is not None and Path(data).expanduser().resolve() == Path(own_path).resolve()
-    rows = run.split() if own and split != "all" else []
+    rows = run.split() if own and split != Split.ALL else []
     if rows:
-        held = {s for r in rows for s in [r["split"]] if s in ("test", "val")}
-        which = split if split != "auto" else "test" if "test" in held else "val" if "val" in held else None
-        if which is None or which not in held:
-            raise CnnlabError(f"{run.path} has no held-out {which or 'test or val'} images of {data}: it trained on "
-                              f"every one. Evaluate on other data, or score its training images with --split all")
-        entries = [Entry(Path(r["path"]), r["label"], which) for r in rows if r["split"] == which]
-        return Chosen(entries, [], which, True)
+        return _held_out(run, rows, split, data)
     found = scan(data, predictor.task)
-    if split == "all" or not found.given_splits:
+    if split == Split.ALL or not found.given_splits:
         if own:
             log.warning(f"scoring every image of {data}, the training images included: "
                         f"the figures are optimistic")
-        return Chosen(found.entries, list(found.skipped), "all", own)
-    part = only_split(found, "test" if split == "auto" else split)
-    return Chosen(part.entries, list(part.skipped), "test" if split == "auto" else split, own)
+        return Chosen(found.entries, list(found.skipped), Split.ALL, own)
+    which = Split.TEST if split == Split.AUTO else Split(split)
+    part = only_split(found, which)
+    return Chosen(part.entries, list(part.skipped), which, own)
+
+
+def _held_out(run, rows: list[dict], split: str, data: Union[str, Path]) -> Chosen:
+    """The run's own held-out images of ``split`` from its split.csv rows (auto: test, else val)."""
+    held = {s for r in rows for s in [r["split"]] if s in (Split.TEST, Split.VAL)}
+    which = split if split != Split.AUTO else next((s for s in (Split.TEST, Split.VAL) if s in held), None)
+    if which is None or which not in held:
+        raise CnnlabError(f"{run.path} has no held-out {which or 'test or val'} images of {data}: it trained on "
+                          f"every one. Evaluate on other data, or score its training images with --split all")
+    entries = [Entry(Path(r["path"]), r["label"], which) for r in rows if r["split"] == which]
+    return Chosen(entries, [], which, True)
 
 
 def predict_dataset(predictor: Predictor, data: Union[str, Path],
                     split: str = "auto") -> tuple[np.ndarray, torch.Tensor, list, list[Skipped], Chosen]:
     """Targets, model outputs, paths and skipped files of the images ``choose_images`` picks."""
     chosen = choose_images(predictor, data, split)
-    if predictor.task == "classification":
+    if predictor.task == Task.CLASSIFICATION:
         unknown = sorted({str(e.label) for e in chosen.entries} - set(predictor.classes))
         if unknown:
             raise CnnlabError(f"{data} has classes the model was not trained on: {', '.join(unknown)} "
@@ -89,7 +93,7 @@ def predict_dataset(predictor: Predictor, data: Union[str, Path],
             outputs.append(predictor.outputs(images))
         for i in ok:
             e = chunk[i]
-            targets.append(float(e.label) if predictor.task == "regression" else index[str(e.label)])
+            targets.append(float(e.label) if predictor.task == Task.REGRESSION else index[str(e.label)])
             paths.append(str(e.path))
     if not targets:
         raise CnnlabError(f"no usable images in {data}")
@@ -157,10 +161,10 @@ def calibration_figures(probs: torch.Tensor, y_true: np.ndarray, temperature: fl
 
 def split_note(run, chosen: Chosen) -> Optional[str]:
     """Words for a headline measured on the run's validation images, which chose its best epoch."""
-    if not (chosen.own and chosen.split == "val"):
+    if not (chosen.own and chosen.split == Split.VAL):
         return None
     uses = []
-    if str(run.training_info().get("monitor", "val_loss")).startswith("val"):
+    if str(run.training_info().get("monitor", Monitor.VAL_LOSS)).startswith("val"):
         uses.append("selected the model (its best epoch)")
     fit = run.calibration()
     if fit and fit.get("kept", True):
@@ -170,19 +174,23 @@ def split_note(run, chosen: Chosen) -> Optional[str]:
             f"test/ folder) gives an unbiased one")
 
 
+def _figures(predictor: Predictor, y_true: np.ndarray, outputs: torch.Tensor, chosen: Chosen, tta: bool) -> dict:
+    if predictor.task == Task.REGRESSION:
+        return regression_metrics(y_true, outputs.numpy()[:, 0])
+    result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
+    fit = predictor.run.calibration()
+    result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta, fit,
+                                                chosen.own and chosen.split == fit.get("split", Split.VAL))
+    return result
+
+
 def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Path], json_path=None, plot: bool = True,
                           split: str = "auto", device: str = "auto", tta: bool = False):
     """``evaluate`` that also returns the targets, model outputs and paths behind the figures."""
     predictor = run if isinstance(run, Predictor) else load(run, device, tta=tta)
     tta = len(predictor.views) > 1
     y_true, outputs, paths, skipped, chosen = predict_dataset(predictor, data, split)
-    if predictor.task == "classification":
-        result = classification_metrics(y_true, outputs.numpy(), predictor.classes)
-        fit = predictor.run.calibration()
-        result["calibration"] = calibration_figures(outputs, y_true, predictor.temperature, tta, fit,
-                                                    chosen.own and chosen.split == fit.get("split", "val"))
-    else:
-        result = regression_metrics(y_true, outputs.numpy()[:, 0])
+    result = _figures(predictor, y_true, outputs, chosen, tta)
     result["data"] = str(data)
     result["split"] = chosen.split
     result["split_note"] = split_note(predictor.run, chosen)
@@ -191,11 +199,11 @@ def evaluate_with_outputs(run: Union[str, Path, Predictor], data: Union[str, Pat
     run_dir = predictor.run.path
     # The run's own held-out images are its headline (evaluation.json, the confusion-matrix PNGs, the
     # server's /model); any other data, or the training images, go to evaluations/<name>.json.
-    headline = chosen.own and chosen.split != "all" and not tta  # TTA figures sit beside the headline
+    headline = chosen.own and chosen.split != Split.ALL and not tta  # TTA figures sit beside the headline
     suffix = ('' if chosen.split in ('all', 'test') else '-' + chosen.split) + ("-tta" if tta else "")
     where = evaluation_path(run_dir) if headline else evaluation_path(run_dir, f"{_name(data)}{suffix}")
     result["file"] = str(where)
-    if plot and headline and predictor.task == "classification":
+    if plot and headline and predictor.task == Task.CLASSIFICATION:
         cm = np.asarray(result["confusion_matrix"])
         counts, normalized = confusion_paths(run_dir)
         confusion_matrix_png(cm, predictor.classes, counts)

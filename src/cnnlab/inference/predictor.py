@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -11,19 +10,8 @@ import torch
 from cnnlab.data.images import ImageInput, decode
 from cnnlab.errors import CnnlabError
 from cnnlab import rundir
+from cnnlab.inference.prediction import TOP_K, Prediction, check_threshold
 from cnnlab.rundir import Run
-
-
-@dataclass
-class Prediction:
-    path: Optional[str]
-    label: Union[str, float]
-    probability: Optional[float]
-    top_k: list[dict] = field(default_factory=list)
-    uncertain: bool = False  # the top probability is below the threshold asked for: label is None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Predictor:
@@ -94,21 +82,24 @@ class Predictor:
     def predictions(self, rows: Sequence, paths: Sequence[Optional[str]],
                     threshold: Optional[float] = None) -> list[Prediction]:
         """``ranked`` rows -> predictions; ``threshold``: as in ``to_predictions``."""
-        check_threshold(threshold)
+        threshold = check_threshold(threshold)
+        # Built without validation (model_construct): the values are ours, and a small model's request is ~2 ms.
         if self.task == "regression":
-            return [Prediction(path, value, None) for value, path in zip(rows, paths)]
+            return [Prediction.model_construct(path=path, label=value, probability=None)
+                    for value, path in zip(rows, paths)]
         preds = []
         for (probs, idx), path in zip(rows, paths):
             top = [{"label": self.classes[i], "probability": round(p, 6)} for p, i in zip(probs, idx)]
             unsure = threshold is not None and probs[0] < threshold
-            preds.append(Prediction(path, None if unsure else top[0]["label"], top[0]["probability"], top, unsure))
+            preds.append(Prediction.model_construct(path=path, label=None if unsure else top[0]["label"],
+                                                    probability=top[0]["probability"], top_k=top, uncertain=unsure))
         return preds
 
-    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5,
+    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = TOP_K,
                 batch_size: int = 128, threshold: Optional[float] = None) -> list[Prediction]:
         """Predict one image or a list; an unreadable image is a ``BadImage`` naming it. ``threshold``: mark
         predictions whose top probability is below it as uncertain (``label`` None)."""
-        check_threshold(threshold)
+        threshold = check_threshold(threshold)
         if not isinstance(images, (list, tuple)):
             images = [images]
         with ThreadPoolExecutor(4) as pool:
@@ -176,11 +167,6 @@ def _fastest(run: Run, device: torch.device, tta: bool, reps: int = 20) -> Predi
     chosen.backend_choice = f"{'onnx' if chosen is onnx_predictor else 'torch'} (one image: ONNX Runtime {onnx:.2f} ms, PyTorch {eager:.2f} ms)"
     logging.getLogger(__name__).info(f"--backend auto: {chosen.backend_choice}")
     return chosen
-
-
-def check_threshold(threshold: Optional[float]) -> None:
-    if threshold is not None and not 0 < threshold < 1:
-        raise CnnlabError(f"--threshold {threshold:g}: a probability strictly between 0 and 1 (e.g. 0.8)")
 
 
 DEVICES = ("auto", "cpu", "cuda")

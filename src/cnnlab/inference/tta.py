@@ -43,7 +43,3 @@ def views(augment: AugmentConfig) -> list[tuple[str, View]]:
     if ops.get("zoom") or ops.get("crop_scale"):
         out.append(("zoom", partial(_affine, scale=ZOOM)))
     return out
-
-
-def describe(augment: AugmentConfig) -> str:
-    return ", ".join(name for name, _ in views(augment))

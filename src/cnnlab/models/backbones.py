@@ -19,6 +19,7 @@ from torch import nn
 from cnnlab.config import ModelConfig
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.models.custom import dense_head
+from cnnlab.names import Head
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ SPECS: dict[str, BackboneSpec] = {
 
 
 def timm_spec(name: str) -> BackboneSpec:
+    """Any timm model by its timm name (``timm:<name>`` in cnnlab's: the model registry strips the prefix)."""
     import timm
 
     if not timm.list_models(name):
@@ -224,10 +226,6 @@ def timm_spec(name: str) -> BackboneSpec:
     cfg = timm.models.get_pretrained_cfg(name)
     classifier = (cfg.classifier if cfg is not None else None) or "fc"
     return BackboneSpec(name, "timm", None, _timm_parts, (f"{classifier}.",), f"timm model {name}")
-
-
-def spec_for(name: str) -> BackboneSpec:
-    return timm_spec(name[len("timm:"):]) if name.startswith("timm:") else SPECS[name]
 
 
 def create_original(spec: BackboneSpec) -> nn.Module:
@@ -247,14 +245,14 @@ def split(spec: BackboneSpec, model: nn.Module, num_outputs: int) -> Parts:
 
 
 def assemble(name: str, parts: Parts, cfg: ModelConfig, num_outputs: int) -> TransferNet:
-    head_kind = cfg.head or "gap"
-    if head_kind == "flatten":
+    head_kind = cfg.head or Head.GAP
+    if head_kind == Head.FLATTEN:
         raise ConfigError(f"{name} takes a global-pooling head: --head gap (new dense layers) or --head original")
-    if head_kind == "original" and parts.original_head is not None:
+    if head_kind == Head.ORIGINAL and parts.original_head is not None:
         head = parts.original_head(num_outputs)
     else:  # global average pooling, optional dense layers with dropout, the new output layer
         head_cfg = cfg.model_copy(update={"dense": cfg.dense if cfg.dense is not None else []})
-        head = dense_head(parts.num_features, head_cfg, num_outputs, "flatten" if parts.pooled else "gap")
+        head = dense_head(parts.num_features, head_cfg, num_outputs, Head.FLATTEN if parts.pooled else Head.GAP)
     return TransferNet(parts.features, head, parts.blocks, parts.aux)
 
 

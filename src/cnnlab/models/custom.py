@@ -13,12 +13,13 @@ from torch import nn
 from cnnlab.config import ConvBlock, ModelConfig
 from cnnlab.errors import ConfigError
 from cnnlab.layers import ACTIVATIONS, POOLING, width_factor
+from cnnlab.names import Head
 
 
 @dataclass(frozen=True)
 class Preset:
     blocks: tuple[dict, ...]
-    overrides: dict  # model keys the preset sets unless the config sets them
+    overrides: dict  # model keys the preset sets unless the config sets them (plain values: they skip validation)
     channels: int = 1
     size: int = 28
     description: str = ""
@@ -32,7 +33,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cnn-medium": Preset(
         blocks=({"filters": 32, "repeat": 2}, {"filters": 64, "repeat": 2}, {"filters": 128, "repeat": 2}),
-        overrides={"head": "gap"},
+        overrides={"head": Head.GAP.value},
         channels=3,
         size=32,
         description="3 double-conv blocks (32, 64, 128) + global average pooling",
@@ -93,7 +94,7 @@ class ConvStage(nn.Module):
 
 def dense_head(in_features: int, cfg: ModelConfig, num_outputs: int, pool: str) -> nn.Sequential:
     """Flatten/global-pool, dense layers with the activation and dropout, then the output layer."""
-    layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if pool == "gap" else [nn.Flatten()]
+    layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if pool == Head.GAP else [nn.Flatten()]
     width = in_features
     for units in cfg.dense:
         layers += [nn.Linear(width, units * width_factor(cfg.activation)), ACTIVATIONS.get(cfg.activation)(units)]
@@ -124,8 +125,8 @@ def effective_config(cfg: ModelConfig) -> ModelConfig:
     preset = PRESETS[cfg.name]
     given = cfg.model_fields_set
     updates = {k: v for k, v in preset.overrides.items() if k not in given}
-    if cfg.head in (None, "original"):
-        updates.setdefault("head", "flatten")
+    if cfg.head in (None, Head.ORIGINAL):
+        updates.setdefault("head", Head.FLATTEN.value)  # model_copy: no validation to make it plain
     if cfg.dense is None:
         updates.setdefault("dense", [128])
     if cfg.blocks is None:
@@ -151,5 +152,5 @@ def build_custom(cfg: ModelConfig, channels: int, size: tuple[int, int], num_out
             f"({str(exc).splitlines()[0]}): use a larger model.input_size or fewer blocks"
         ) from None
     features.train()
-    in_features = out.shape[1] if cfg.head == "gap" else out[0].numel()
+    in_features = out.shape[1] if cfg.head == Head.GAP else out[0].numel()
     return CustomCNN(features, dense_head(in_features, cfg, num_outputs, cfg.head))

@@ -1,6 +1,7 @@
 """Model names -> builders. A model knows its own input size and normalisation."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +12,12 @@ from torch import nn
 from cnnlab.config import Config, with_overrides
 from cnnlab.errors import CnnlabError
 from cnnlab.models import backbones
+from cnnlab.models.backbones import BackboneSpec
 from cnnlab.models.custom import PRESETS, build_custom
 from cnnlab.models.preprocess import ImageModel
 from cnnlab.preprocessing import Preprocessing
 from cnnlab.models.weights import LoadReport, download_imagenet, kind, load_matching, read_state_dict
+from cnnlab.names import TIMM_PREFIX
 from cnnlab.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,10 @@ class ModelEntry:
     def size(self) -> int:
         return self.default_size() if callable(self.default_size) else self.default_size
 
-
-MODELS: Registry = Registry("model", hint="or timm:<name> for any timm model")
+    def __call__(self, cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
+        """The network with its starting weights (weights: none, imagenet or file) and the load report:
+        what ``MODELS.build(name, ...)`` calls, after checking the options against this signature."""
+        return self.build(cfg, pre, num_outputs, weights)
 
 
 def _build_custom_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
@@ -50,10 +55,9 @@ def _build_custom_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights
     return net, report
 
 
-def _build_backbone_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
+def _build_backbone_net(spec: BackboneSpec, cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
     """Reference architecture -> starting weights (into the reference layout) -> features + new head."""
     name = cfg.model.name
-    spec = backbones.spec_for(name)
     original = backbones.create_original(spec)
     head_keys = spec.head_keys
     report = None
@@ -70,7 +74,7 @@ def _build_backbone_net(cfg: Config, pre: Preprocessing, num_outputs: int, weigh
 
 def _register_presets() -> None:
     for name, preset in PRESETS.items():
-        MODELS.register(name)(ModelEntry(
+        MODELS.register(name, description=preset.description)(ModelEntry(
             name=name, description=preset.description,
             input_spec=lambda cfg: (cfg.model.in_channels, cfg.model.input_size, [0.5], [0.5], "bilinear"),
             build=_build_custom_net,
@@ -78,31 +82,36 @@ def _register_presets() -> None:
         ))
 
 
-def _backbone_entry(name: str) -> ModelEntry:
-    spec = backbones.spec_for(name)
-
+def _backbone_entry(name: str, spec: BackboneSpec) -> ModelEntry:
     def input_spec(cfg: Config) -> InputSpec:
         if cfg.model.in_channels == 1:
             raise CnnlabError(f"{name} takes colour input: leave in_channels unset (grayscale images are converted)")
         data = spec.data
         return 3, cfg.model.input_size or data.size, list(data.mean), list(data.std), data.interpolation
 
-    return ModelEntry(name, spec.description, input_spec, _build_backbone_net, 3, lambda: spec.data.size,
-                      pretrained=True)
+    return ModelEntry(name, spec.description, input_spec, functools.partial(_build_backbone_net, spec), 3,
+                      lambda: spec.data.size, pretrained=True)
+
+
+def _timm_entry(timm_name: str) -> ModelEntry:
+    """``timm:<name>``: any timm model, made when it is asked for (the registry strips the prefix)."""
+    return _backbone_entry(TIMM_PREFIX + timm_name, backbones.timm_spec(timm_name))
 
 
 def _register_backbones() -> None:
-    for name in backbones.SPECS:
-        MODELS.register(name)(_backbone_entry(name))
+    for name, spec in backbones.SPECS.items():
+        MODELS.register(name, description=spec.description)(_backbone_entry(name, spec))
 
 
+# The one list of model names: the presets of the custom CNN and the backbones, each entry with its input
+# spec and builder; every lookup, ``timm:<name>`` included, goes through it.
+MODELS: Registry = Registry("model", hint=f"or {TIMM_PREFIX}<name> for any timm model",
+                            prefixes={TIMM_PREFIX: _timm_entry})
 _register_presets()
 _register_backbones()
 
 
 def get_entry(name: str) -> ModelEntry:
-    if name.startswith("timm:"):
-        return _backbone_entry(name)
     return MODELS.get(name)
 
 
@@ -139,7 +148,7 @@ def resolve_model_config(cfg: Config) -> Config:
 
 def build_model(cfg: Config, pre: Preprocessing, num_outputs: int) -> ImageModel:
     """The architecture with random weights (prediction loads the run's own weights into it)."""
-    net, _ = get_entry(cfg.model.name).build(cfg, pre, num_outputs, "none")
+    net, _ = MODELS.build(cfg.model.name, cfg=cfg, pre=pre, num_outputs=num_outputs, weights="none")
     return ImageModel(net, pre)
 
 
@@ -147,7 +156,8 @@ def build_for_training(cfg: Config, pre: Preprocessing, num_outputs: int) -> tup
     """The architecture with its starting weights: ImageNet, a file, or none. (A previous run's weights are
     loaded by the training layer, which reads run directories: ``cnnlab.training.source_run``.)"""
     weights = weights_kind(cfg)
-    net, report = get_entry(cfg.model.name).build(cfg, pre, num_outputs, "none" if weights == "run" else weights)
+    net, report = MODELS.build(cfg.model.name, cfg=cfg, pre=pre, num_outputs=num_outputs,
+                               weights="none" if weights == "run" else weights)
     return ImageModel(net, pre), report
 
 

@@ -7,9 +7,9 @@ and writes it) from the others, which only train.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Optional
@@ -19,10 +19,9 @@ from lightning.pytorch.callbacks import Callback
 
 from cnnlab.config import Config
 from cnnlab.errors import ConfigError
+from cnnlab.names import Accelerator, Distributed, Precision, listed
 
-STRATEGIES = ("auto", "ddp")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.5
 
 
@@ -58,40 +57,29 @@ def cluster_detected() -> bool:
 def accelerator(cfg: Config) -> str:
     """The device kind this run trains on: ``cpu`` or ``cuda``."""
     wanted = cfg.train.accelerator
-    if wanted == "auto":
+    if wanted == Accelerator.AUTO:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if wanted in ("gpu", "cuda") else "cpu"
-
-
-def _choices(what: str, value, valid) -> ConfigError:
-    return ConfigError(f"unknown {what} '{value}': use one of {', '.join(map(str, valid))}")
+    return "cuda" if wanted in (Accelerator.GPU, Accelerator.CUDA) else "cpu"
 
 
 def check(cfg: Config) -> None:
-    """The device settings, checked against this machine before anything starts (one line each)."""
+    """The device settings, checked against this machine before anything starts (one line each); their
+    names were checked when the config loaded (cnnlab.names)."""
     t = cfg.train
-    if t.distributed not in STRATEGIES:
-        raise _choices("--distributed strategy", t.distributed, STRATEGIES)
-    if t.precision not in PRECISIONS:
-        raise _choices("--precision", t.precision, PRECISIONS)
-    if t.accelerator not in ACCELERATORS:
-        raise _choices("--accelerator", t.accelerator, ACCELERATORS)
     kind = accelerator(cfg)
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--accelerator {t.accelerator}: this machine has no usable CUDA GPU "
                           f"(use --accelerator cpu or auto)")
     available = torch.cuda.device_count() if kind == "cuda" else (os.cpu_count() or 1)
     if t.devices != "auto":
-        if not isinstance(t.devices, int) and not str(t.devices).isdigit():
-            raise ConfigError(f"--devices must be a number or auto, got '{t.devices}'")
         n = int(t.devices)
         if not 1 <= n <= available:
             unit = "GPUs" if kind == "cuda" else "CPU cores (one process each)"
             raise ConfigError(f"--devices {n}: this machine has {available} {unit}; use 1..{available} or auto")
-    if t.precision == "16-mixed" and kind == "cpu":
+    if t.precision == Precision.FP16_MIXED and kind == "cpu":
         raise ConfigError("--precision 16-mixed needs a CUDA GPU; on the CPU use --precision bf16-mixed or 32-true "
-                          "(valid: " + ", ".join(PRECISIONS) + ")")
-    if t.precision == "bf16-mixed" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+                          f"(valid: {listed(Precision)})")
+    if t.precision == Precision.BF16_MIXED and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"--precision bf16-mixed: {torch.cuda.get_device_name()} has no bfloat16 support; use "
                           f"--precision 16-mixed or 32-true")
     if t.num_nodes > 1 and not cluster_detected():
@@ -112,7 +100,7 @@ def world_size(cfg: Config) -> int:
 
 def strategy(cfg: Config):
     """Lightning's strategy: DDP (gloo on the CPU, NCCL on GPUs) for more than one process, else auto."""
-    if cfg.train.distributed == "ddp" or world_size(cfg) > 1:
+    if cfg.train.distributed == Distributed.DDP or world_size(cfg) > 1:
         from lightning.pytorch.strategies import DDPStrategy
 
         return DDPStrategy()
@@ -162,8 +150,7 @@ class ProcessWatch(Callback):
     def _watch(self, procs, parent: int, child: bool) -> None:
         while not self._stop.wait(WATCH_SECONDS):
             if child and os.getppid() != parent:
-                print("error: the launching training process (rank 0) has stopped; stopping this one too",
-                      file=sys.stderr, flush=True)
+                log.error("the launching training process (rank 0) has stopped; stopping this one too")
                 os._exit(1)
             for rank, proc in enumerate(procs, start=1):
                 code = proc.poll()
@@ -171,9 +158,8 @@ class ProcessWatch(Callback):
                     if self._stop.is_set():  # stopped by on_exception here, which sets the flag before the kill
                         return
                     stop_children(procs)
-                    print(f"error: the training process of local rank {rank} stopped (exit code {code}); its "
-                          f"message is above. Stopped every process; continue with --resume once it is fixed",
-                          file=sys.stderr, flush=True)
+                    log.error(f"the training process of local rank {rank} stopped (exit code {code}); its message "
+                              f"is above. Stopped every process; continue with --resume once it is fixed")
                     os._exit(1)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import resource
@@ -20,9 +19,10 @@ import torch
 import uvicorn
 
 import cnnlab
-from cnnlab.inference.batching import MicroBatcher, ModelThread
-from cnnlab.inference.http import RequestTimeoutH11, RequestTimeoutHttpTools, TIMEOUT_ENV
-from cnnlab.inference.server import create_app
+from cnnlab.serving.app import create_app
+from cnnlab.serving.batching import MicroBatcher, ModelThread
+from cnnlab.serving.http import RequestTimeoutH11, RequestTimeoutHttpTools, request_timeout_protocol
+from cnnlab.serving.options import ServeOptions
 
 pytestmark = pytest.mark.xdist_group("serving")  # servers and sockets: one worker at a time
 
@@ -72,19 +72,25 @@ def test_the_batcher_gathers_concurrent_requests_and_answers_each_as_alone(tiny_
 
 
 def test_requests_that_queue_while_a_batch_runs_all_join_the_next_batch():
-    """Under load every request waits longer than --max-wait-ms for the model: they still share a batch."""
+    """Under load every request waits longer than --max-wait-ms for the model: they still share a batch. The first
+    batch is held in the model until the eight others are queued (events, not sleeps)."""
     sizes = []
+    running, release = threading.Event(), threading.Event()
 
     def slow(images):
-        time.sleep(0.15)
+        running.set()
+        release.wait(60)  # a bound in case of a bug, not a measurement
         return torch.stack(images).float()
 
     batcher = MicroBatcher(slow, max_batch=32, max_wait_ms=1, on_batch=sizes.append)
 
     async def load():
         first = asyncio.ensure_future(batcher.submit([torch.zeros(3)]))
-        await asyncio.sleep(0.03)  # the first batch is running now
+        assert await asyncio.to_thread(running.wait, 60)  # the first batch is running now
         rest = [asyncio.ensure_future(batcher.submit([torch.full((3,), float(i))])) for i in range(1, 9)]
+        while batcher._queue.qsize() < 8:  # all eight queued while it runs
+            await asyncio.sleep(0)
+        release.set()
         return await asyncio.gather(first, *rest)
 
     results = asyncio.run(load())
@@ -141,22 +147,20 @@ def test_a_lone_small_request_runs_on_the_event_loop_and_a_large_one_in_the_mode
 
 
 @pytest.mark.parametrize("protocol", [RequestTimeoutHttpTools, RequestTimeoutH11])
-def test_both_http_protocols_close_a_connection_whose_request_is_not_complete_in_time(tiny_run, bars, protocol,
-                                                                                     monkeypatch):
-    monkeypatch.setenv(TIMEOUT_ENV, "1")
+def test_both_http_protocols_close_a_connection_whose_request_is_not_complete_in_time(tiny_run, bars, protocol):
     png = sorted(bars.rglob("*.png"))[0].read_bytes()
-    with Running(create_app(str(tiny_run), device="cpu"), http=protocol) as url:
+    protocol = request_timeout_protocol(ServeOptions(request_timeout=1), base=protocol)
+    with Running(create_app(str(tiny_run), ServeOptions(device="cpu")), http=protocol) as url:
         port = int(url.rsplit(":", 1)[1])
         header = socket.create_connection(("127.0.0.1", port))  # a header never finished
-        header.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        header.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         body = socket.create_connection(("127.0.0.1", port))  # a body shorter than its Content-Length
-        body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+        body.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
                      % len(png) + png[:40])
         kept = httpx.Client(base_url=url)  # a keep-alive connection that completes its requests in time
         assert kept.post("/predict", content=png, headers={"content-type": "image/png"}).status_code == 200
-        time.sleep(1.6)
         for s in (header, body):
-            s.settimeout(3)
+            s.settimeout(60)  # a bound in case of a bug: the server closes them after its 1 s
             assert s.recv(1024) == b""  # closed by the server, with no answer
             s.close()
         assert kept.post("/predict", content=png, headers={"content-type": "image/png"}).status_code == 200
@@ -164,9 +168,29 @@ def test_both_http_protocols_close_a_connection_whose_request_is_not_complete_in
 
 
 def test_concurrent_predictions_share_forward_passes_and_metrics_show_it(tiny_run, bars):
+    """The model's first pass is held until all 16 requests are decoded: the others queue meanwhile and share a pass
+    (a count of events, not a race with --max-wait-ms)."""
     files = sorted(bars.rglob("*.png"))[:16]
     expected = cnnlab.load(tiny_run, "cpu").predict(files)
-    with Running(create_app(str(tiny_run), device="cpu", max_batch=16, max_wait_ms=30)) as url:
+    predictor = cnnlab.load(tiny_run, "cpu")
+    decoded, release, lock = [0], threading.Event(), threading.Lock()
+    preprocess, outputs = predictor.preprocess, predictor.outputs
+
+    def counted(data):
+        with lock:
+            decoded[0] += 1
+            if decoded[0] == len(files):
+                release.set()
+        return preprocess(data)
+
+    def held(images, *args, **kwargs):
+        release.wait(60)  # a bound in case of a bug, not a measurement
+        return outputs(images, *args, **kwargs)
+
+    predictor.preprocess, predictor.outputs = counted, held
+    app = create_app(str(tiny_run), ServeOptions(max_batch=16, max_wait_ms=30), predictor=predictor,
+                     thread=ModelThread(predictor, inline=False))  # a held model must not hold the event loop
+    with Running(app) as url:
         async def go():
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 return await asyncio.gather(*(client.post("/predict", content=f.read_bytes(),
@@ -185,29 +209,39 @@ def test_concurrent_predictions_share_forward_passes_and_metrics_show_it(tiny_ru
 
 
 def test_errors_are_counted_by_status(tiny_run):
-    with Running(create_app(str(tiny_run), device="cpu")) as url:
+    with Running(create_app(str(tiny_run), ServeOptions(device="cpu"))) as url:
         assert httpx.post(f"{url}/predict", content=b"not an image", headers={"content-type": "image/png"}).status_code == 415
         assert httpx.post(f"{url}/predict", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
         metrics = httpx.get(f"{url}/metrics").text
     assert re.search(r'^cnnlab_errors_total\{status="415"\} 2\.0$', metrics, re.M)
 
 
-def test_over_the_concurrency_limit_requests_get_503_with_retry_after(tiny_run, bars, monkeypatch):
-    monkeypatch.setattr(ModelThread, "INLINE_MS", 0.0)  # a model this slow is measured so, and never runs inline
+def test_over_the_concurrency_limit_requests_get_503_with_retry_after(tiny_run, bars):
+    """The model is held until four requests have been refused: the two admitted are in flight all along."""
     predictor = cnnlab.load(tiny_run, "cpu")
-    slow = predictor.outputs
+    slow, release = predictor.outputs, threading.Event()
 
-    def slowly(images, *a, **k):
-        time.sleep(0.5)
+    def held(images, *a, **k):
+        release.wait(60)  # a bound in case of a bug, not a measurement
         return slow(images, *a, **k)
 
-    predictor.outputs = slowly
+    predictor.outputs = held
     png = sorted(bars.rglob("*.png"))[0].read_bytes()
-    with Running(create_app(str(tiny_run), predictor=predictor, limit_concurrency=2, max_batch=1)) as url:
+    app = create_app(str(tiny_run), ServeOptions(limit_concurrency=2, max_batch=1), predictor=predictor,
+                     thread=ModelThread(predictor, inline=False))  # a held model must not hold the event loop
+    with Running(app) as url:
         async def go():
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                return await asyncio.gather(*(client.post("/predict", content=png, headers={"content-type": "image/png"})
-                                              for _ in range(6)))
+                tasks = [asyncio.ensure_future(client.post("/predict", content=png, headers={"content-type": "image/png"}))
+                         for _ in range(6)]
+                refused = 0
+                while refused < 4:
+                    done, _ = await asyncio.wait([t for t in tasks if not t.done()], timeout=60,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    assert done, "no answer at all"
+                    refused = sum(t.done() for t in tasks)
+                release.set()
+                return await asyncio.gather(*tasks)
 
         answers = asyncio.run(go())
         after = httpx.post(f"{url}/predict", content=png, headers={"content-type": "image/png"})
@@ -242,6 +276,21 @@ def _serve(run: Path, *flags: str, nofile: int | None = None) -> tuple[subproces
     raise AssertionError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
 
 
+def _still_open(sock: socket.socket) -> bool:
+    """Whether the server has neither closed ``sock`` nor sent anything on it (a look, without waiting)."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+@pytest.mark.slow
 def test_stalled_clients_are_closed_by_the_request_timeout_and_do_not_lock_others_out(tiny_run):
     proc, url = _serve(tiny_run, "--request-timeout", "3", nofile=320)
     port = int(url.rsplit(":", 1)[1])
@@ -251,15 +300,13 @@ def test_stalled_clients_are_closed_by_the_request_timeout_and_do_not_lock_other
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Slow: " + str(i).encode())
             stalled.append(s)
-        start = time.perf_counter()
-        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
-        assert time.perf_counter() - start < 2.0
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+        assert all(_still_open(s) for s in stalled)  # answered while all 200 were still held open
         for s in stalled[:5]:  # a byte now and then does not keep a connection alive
             s.sendall(b"a")
-        time.sleep(4.0)
         closed = 0
         for s in stalled:
-            s.settimeout(2)
+            s.settimeout(60)  # a bound in case of a bug: the server closes each 3 s after it opened
             try:
                 closed += s.recv(1024) == b""
             except (ConnectionResetError, TimeoutError, OSError):
@@ -271,6 +318,18 @@ def test_stalled_clients_are_closed_by_the_request_timeout_and_do_not_lock_other
             s.close()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def _wait_for(condition, limit_s: float = 120):
+    """``condition()``'s first true value, asked every 0.2 s; None after ``limit_s`` (a bound in case of a bug, not a
+    measurement: how fast a worker comes back is benchmarks/attacks.py's figure)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    return None
 
 
 def _children(pid: int) -> set[int]:
@@ -286,6 +345,7 @@ def _workers(pid: int) -> set[int]:
     return {c for c in _children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_health_answers_again(tiny_run, tmp_path):
     import shutil
 
@@ -294,89 +354,26 @@ def test_a_killed_worker_is_replaced_and_health_answers_again(tiny_run, tmp_path
     proc, url = _serve(run, "--workers", "2")
     try:
         assert (run / "export" / "model.onnx").is_file()
-        deadline = time.time() + 30
-        while len(_workers(proc.pid)) < 2 and time.time() < deadline:
-            time.sleep(0.2)
+        _wait_for(lambda: len(_workers(proc.pid)) >= 2)
         before = _workers(proc.pid)
         assert len(before) == 2
         victim = sorted(before)[0]
         os.kill(victim, signal.SIGKILL)
-        killed_at = time.time()
-        while time.time() - killed_at < 10:
+
+        def replaced():
             now = _workers(proc.pid)
-            if len(now) == 2 and victim not in now:
-                break
-            time.sleep(0.2)
-        assert len(now) == 2 and victim not in now, now
-        while True:  # every worker answers: the new one too
+            return now if len(now) == 2 and victim not in now else None
+
+        now = _wait_for(replaced)
+        assert now is not None and len(now) == 2 and victim not in now, _workers(proc.pid)
+
+        def all_answer() -> bool:  # every worker answers: the new one too
             try:
-                if all(httpx.get(f"{url}/health", timeout=2).status_code == 200 for _ in range(4)):
-                    break
+                return all(httpx.get(f"{url}/health", timeout=5).status_code == 200 for _ in range(4))
             except httpx.HTTPError:
-                pass
-            assert time.time() - killed_at < 10, "no answer within 10 s of the kill"
-            time.sleep(0.2)
+                return False
+
+        assert _wait_for(all_answer)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-
-
-def test_backend_auto_takes_the_faster_of_onnx_runtime_and_pytorch_when_an_export_exists(tiny_run, tmp_path):
-    import shutil
-
-    from cnnlab.inference.export import export
-    from cnnlab.inference.predictor import OnnxPredictor, Predictor
-
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
-    plain = cnnlab.load(run, "cpu", backend="auto")
-    assert type(plain) is Predictor and not hasattr(plain, "backend_choice")  # no export: PyTorch
-    export(run, "onnx")
-    chosen = cnnlab.load(run, "cpu", backend="auto")
-    assert isinstance(chosen, (OnnxPredictor, Predictor))
-    onnx_ms, torch_ms = map(float, re.findall(r"ONNX Runtime ([\d.]+) ms, PyTorch ([\d.]+) ms", chosen.backend_choice)[0])
-    assert isinstance(chosen, OnnxPredictor) == (onnx_ms < torch_ms)
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    weights = run / "model.safetensors"
-    with safe_open(str(weights), "pt") as f:
-        metadata = f.metadata()
-    state = load_file(weights)
-    first = next(iter(state))
-    state[first] = state[first] + 1  # trained again since: the export is stale, and auto keeps to PyTorch
-    save_file(state, weights, metadata=metadata)
-    assert type(cnnlab.load(run, "cpu", backend="auto")) is Predictor
-
-
-def test_serving_with_backend_auto_on_the_cpu_exports_to_onnx_once_and_falls_back_to_pytorch(tiny_run, tmp_path,
-                                                                                           monkeypatch, caplog):
-    import logging
-    import shutil
-
-    from cnnlab.inference import export as export_module
-    from cnnlab.inference.export import ensure_onnx
-
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
-    path = ensure_onnx(run)
-    assert path == run / "export" / "model.onnx" and path.is_file()
-    made = path.stat().st_mtime_ns
-    assert ensure_onnx(run) == path and path.stat().st_mtime_ns == made  # current: kept, not made again
-    info = json.loads((run / "export" / "export.json").read_text())
-    info["weights_sha256"] = "0" * 64  # as if trained again since
-    (run / "export" / "export.json").write_text(json.dumps(info))
-    assert ensure_onnx(run) == path and path.stat().st_mtime_ns != made
-    assert json.loads((run / "export" / "export.json").read_text())["weights_sha256"] != "0" * 64
-
-    other = tmp_path / "other"
-    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("export"))
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("Exporting the operator 'aten::novel' to ONNX opset version 18 is not supported")
-
-    monkeypatch.setattr(export_module, "export", refuse)
-    with caplog.at_level(logging.INFO, logger="cnnlab"):
-        assert ensure_onnx(other) is None
-    assert any("PyTorch (no ONNX export: Exporting the operator" in r.getMessage() for r in caplog.records)
-    assert not (other / "export" / "model.onnx").exists()

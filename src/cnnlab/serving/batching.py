@@ -10,7 +10,9 @@ The model is in eval mode and every layer of it works on each image alone, so a 
 the same whether it shared a batch or not (up to the last bits of a floating-point sum; the server
 rounds probabilities to 6 decimals).
 
-All model work runs in one thread of its own (``ModelThread``), one forward pass at a time.
+All model work runs in one thread of its own (``ModelThread``), one forward pass at a time. In LitServe's terms
+(``api.py``), ``_run_batch`` is ``batch`` (the waiting requests' images, one list), ``forward`` (``predict``) and
+``unbatch`` (each request its rows).
 """
 from __future__ import annotations
 
@@ -36,14 +38,17 @@ class ModelThread:
 
     INLINE_MS = 2.0  # a model whose single image takes at most this runs a lone small request on the event loop
 
-    def __init__(self, predictor=None) -> None:
+    def __init__(self, predictor=None, inline: Optional[bool] = None) -> None:
+        """``inline``: whether ``run_here`` may be used; None: when the model is small enough (measured)."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cnnlab-model")
         self.threads = self.threads_alone = torch.get_num_threads()
         self.timings: dict[int, float] = {}
-        self.inline = False  # whether ``run_here`` may be used: the model is small enough (measured)
+        self.inline = False
         if predictor is not None and predictor.device.type == "cpu":  # PyTorch or ONNX Runtime on the CPU
             self.threads_alone = self._pool.submit(self._pick, predictor).result()
             self.inline = self.timings[self.threads_alone] <= self.INLINE_MS
+        if inline is not None:
+            self.inline = inline
 
     def _pick(self, predictor) -> int:
         from cnnlab.inference.predictor import median_ms
@@ -89,8 +94,8 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, forward: Callable[[list[torch.Tensor]], Sequence], max_batch: int = 32,
-                 max_wait_ms: float = 5.0, on_batch: Optional[Callable[[int], None]] = None,
+    def __init__(self, forward: Callable[[list[torch.Tensor]], Sequence], max_batch: int,
+                 max_wait_ms: float, on_batch: Optional[Callable[[int], None]] = None,
                  thread: Optional[ModelThread] = None) -> None:
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
@@ -184,9 +189,9 @@ class MicroBatcher:
             await self._run_batch(jobs, count)
 
     async def _run_batch(self, jobs: list[_Job], count: int) -> None:
-        images = [img for job in jobs for img in job.images]
+        images = [img for job in jobs for img in job.images]  # batch
         try:
-            outputs = await self.thread.run(count, self.forward, images)
+            outputs = await self.thread.run(count, self.forward, images)  # predict
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
             for job in jobs:
                 if not job.future.done():
@@ -195,7 +200,7 @@ class MicroBatcher:
         if self.on_batch is not None:
             self.on_batch(count)
         start = 0
-        for job in jobs:
+        for job in jobs:  # unbatch
             if not job.future.done():  # a client that went away cancelled its future
                 job.future.set_result(outputs[start:start + len(job.images)])
             start += len(job.images)

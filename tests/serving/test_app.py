@@ -7,12 +7,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlab.inference.server import create_app
+from cnnlab.serving.app import create_app
+from cnnlab.serving.options import ServeOptions
+
+LOCAL = "http://localhost"  # a name the server answers by default (bound to 127.0.0.1)
 
 
 @pytest.fixture(scope="module")
 def client(tiny_run):
-    return TestClient(create_app(str(tiny_run), max_upload_mb=0.05))
+    return TestClient(create_app(str(tiny_run), ServeOptions(max_upload_mb=0.05)), base_url=LOCAL)
 
 
 def png(size=16, seed=0, fmt="PNG") -> bytes:
@@ -84,7 +87,7 @@ def test_no_file_is_a_validation_error(client):
 def test_serving_with_the_onnx_backend(tiny_run, bars):
     import cnnlab
 
-    client = TestClient(create_app(str(tiny_run), backend="onnx"))
+    client = TestClient(create_app(str(tiny_run), ServeOptions(backend="onnx")), base_url=LOCAL)
     assert client.get("/model").json()["backend"] == "onnx"
     f = sorted((bars / "a").glob("*.png"))[0]
     got = upload(client, f.read_bytes()).json()["predictions"][0]
@@ -114,7 +117,7 @@ def test_a_model_with_non_finite_outputs_is_a_json_error(tiny_run):
     predictor = load(tiny_run)
     with torch.no_grad():
         next(p for p in predictor.model.parameters() if p.dim() > 1).fill_(float("inf"))
-    client = TestClient(create_app(str(tiny_run), predictor=predictor))
+    client = TestClient(create_app(str(tiny_run), predictor=predictor), base_url=LOCAL)
     r = client.post("/predict", files=[("files", ("x.png", png(), "image/png"))])
     assert r.status_code == 500 and "NaN or infinite outputs" in r.json()["detail"]
 
@@ -138,7 +141,7 @@ def test_unsupported_bodies_get_json_4xx_and_the_server_keeps_serving(client, ti
     r = client.post("/predict", files=[("files", (None, b"just text"))])  # a multipart text field
     assert r.status_code == 422 and "holds text, not a file" in r.json()["detail"]
     many = [("files", (f"{i}.png", b"x", "image/png")) for i in range(2000)]  # a flood of parts: refused unread
-    roomy = TestClient(create_app(str(tiny_run), max_upload_mb=10))  # 2,000 small parts fit in 10 MB
+    roomy = TestClient(create_app(str(tiny_run), ServeOptions(max_upload_mb=10)), base_url=LOCAL)  # 2,000 small parts fit in 10 MB
     r = roomy.post("/predict", files=many)
     assert r.status_code == 400 and "Too many files" in r.json()["detail"]
     big = client.post("/predict", content=b"\0" * 200_000, headers={"Content-Type": "image/png"})
@@ -154,8 +157,8 @@ def test_the_openapi_schema_documents_every_field_and_both_bodies(client):
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
     parts = schema["components"]["schemas"]
-    assert set(parts["PredictionOut"]["properties"]) == {"filename", "label", "probability", "top_k", "uncertain"}
-    assert all(p.get("description") for model in ("PredictionOut", "TopK", "ModelInfo", "PredictResponse")
+    assert set(parts["Prediction"]["properties"]) == {"filename", "label", "probability", "top_k", "uncertain"}
+    assert all(p.get("description") for model in ("Prediction", "TopK", "ModelInfo", "PredictResponse")
                for p in parts[model]["properties"].values())
     assert set(schema["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "415", "422", "500"}
 
@@ -181,9 +184,9 @@ def test_threshold_marks_unsure_predictions_and_a_bad_one_is_a_422(client):
 
 
 def test_allowed_hosts_keep_to_their_names_and_subdomains_and_say_how_to_add_one(tiny_run):
-    from cnnlab.inference.limits import default_allowed_hosts
+    from cnnlab.serving.options import default_allowed_hosts
 
-    app = TestClient(create_app(str(tiny_run), allowed_hosts=["api.example", "*.corp.example", "::1"]))
+    app = TestClient(create_app(str(tiny_run), ServeOptions(allowed_hosts=["api.example", "*.corp.example", "::1"])))
     for host in ("api.example", "API.example:8443", "x.corp.example", "[::1]:8000"):
         assert app.get("/health", headers={"host": host}).status_code == 200, host
     for host in ("corp.example", "api.example.evil", "testserver", "[::2]", "api.example:x", "a b"):
@@ -199,7 +202,7 @@ def test_the_pixel_budget_refuses_an_image_over_it_and_makes_others_wait_then_50
 
     from fastapi import HTTPException
 
-    from cnnlab.inference.limits import PixelBudget
+    from cnnlab.serving.limits import PixelBudget
 
     budget = PixelBudget(100, wait_s=0.2)
     with pytest.raises(HTTPException) as over:
@@ -208,20 +211,25 @@ def test_the_pixel_budget_refuses_an_image_over_it_and_makes_others_wait_then_50
     assert budget.check([50, None, 70], ["a", "b", "c"]) == 70  # decoded one after another: the largest is held
 
     async def scenario():
-        order = []
+        order, release = [], asyncio.Event()
 
-        async def hold(name, pixels, seconds):
+        async def hold(name, pixels, until=None):
             async with budget.reserve(pixels):
                 order.append((name, budget.free))
-                await asyncio.sleep(seconds)
+                if until is not None:
+                    await until.wait()
 
-        first = asyncio.create_task(hold("first", 70, 0.05))
+        first = asyncio.create_task(hold("first", 70, release))
         await asyncio.sleep(0)
-        await asyncio.gather(hold("waits", 60, 0), hold("fits", 30, 0))
+        others = asyncio.gather(hold("waits", 60), hold("fits", 30))
+        while len(order) < 2 or not budget._waiters:  # events, not a sleep: "fits" is in and "waits" waits
+            await asyncio.sleep(0)
+        release.set()  # "first" gives its pixels back: "waits" gets them
+        await others
         await first
         with pytest.raises(HTTPException) as busy:
             async with budget.reserve(80):
-                await hold("late", 30, 0)  # 80 held, 30 more do not fit within wait_s
+                await hold("late", 30)  # 80 held, 30 more do not fit within wait_s
         return order, busy.value
 
     order, busy = asyncio.run(scenario())
@@ -241,7 +249,7 @@ def test_a_chunked_multipart_body_over_the_limit_is_413_and_no_part_is_spooled_t
             super().rollover()
 
     monkeypatch.setattr("starlette.formparsers.SpooledTemporaryFile", Watched)
-    app = TestClient(create_app(str(tiny_run), max_upload_mb=3))
+    app = TestClient(create_app(str(tiny_run), ServeOptions(max_upload_mb=3)), base_url=LOCAL)
 
     def body(size):
         yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n\r\n'
@@ -255,3 +263,33 @@ def test_a_chunked_multipart_body_over_the_limit_is_413_and_no_part_is_spooled_t
     r = app.post("/predict", content=body(2 * 1024 * 1024), headers=headers)  # 2 MB: over Starlette's 1 MB spool
     assert r.status_code == 415 and "not a readable image" in r.json()["detail"]
     assert not made  # neither was ever rolled over to a file on disk
+
+
+@pytest.mark.parametrize("bad", ["1.5", "0", "abc", "nan", "-0.2"])
+def test_a_bad_threshold_in_the_query_or_the_form_is_a_422_with_one_line(client, bad):
+    """One check (``check_threshold``) for the flag, the Python API, the query and the form field: one message."""
+    from cnnlab.errors import OutOfRange
+    from cnnlab.inference.prediction import check_threshold
+
+    says = f"threshold {bad}: a probability strictly between 0 and 1 (e.g. 0.8)"
+    query = client.post(f"/predict?threshold={bad}", files=[("files", ("x.png", png(), "image/png"))])
+    form = client.post("/predict", files=[("files", ("x.png", png(), "image/png"))], data={"threshold": bad})
+    raw = client.post(f"/predict?threshold={bad}", content=png(), headers={"content-type": "image/png"})
+    for answer in (query, form, raw):
+        assert answer.status_code == 422 and answer.json() == {"detail": says}
+    with pytest.raises(OutOfRange) as error:  # the Python API's and the CLI's error: the server's 422 too
+        check_threshold(bad)
+    assert str(error.value) == says and error.value.http_status == 422
+    assert upload(client, png()).status_code == 200
+
+
+def test_a_threshold_in_the_form_marks_unsure_predictions_as_the_query_does(client):
+    blobs = [png(seed=s) for s in range(6)]
+    plain = upload(client, *blobs).json()["predictions"]
+    probs = sorted(p["probability"] for p in plain)
+    threshold = (probs[2] + probs[3]) / 2
+    files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs)]
+    by_form = client.post("/predict", files=files, data={"threshold": str(threshold)}).json()["predictions"]
+    by_query = client.post(f"/predict?threshold={threshold}", files=files).json()["predictions"]
+    assert by_form == by_query and [p["uncertain"] for p in by_form] == [p["probability"] < threshold for p in plain]
+    assert sum(p["uncertain"] for p in by_form) == 3

@@ -22,16 +22,17 @@ from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inference.http import request_timeout_protocol
+from cnnlab.serving.http import request_timeout_protocol
+from cnnlab.serving.options import ServeOptions
 
 TIMEOUT_S = 60  # a worker whose event loop has not written its heartbeat for this long is replaced
 GRACEFUL_S = 10  # on SIGTERM, requests in flight get this long to finish
 
 
-class Worker(UvicornWorker):
-    """gunicorn's uvicorn worker with cnnlab's HTTP protocol (request deadline, bounded heads, JSON refusals)."""
-
-    CONFIG_KWARGS = {"loop": "auto", "http": request_timeout_protocol()}
+def worker_class(options: ServeOptions) -> type:
+    """gunicorn's uvicorn worker with cnnlab's HTTP protocol (``options``' request deadline and bounded heads, JSON
+    refusals); the workers are forked with it."""
+    return type("Worker", (UvicornWorker,), {"CONFIG_KWARGS": {"loop": "auto", "http": request_timeout_protocol(options)}})
 
 
 class Arbiter(BaseApplication):
@@ -76,11 +77,12 @@ def export_apart(run_dir: str) -> None:
         pool.submit(ensure_onnx, run_dir).result()
 
 
-def serve_workers(factory: Callable, host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve ``factory()``'s app (built in each worker) with ``workers`` processes."""
+def serve_workers(factory: Callable, options: ServeOptions) -> None:
+    """Serve ``factory()``'s app (built in each worker) with ``options.workers`` processes."""
     with tempfile.TemporaryDirectory(prefix="cnnlab-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        Arbiter({"bind": [bind_address(host, port)], "workers": workers, "worker_class": Worker,
+        Arbiter({"bind": [bind_address(options.host, options.port)], "workers": options.workers,
+                 "worker_class": worker_class(options),
                  "timeout": TIMEOUT_S, "graceful_timeout": GRACEFUL_S, "keepalive": 5, "loglevel": "info",
-                 "errorlog": "-", "accesslog": "-" if access_log else None, "preload_app": False,
+                 "errorlog": "-", "accesslog": "-" if options.access_log else None, "preload_app": False,
                  "control_socket_disable": True}, factory).run()

@@ -1,5 +1,5 @@
 """The six attacks of issue 23, each against a real `cnnlab serve` subprocess on 127.0.0.1, small and bounded
-(tests/attacks.py; benchmarks/attacks.py runs them at full size): the direction of each figure is asserted
+(tests/serving/attacks.py; benchmarks/attacks.py runs them at full size): the direction of each figure is asserted
 (refused with its status, memory and disk not grown with the attack, /health answering, workers back), never a
 wall-clock bound."""
 from __future__ import annotations
@@ -13,9 +13,10 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from attacks import (Load, Server, baseline_health, chunked_multipart, drip_for, health_watch, held_heads, image,
+from attacks import (Load, Server, chunked_multipart, drip_for, health_watch, held_heads, image,
                      replace_killed_worker, send_at_once, started, status_kb, status_of, written)
-from cnnlab.inference.http import HEADER_ENV, RequestTimeoutH11, RequestTimeoutHttpTools
+from cnnlab.serving.http import RequestTimeoutH11, RequestTimeoutHttpTools, request_timeout_protocol
+from cnnlab.serving.options import ServeOptions
 
 pytestmark = pytest.mark.xdist_group("serving")  # servers and sockets: one worker at a time
 
@@ -81,15 +82,15 @@ class FakeTransport:
 
 
 @pytest.mark.parametrize("protocol", [RequestTimeoutHttpTools, RequestTimeoutH11])
-def test_a_header_value_sent_in_pieces_reaches_the_parser_only_up_to_the_limit(protocol, monkeypatch):
+def test_a_header_value_sent_in_pieces_reaches_the_parser_only_up_to_the_limit(protocol):
     """httptools grows a header value by concatenation: each read cost a copy of all that came before (the
     6.4 s stall). The parser must see no more than the limit of one head, however much is sent."""
-    monkeypatch.setenv(HEADER_ENV, str(HEADER_KB * 1024))
+    limited = request_timeout_protocol(ServeOptions(max_header_kb=HEADER_KB), base=protocol)
     loop = asyncio.new_event_loop()
     try:
         config = Config(app=lambda scope, receive, send: None, http=protocol)
         config.load()
-        proto = protocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        proto = limited(config=config, server_state=ServerState(), app_state={}, _loop=loop)
         transport = FakeTransport()
         proto.connection_made(transport)
         fed = [0]
@@ -113,12 +114,12 @@ def test_a_header_value_sent_in_pieces_reaches_the_parser_only_up_to_the_limit(p
 
 @pytest.mark.slow
 def test_one_client_sending_a_header_in_pieces_gets_431_and_health_keeps_answering(server):
-    quiet = baseline_health(server.url)
     with health_watch(server.url) as latencies:
         sent, answers = drip_for(server.port, 3)  # refused, it reconnects, for 3 s
+        during = len(latencies)  # /health answers while the attack went on
     assert sent > 16 * MB and {status_of(a) for a in answers} == {431}
     assert "request header fields too large" in detail(answers[0])
-    assert len(latencies) >= 5 and max(latencies) < 10 * quiet + 1.0  # generous: the loop was never held
+    assert during >= 5 and latencies.failed == 0  # answered again and again meanwhile: the loop was never held
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
@@ -126,14 +127,14 @@ def test_one_client_sending_a_header_in_pieces_gets_431_and_health_keeps_answeri
 def test_connections_pushing_unfinished_headers_are_refused_and_hold_no_memory(server):
     pid = server.proc.pid
     before = reset_peak(pid)
-    quiet = baseline_health(server.url)
     with health_watch(server.url) as latencies:
         results = held_heads(server.port, connections=20, each=1 << 40, seconds=3)  # refused, they reconnect
+        during = len(latencies)
     grown_kb = status_kb(pid, "VmHWM") - before
     assert {status_of(a) for _, answers in results for a in answers} == {431}
     pushed = sum(sent for sent, _ in results)
     assert pushed >= 20 * 2 * MB and grown_kb * 1024 < 8 * MB  # 40 MB or more pushed, not held
-    assert len(latencies) >= 3 and max(latencies) < 10 * quiet + 1.0
+    assert during >= 3 and latencies.failed == 0
 
 
 @pytest.mark.slow

@@ -8,10 +8,8 @@ heads, refusals in JSON, and a concurrency limit that says when to come back.
   connection that has not sent a complete request by then is closed. uvicorn itself has no timeout for
   receiving headers, so 1,000 clients that each send a partial header and then a byte every few seconds
   would hold 1,000 sockets (and file descriptors) for as long as they like. The deadline is
-  ``CNNLAB_REQUEST_TIMEOUT`` seconds (set by ``cnnlab serve --request-timeout``; an environment variable
-  because the worker processes build the protocol themselves).
-- Both bound a request's head (request line and headers) to ``CNNLAB_MAX_HEADER_BYTES`` (``--max-header-kb``)
-  and ``MAX_HEADER_FIELDS`` fields, and answer 431 beyond either. Unbounded, httptools grows a header value
+  ``--request-timeout`` seconds: ``request_timeout_protocol(options)`` makes a protocol class that carries it.
+- Both bound a request's head (request line and headers) to ``--max-header-kb`` and ``MAX_HEADER_FIELDS`` fields, and answer 431 beyond either. Unbounded, httptools grows a header value
   by concatenation: one value sent in 64 KB pieces costs each read a copy of all that came before (19 MB in:
   28 ms a read; 44 MB held a server's event loop 6.4 s), and 40 connections holding 16 MB of unfinished
   headers each took 538 MB. uvicorn's own 400 for a malformed request becomes JSON too.
@@ -22,24 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Optional
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-TIMEOUT_ENV = "CNNLAB_REQUEST_TIMEOUT"
-DEFAULT_REQUEST_TIMEOUT = 30.0
-HEADER_ENV = "CNNLAB_MAX_HEADER_BYTES"
-DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # nginx's 4 buffers of 8 KB; gunicorn and h11 allow about 8-16 KB
+from cnnlab.serving.options import ServeOptions
+
 MAX_HEADER_FIELDS = 100  # gunicorn's limit_request_fields; a browser sends 10-20
 LINGER_S, LINGER_BYTES = 1.0, 1024 * 1024  # after a refusal, the client's bytes are dropped this long, this many
 COMPLETE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL)
 REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large"}
-
-
-def max_header_bytes() -> int:
-    return int(os.environ.get(HEADER_ENV, DEFAULT_MAX_HEADER_BYTES))
 
 
 class _Refusals:
@@ -50,6 +41,8 @@ class _Refusals:
 
     _refused = False
     _dropped = 0
+    # The request head's limit (default 32 KB: nginx's 4 buffers of 8 KB; gunicorn and h11 allow about 8-16 KB).
+    max_head = ServeOptions().max_header_bytes
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
 
@@ -76,7 +69,7 @@ class _Refusals:
         self.refuse(400, "invalid HTTP request: it cannot be read as HTTP/1.1")
 
     def refuse_head(self, why: str) -> None:
-        self.refuse(431, f"request header fields too large: {why}; at most {max_header_bytes() // 1024} KB of request "
+        self.refuse(431, f"request header fields too large: {why}; at most {self.max_head // 1024} KB of request "
                          f"line and headers and {MAX_HEADER_FIELDS} header fields")
 
 
@@ -84,13 +77,13 @@ class _RequestDeadline:
     """The timer both protocols share: ``_arm`` when a request may begin, ``_disarm`` when it is complete."""
 
     _request_timer: Optional[asyncio.TimerHandle] = None
+    timeout_s = ServeOptions().request_timeout
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
 
     def _arm(self) -> None:
         self._disarm()
-        seconds = float(os.environ.get(TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT))
-        self._request_timer = self.loop.call_later(seconds, self._expire)
+        self._request_timer = self.loop.call_later(self.timeout_s, self._expire)
 
     def _disarm(self) -> None:
         if self._request_timer is not None:
@@ -106,7 +99,6 @@ class _RequestDeadline:
 class RequestTimeoutH11(_Refusals, _RequestDeadline, H11Protocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.max_head = max_header_bytes()
         # h11's own bound on a head (16 KB by default) answers a bare 400: ours answers 431 first.
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head + 1)
 
@@ -168,7 +160,6 @@ else:
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self.max_head = max_header_bytes()
             self._arm()
 
         def data_received(self, data: bytes) -> None:
@@ -222,9 +213,13 @@ else:
             super().connection_lost(exc)
 
 
-def request_timeout_protocol() -> type:
-    """The fastest HTTP/1.1 protocol installed, with the request deadline."""
-    return RequestTimeoutH11 if HttpToolsProtocol is None else RequestTimeoutHttpTools
+def request_timeout_protocol(options: Optional[ServeOptions] = None, base: Optional[type] = None) -> type:
+    """``base`` (default: the fastest HTTP/1.1 protocol installed) with ``options``' request deadline and head limit:
+    uvicorn builds a protocol per connection from the class, in each worker process too."""
+    base = base or (RequestTimeoutH11 if HttpToolsProtocol is None else RequestTimeoutHttpTools)
+    if options is None:
+        return base
+    return type(base.__name__, (base,), {"timeout_s": options.request_timeout, "max_head": options.max_header_bytes})
 
 
 class LimitConcurrency:

@@ -1,5 +1,5 @@
 """Six attacks on `cnnlab serve` (issue 23), on 127.0.0.1 only, each bounded in bytes, count and time: small in
-tests/inference/test_attacks.py, at full size in benchmarks/attacks.py. Each returns the figures it measured."""
+tests/serving/test_attacks.py, at full size in benchmarks/attacks.py. Each returns the figures it measured."""
 from __future__ import annotations
 
 import io
@@ -33,12 +33,12 @@ def free_port() -> int:
 
 # ----------------------------------------------------------------------------- the server and its process
 SLOW_START = r"""
-# Written by tests/attacks.py: each server worker holds Python's lock for CNNLAB_TEST_SLOW_START seconds before it
+# Written by tests/serving/attacks.py: each server worker holds Python's lock for CNNLAB_TEST_SLOW_START seconds before it
 # builds its app, as importing PyTorch does on a loaded machine (a ctypes.PyDLL call keeps the lock).
 import os
 if os.environ.get("CNNLAB_TEST_SLOW_START"):
     import ctypes
-    import cnnlab.inference.server as server
+    import cnnlab.serving.server as server
 
     build = server.create_app
 
@@ -128,11 +128,17 @@ def read_chars(pid: int) -> int:
 
 
 # ----------------------------------------------------------------------------- /health while under attack
+class Latencies(list):
+    """/health's latencies, in s; ``failed``: the answers that did not come (each counted as the watch's limit)."""
+
+    failed = 0
+
+
 @contextmanager
 def health_watch(url: str, limit_s: float = 120):
     """/health asked again and again (a new connection each time) while the block runs: its latencies, in s (a
     request that failed counts as ``limit_s``)."""
-    latencies: list[float] = []
+    latencies = Latencies()
     stop, ready = threading.Event(), threading.Event()
 
     def ask() -> None:
@@ -146,6 +152,7 @@ def health_watch(url: str, limit_s: float = 120):
                     ok = http.get(f"{url}/health").status_code == 200
                 except httpx.HTTPError:
                     ok = False
+                latencies.failed += not ok
                 latencies.append(time.perf_counter() - start if ok else limit_s)
                 time.sleep(0.02)
 

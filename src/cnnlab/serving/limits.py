@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 from typing import Optional, Sequence
 
@@ -23,7 +22,6 @@ from fastapi import HTTPException
 
 MB = 1024 * 1024
 BODY_SLACK = 64 * 1024  # a multipart body's framing (boundaries, part headers) on top of the upload limit
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 DECODE_WAIT_S = 10.0  # a request that finds the pixel budget taken waits this long for it, then gets 503
 
 
@@ -131,16 +129,6 @@ class PixelBudget:
 
 
 # ----------------------------------------------------------------------------- Host names
-def default_allowed_hosts(bind: str) -> list[str]:
-    """Bound to a loopback address: only the loopback names (any port); else any Host."""
-    name = bind.strip("[]")
-    try:
-        loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        loopback = False
-    return list(LOOPBACK_HOSTS) if loopback else ["*"]
-
-
 def normalise_hosts(hosts: Sequence[str]) -> list[str]:
     """Lower case, an IPv6 address in brackets (as a Host header carries it); ``*.example.com`` kept."""
     out = []
