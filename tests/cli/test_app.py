@@ -53,7 +53,7 @@ def test_a_stray_argument_is_one_line_and_exit_2(cli, tmp_path):
 
 
 def test_config_epilog_lists_every_key_but_the_commands_own():
-    from cnnlab.config import key_docs
+    from cnnlab.flags import key_docs
 
     epilog = app_mod._config_epilog()
     lines = epilog.splitlines()

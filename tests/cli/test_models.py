@@ -78,7 +78,8 @@ def test_summary_of_a_run_reads_the_run(cli, tiny_run):
 
 
 def test_config_prints_the_defaults_as_yaml_with_every_key_explained(cli):
-    from cnnlab.config import Config, key_docs
+    from cnnlab.config import Config
+    from cnnlab.flags import key_docs
 
     found = cli("config")
     assert found.code == 0
