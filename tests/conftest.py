@@ -1,7 +1,13 @@
 """Shared fixtures: tiny datasets and a tiny trained run, built in temporary folders."""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +73,94 @@ def tiny_run(tmp_path_factory, bars) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     cnnlab.train(bars, out, epochs=3, lr=0.01, batch_size=16, **TINY)
     return out
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def code(self) -> int:
+        return self.returncode
+
+    @property
+    def out(self) -> str:
+        return self.stdout
+
+    @property
+    def err(self) -> str:
+        return self.stderr
+
+    @property
+    def err_lines(self) -> list[str]:
+        return self.stderr.strip().splitlines()
+
+
+def invoke(*args, check: bool = False, cwd: Path | str | None = None) -> CliResult:
+    """``cnnlab ARGS`` in this process, through the console script's ``main()`` (its one-line errors and exit
+    codes), with stdout and stderr captured: the CLI's behaviour without a new interpreter's seconds of imports.
+    Tests about the process itself (signals, its imports, its environment) start one instead."""
+    from cnnlab.cli import main, output
+
+    root, mine = logging.getLogger(), logging.getLogger("cnnlab")
+    saved = list(root.handlers), root.level, output.DEBUG, os.environ.get("PYTHONWARNINGS"), sys.argv, mine.level
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = ["cnnlab", *map(str, args)]
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                contextlib.chdir(cwd or "."):
+            main()  # setup_output silences warnings, adds a root handler, sets PYTHONWARNINGS: all put back below
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        root.handlers[:], root.level, output.DEBUG, sys.argv = saved[0], saved[1], saved[2], saved[4]
+        mine.setLevel(saved[5])
+        if saved[3] is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = saved[3]
+    result = CliResult(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"exit {code}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli():
+    """``cli("train", "data", "--lr", "0.1")`` -> CliResult(exit code, stdout, stderr), in this process."""
+    return invoke
+
+
+class Recorder:
+    """Stands in for a library function: remembers each call's arguments and returns ``value``."""
+
+    def __init__(self, value=None):
+        self.value, self.calls = value, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.value() if callable(self.value) else self.value
+
+    @property
+    def args(self):
+        assert len(self.calls) == 1, self.calls
+        return self.calls[0][0]
+
+    @property
+    def kwargs(self):
+        assert len(self.calls) == 1, self.calls
+        return self.calls[0][1]
+
+
+@pytest.fixture
+def record(monkeypatch):
+    """``record(module, "name", value)`` replaces ``module.name`` by a Recorder returning ``value``."""
+    def replace(target, name: str, value=None) -> Recorder:
+        rec = Recorder(value)
+        monkeypatch.setattr(target, name, rec)
+        return rec
+
+    return replace

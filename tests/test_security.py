@@ -1,6 +1,10 @@
 """Hostile inputs, crafted at test time: pickle payloads, zip bombs, malformed safetensors, TorchScript,
 ONNX external-data traversal, pixel bombs. Each gets one line and exit code 2 (or a 4xx from the server),
-and no code from a file ever runs. Also the colours of unusual image modes, pinned."""
+and no code from a file ever runs. Also the colours of unusual image modes, pinned.
+
+The commands run in this process (``cli``: a payload that ran would write its marker here just the same);
+serve, the memory measurement and a missing extra start a process of their own."""
+import contextlib
 import io
 import os
 import shutil
@@ -18,14 +22,34 @@ from PIL import Image
 
 import hostile
 from cnnlab import files
+from conftest import invoke
 from cnnlab.data.images import BadImage, decode
 from cnnlab.errors import WeightsError
 
 CNNLAB = [sys.executable, "-m", "cnnlab"]
 
 
+@contextlib.contextmanager
+def _environ(env: dict):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def cli(*args, env=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    with _environ(env or {}):
+        return invoke(*args)
+
+
+def cli_process(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*CNNLAB, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -93,6 +117,7 @@ def test_weights_only_is_explicit_in_every_torch_load():
 
 
 # ----------------------------------------------------------------------------- zip bombs
+@pytest.mark.slow  # two processes: their peak memory is the measure
 def test_zip_bomb_is_refused_before_it_inflates(tmp_path, bars):
     bomb = hostile.zip_bomb(tmp_path / "bomb.pth", gib=2)  # ~2 MB on disk, 2 GiB inflated
     assert bomb.stat().st_size < 4 << 20
@@ -144,6 +169,7 @@ def test_a_malformed_model_safetensors_in_a_run_is_one_line(tmp_path, tiny_run, 
     assert_one_line_refusal(cli(*args), "model.safetensors is not a safe model file", message)
 
 
+@pytest.mark.slow  # a server process
 @pytest.mark.parametrize("craft,message", HOSTILE_HEADERS)
 def test_serve_refuses_a_hostile_weights_header_as_it_loads(tmp_path, tiny_run, craft, message):
     from cnnlab.serving.app import create_app
@@ -153,7 +179,7 @@ def test_serve_refuses_a_hostile_weights_header_as_it_loads(tmp_path, tiny_run, 
     craft(run / "model.safetensors")
     with pytest.raises(WeightsError, match=message):
         create_app(str(run), ServeOptions(backend="torch"))
-    proc = cli("serve", run, "--port", "0")  # --backend auto: the ONNX export reads the weights first
+    proc = cli_process("serve", run, "--port", "0")  # --backend auto: the ONNX export reads the weights first
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()  # after the "serving ..." and "exporting ..." lines
     assert lines[-1].startswith("error: ") and "model.safetensors is not a safe model file" in lines[-1]
@@ -310,6 +336,7 @@ def test_exif_orientation_is_the_same_in_training_and_serving(tmp_path):
 
 
 # ----------------------------------------------------------------------------- missing extras
+@pytest.mark.slow  # a process without the extra's modules
 @pytest.mark.parametrize("command", [["serve", "{run}"], ["export", "{run}"], ["predict", "{run}", "{image}", "--backend", "onnx"]])
 def test_serve_and_export_without_the_serve_extra_name_the_install_command(tiny_run, bars, command):
     args = [a.format(run=tiny_run, image=next(bars.rglob("*.png"))) for a in command]

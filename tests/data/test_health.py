@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +107,9 @@ def test_sizes_modes_and_extreme_aspect_ratios(report, sick):
     assert sizes.extreme_aspect == [str(sick / "train/dog/strip.png")]
 
 
-def test_the_cli_reports_everything_writes_strict_json_and_exits_zero(sick, tmp_path):
+def test_the_cli_reports_everything_writes_strict_json_and_exits_zero(sick, tmp_path, cli):
     out = tmp_path / "health.json"
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "datasets", "check", str(sick), "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = cli("datasets", "check", sick, "--json", out)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     for key in ("classes", "counts", "imbalance_ratio", "unreadable", "duplicates", "label_conflicts", "leaks", "sizes"):
@@ -131,12 +128,11 @@ def test_trainings_cheap_check_finds_leaks_and_conflicts_and_says_so_in_one_line
     assert "cat and dog" in lines[1]
 
 
-def test_training_warns_of_leaks_and_conflicts_and_keeps_what_it_found(sick, tmp_path):
+def test_training_warns_of_leaks_and_conflicts_and_keeps_what_it_found(sick, tmp_path, cli):
     from cnnlab import rundir
 
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(sick), "--out", str(tmp_path / "run"),
-                           "--epochs", "1", "--blocks", "[{filters: 4}]", "--dense", "[8]", "--progress", "false"],
-                          capture_output=True, text=True, timeout=180)
+    proc = cli("train", sick, "--out", tmp_path / "run", "--epochs", "1", "--blocks", "[{filters: 4}]", "--dense", "[8]",
+               "--progress", "false")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert any("byte-for-byte cop" in line and "held-out" in line for line in warnings)

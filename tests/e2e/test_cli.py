@@ -1,4 +1,7 @@
-"""The CLI as a person uses it: export -> train -> evaluate -> predict, and the bad inputs."""
+"""The CLI as a person uses it: export -> train -> evaluate -> predict, and the bad inputs.
+
+The commands run in this process through the console script's ``main()`` (``run``); the checks of what a
+whole process shows or fetches start one (``run_process``)."""
 import json
 import os
 import subprocess
@@ -6,13 +9,19 @@ import sys
 
 import pytest
 
+from conftest import invoke
+
 CNNLAB = [sys.executable, "-m", "cnnlab"]
 TINY_FLAGS = ["--blocks", "[{filters: 4}, {filters: 8}]", "--dense", "16", "--progress", "false"]
 
 
-def run(*args, cwd=None, check=True):
+def run(*args, check=True, cwd=None):
+    return invoke(*args, check=check, cwd=cwd)
+
+
+def run_process(*args, check=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*CNNLAB, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+    proc = subprocess.run([*CNNLAB, *map(str, args)], capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -68,10 +77,12 @@ def test_summary_of_a_run_and_of_a_preset(trained):
     assert "61,706" in proc.stdout
 
 
+@pytest.mark.slow
 def test_corrupt_files_are_reported_in_one_line(tmp_path):
     run("datasets", "export", "shapes", tmp_path / "s", "--size", "12", "--count", "10")
     (tmp_path / "s" / "train" / "circle" / "broken.png").write_bytes(b"garbage")
-    proc = run("train", tmp_path / "s", "--out", tmp_path / "r", "--epochs", "1", *TINY_FLAGS)
+    # a process of its own: what a person sees includes whatever the libraries would print at start-up
+    proc = run_process("train", tmp_path / "s", "--out", tmp_path / "r", "--epochs", "1", *TINY_FLAGS)
     assert "warning: skipped 1 unusable files (broken.png: not a readable image)" in " ".join(proc.stderr.split())
     # A person sees cnnlab's own lines: no info lines or warnings from the libraries (Lightning, torch).
     lines = proc.stderr.strip().splitlines()

@@ -1,4 +1,5 @@
-"""The first hour's traps, through the CLI: each of these gave a wrong answer without a word."""
+"""The first hour's traps, through the CLI: each of these gave a wrong answer without a word. The commands run
+in this process (test_cli's ``run``); Ctrl-C needs a process of its own."""
 import json
 import os
 import shutil
@@ -6,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from cnnlab import files, rundir
 from conftest import write_images
@@ -98,6 +101,7 @@ def test_train_help_lists_every_config_key_with_defaults(tmp_path):
     assert run("--version").stdout.startswith("cnnlab ")
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_the_resume_command_and_keeps_the_last_epoch(tmp_path, bars):
 
     out = tmp_path / "run"

@@ -1,11 +1,9 @@
 """Figures that do not mislead (#22 §1.1, §1.2), through the CLI: a temperature is never fitted to sharpen a
 model that is always right on its validation split, a plain folder gets a seeded, stratified test split,
-and a headline on validation images says so in words (evaluate, evaluation.json, the report, /model)."""
+and a headline on validation images says so in words (evaluate, evaluation.json, the report, /model).
+The commands run in this process, through the console script's ``main()``."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -14,19 +12,14 @@ import torch
 import cnnlab
 from cnnlab import files, rundir
 from cnnlab.calibration import fit_temperature
-from conftest import TINY, write_images
+from conftest import TINY, invoke, write_images
 
 TINY_FLAGS = ["--blocks", "[{filters: 4}, {filters: 8}]", "--dense", "16", "--dropout", "0", "--augment", "none",
               "--progress", "false", "--lr", "0.01", "--batch-size", "16"]
 
 
 def cli(*args, check=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return invoke(*args, check=check)
 
 
 def split_rows(run) -> list[dict]:

@@ -100,8 +100,7 @@ def test_a_trainer_killed_with_sigkill_leaves_no_stale_lock(tmp_path, bars):
     assert (out / ownership.LOCK).is_file() and ownership.holder(out) is None
     predicted = run("predict", out, next(bars.rglob("*.png")), check=False)
     assert predicted.returncode == 2 and f"cnnlab train --resume --out {out}" in predicted.stderr
-    resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out)], env=ENV,
-                             capture_output=True, text=True, timeout=300)
+    resumed = run("train", "--resume", "--out", out, check=False)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(rundir.read_csv(out / rundir.METRICS)) == 3
     assert ownership.holder(out) is None and (out / ownership.LOCK).read_bytes() == b""
