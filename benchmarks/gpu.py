@@ -114,7 +114,8 @@ def cnnlab_loop(args, compile_: bool, immediate_checks: bool = False) -> float:
     from cnnlab.training.module import ImageTask
 
     cfg = resolve_model_config(with_overrides(Config(), {
-        "model": "resnet50", "weights": "none", "input_size": args.size, "optimizer": "sgd", "lr": 0.1}))
+        "model": "resnet50", "weights": "none", "input_size": args.size, "optimizer": "sgd", "lr": 0.1,
+        "schedule": "none"}))
     pre = resolve_preprocessing(cfg)
     model, _ = build_for_training(cfg, pre, 1000)
     task = ImageTask(model, "classification", 1000, cfg.optim, channels_last=True, compile=compile_)

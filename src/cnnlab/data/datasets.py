@@ -46,7 +46,10 @@ def augment(transform: Optional[BatchTransform], x: torch.Tensor, indices) -> to
     if seed is None:
         return transform(x)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # the CPU generator only: torch.manual_seed also queues a re-seed of every other device's generators
+        # with a formatted stack trace each, ~1 ms a batch (benchmarks/overhead.py), and the CPU's is the
+        # one the transforms draw from
+        torch.default_generator.manual_seed(seed)
         return transform(x)
 
 

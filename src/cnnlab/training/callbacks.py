@@ -10,6 +10,7 @@ from typing import Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+import torch
 from torch import nn
 
 from cnnlab.config import Config
@@ -89,7 +90,13 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def gradient_norms(model: nn.Module) -> dict[str, float]:
-    return {name: float(p.grad.norm()) for name, p in weight_layers(model) if p.grad is not None}
+    """Each layer's gradient norm, read back in one copy (one float() a layer would wait for a GPU's queue
+    to drain once a layer)."""
+    layers = [(name, p.grad) for name, p in weight_layers(model) if p.grad is not None]
+    if not layers:
+        return {}
+    norms = torch.stack(torch._foreach_norm([g.detach() for _, g in layers])).tolist()
+    return dict(zip((name for name, _ in layers), norms))
 
 
 def first_last_ratio(norms: dict[str, float], k: int = 2) -> Optional[float]:
@@ -140,7 +147,26 @@ def bar_on_terminal() -> bool:
 
 class StderrProgressBar(TQDMProgressBar):
     """Lightning's tqdm bars on stderr, so that stdout keeps only results (tables, --json), and one bar
-    left on screen per epoch (Lightning reuses one bar, so only the last epoch would stay)."""
+    left on screen per epoch (Lightning reuses one bar, so only the last epoch would stay).
+
+    A redraw reads the logged loss back (on a GPU, waiting for its queue to drain): every ``refresh_rate``
+    steps, but not more often than every REFRESH_SECONDS, however fast the steps are; the last step of an
+    epoch always redraws."""
+
+    REFRESH_SECONDS = 0.5
+
+    def __init__(self, *args, clock=time.monotonic, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock, self._drawn = clock, float("-inf")
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not super()._should_update(current, total):
+            return False
+        now = self._clock()
+        if current != total and now - self._drawn < self.REFRESH_SECONDS:
+            return False
+        self._drawn = now
+        return True
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args) -> None:
         if self._train_progress_bar is not None and trainer.current_epoch > 0:

@@ -30,15 +30,15 @@ class StandardisedMSE(nn.Module):
 
 
 class FiniteChecks:
-    """Whether each step's loss, gradients and running statistics are finite, without stalling a GPU.
+    """Whether each step's loss, gradients and running statistics are finite, without a host round trip.
 
-    On the CPU, or with several processes (whose decision must be collective), each value is checked
-    at once, before backward and before the update: nothing non-finite reaches the weights. On one GPU,
-    reading a value back would wait for the GPU's queue to drain every step (ResNet-50 on an H200:
-    0.75x a bare loop's throughput, benchmarks/gpu.py), so the flags are copied to the host
-    asynchronously and read once they have arrived, a step or two later, and all of them before any
-    checkpoint. A diverged run then stops with its best epoch's weights, as before; the last update
-    may have used the non-finite values, and its weights are never saved.
+    Each step's values go into a queue as one small tensor and are read once they are on the host: on the
+    CPU at the next step; on a GPU once their asynchronous copy has arrived, a step or two later (reading a
+    value back at once would wait for the GPU's queue to drain every step: ResNet-50 on an H200 ran at 0.75x
+    a bare loop's throughput, benchmarks/gpu.py). All of them are read before any checkpoint is written, so
+    a diverged run stops with its best epoch's weights; the last update may have used the non-finite values,
+    and its weights are never saved. With several processes, whose decision must be collective, each step's
+    values are checked at once instead (``immediate``), before backward and before the update.
     """
 
     def __init__(self) -> None:
@@ -46,23 +46,43 @@ class FiniteChecks:
 
     @staticmethod
     def immediate(task: "ImageTask") -> bool:
-        return task.device.type != "cuda" or task.trainer.world_size > 1
+        return task.trainer.world_size > 1
 
-    def push(self, ok: torch.Tensor, named: list, values: torch.Tensor, step: int) -> None:
-        host_ok = torch.empty(ok.shape, dtype=torch.bool, pin_memory=True).copy_(ok, non_blocking=True)
-        host_values = torch.empty(values.shape, dtype=values.dtype, pin_memory=True).copy_(values, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
-        self.pending.append((host_ok, host_values, [f"{what} {name}".strip() for what, name, _ in named], step, done))
+    def push(self, values: torch.Tensor, names: list[str], step: int, epoch: int) -> None:
+        values, done = values.detach().float(), None
+        if values.is_cuda:
+            values = torch.empty(values.shape, dtype=values.dtype, pin_memory=True).copy_(values, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        self.pending.append((values, names, step, epoch, done))
 
     def poll(self, task: "ImageTask", wait: bool = False) -> None:
-        while self.pending and (wait or self.pending[0][-1].query()):
-            ok, values, names, step, done = self.pending.popleft()
-            done.synchronize()
-            if not bool(ok.all()):
-                i = int((~ok).nonzero()[0])
+        while self.pending and (wait or self.pending[0][-1] is None or self.pending[0][-1].query()):
+            values, names, step, epoch, done = self.pending.popleft()
+            if done is not None:
+                done.synchronize()
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                i = int((~finite).nonzero()[0])
                 self.pending.clear()
-                raise task._diverged(names[i], float(values[i]), step)
+                raise task._diverged(names[i], float(values[i]), step, epoch)
+
+
+def watched_slots(model: nn.Module, gradients: bool) -> list[tuple[str, dict, str, bool]]:
+    """(what, the dict holding it, its key, whether its gradient is meant) for every parameter (when
+    ``gradients``) and floating-point buffer of ``model``: each step reads the current tensors from their
+    slots (moving a module to a device replaces its buffers) without walking the module tree again."""
+    slots, seen = [], set()
+    kinds = [("_parameters", "the gradient of")] if gradients else []
+    for attr, what in kinds + [("_buffers", "the running statistic")]:
+        for prefix, module in model.named_modules():
+            held = getattr(module, attr)
+            for key, tensor in held.items():
+                if tensor is None or id(tensor) in seen or (attr == "_buffers" and not tensor.is_floating_point()):
+                    continue
+                seen.add(id(tensor))
+                slots.append((f"{what} {prefix + '.' if prefix else ''}{key}", held, key, attr == "_parameters"))
+    return slots
 
 
 class ImageTask(L.LightningModule):
@@ -127,19 +147,17 @@ class ImageTask(L.LightningModule):
             loss = self.loss_fn(out, y) + AUX_WEIGHT * self.loss_fn(aux, y)
         else:
             loss = self.loss_fn(out, y)
-        n = len(y)
+        n, value = len(y), loss.detach().float()
         # Lightning's self.log costs ~1 ms per call, a tenth of a small CNN's CPU step: sum on the device
         # here and log the exact epoch means once (benchmarks/overhead.py), over every rank's images.
         # (no torch.tensor(n, device=...): a copy from the host would wait for the GPU's queue to drain)
-        self._sums[stage] = self._sums.get(stage, 0) + torch.stack(
-            [loss.detach().float() * n, self._correct(out, y), loss.detach().float().new_full((), n)])
+        self._sums[stage] = self._sums.get(stage, 0) + torch.stack([value * n, self._correct(out, y), value.new_full((), n)])
+        for name, metric in self.metrics.items():  # regression: torchmetrics accumulates on the device
+            if name.startswith(stage):
+                metric.update(out.detach(), y)
         if stage == "train" and self.trainer.is_last_batch:
             self._log_sums("train")
             self.epoch_complete = True  # a budget (max_time) can end an epoch before its last batch
-        for name, metric in self.metrics.items():
-            if name.startswith(stage):
-                metric.update(out.detach(), y)
-                self.log(name, metric, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def _correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -160,9 +178,15 @@ class ImageTask(L.LightningModule):
         # sync_dist: the values are already global and equal on every rank; it keeps Lightning's
         # distributed checks satisfied at the cost of one small all-reduce an epoch.
         self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1, prog_bar=stage == "val")
+        for name, metric in self.metrics.items():  # logged once: Lightning computes, syncs and resets them
+            if name.startswith(stage):
+                self.log(name, metric, on_step=False, on_epoch=True)
 
     def on_train_epoch_start(self) -> None:
         self._sums.pop("train", None)
+        for name, metric in self.metrics.items():  # an epoch cut short by a budget is never logged
+            if name.startswith("train"):
+                metric.reset()
         self.epoch_complete = False
 
     def on_validation_epoch_start(self) -> None:
@@ -182,9 +206,10 @@ class ImageTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_sums("test")
 
-    def _diverged(self, what: str, value: float, step: Optional[int] = None) -> Diverged:
+    def _diverged(self, what: str, value: float, step: Optional[int] = None, epoch: Optional[int] = None) -> Diverged:
         step = self.global_step if step is None else step
-        return Diverged(f"training diverged in epoch {self.current_epoch + 1}, step {step}: {what} is {value:g}. "
+        epoch = self.current_epoch if epoch is None else epoch
+        return Diverged(f"training diverged in epoch {epoch + 1}, step {step}: {what} is {value:g}. "
                         f"Lower the learning rate (--lr, now {self.lr:g}), or with mixed precision try "
                         f"--precision 32-true")
 
@@ -195,9 +220,9 @@ class ImageTask(L.LightningModule):
             if not self._all_finite(bool(torch.isfinite(loss))):
                 raise self._diverged("the loss" if not torch.isfinite(loss) else "another rank's loss", float(loss))
         elif self.watch_finite:
-            self._checks.push(torch.isfinite(loss.detach()).reshape(1), [("the loss", "", None)],
-                              loss.detach().float().reshape(1), self.global_step)
-        if batch_idx % PROGRESS_EVERY == 0:  # the progress bar redraws every 10th step anyway
+            self._checks.push(loss.reshape(1), ["the loss"], self.global_step, self.current_epoch)
+        if batch_idx % PROGRESS_EVERY == 0 and self.trainer.progress_bar_callback is not None:
+            # the bar redraws every 10th step anyway; with no bar (a log file), nothing reads it
             self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
         if self.full_batch_size:
             # Lightning divides by the accumulation count K; scale so the sum over chunks is sum(loss_i) / N.
@@ -212,26 +237,38 @@ class ImageTask(L.LightningModule):
             return finite
         return self.trainer.strategy.reduce_boolean_decision(finite, all=True)
 
+    def on_train_start(self) -> None:
+        self._slots = None  # after the move to the device, and after any callback's change of check_gradients
+
+    def _watched(self) -> tuple[list[str], list[torch.Tensor]]:
+        if getattr(self, "_slots", None) is None:
+            self._slots = watched_slots(self.model, self.check_gradients)
+        names, tensors = [], []
+        for what, held, key, gradient in self._slots:
+            tensor = held[key].grad if gradient else held[key]
+            if tensor is not None:  # a frozen parameter has no gradient
+                names.append(what)
+                tensors.append(tensor)
+        return names, tensors
+
     def on_before_optimizer_step(self, optimizer) -> None:
         """Before each update: gradients and the statistics the forward pass updated (BatchNorm's running
-        mean and variance can overflow while the normalised loss stays finite) must all be finite."""
+        mean and variance can overflow while the normalised loss stays finite) must all be finite. One norm
+        per tensor (torch._foreach_norm, one pass over the gradients) is what is checked."""
         if not self.watch_finite:
             return
-        named = [("the gradient of", n, p.grad) for n, p in self.model.named_parameters()
-                 if p.grad is not None] if self.check_gradients else []
-        named += [("the running statistic", n, b) for n, b in self.model.named_buffers() if b.is_floating_point()]
-        if not named:
+        names, tensors = self._watched()
+        if not tensors:
             return
-        norms = torch.stack(torch._foreach_norm([t.detach() for _, _, t in named]))
+        norms = torch.stack(torch._foreach_norm(tensors))
         if not self._checks.immediate(self):
-            self._checks.push(torch.isfinite(norms), named, norms.float(), self.global_step)
+            self._checks.push(norms, names, self.global_step, self.current_epoch)
             return
         if not self._all_finite(bool(torch.isfinite(norms).all())):  # one sync per step; on failure find which
             if bool(torch.isfinite(norms).all()):
                 raise self._diverged("another rank's gradient or statistic", float("nan"))
             i = int((~torch.isfinite(norms)).nonzero()[0])
-            what, name, _ = named[i]
-            raise self._diverged(f"{what} {name}", float(norms[i]))
+            raise self._diverged(names[i], float(norms[i]))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.trainer.is_last_batch:  # every check of the epoch is read before its checkpoint is written
