@@ -3,10 +3,12 @@ from cnnlab.experiments.catalog import EXPERIMENTS
 from cnnlab.experiments.spec import Arm, Budget, Check, Experiment, Plot, Source
 
 PROBE = "cnnlab.experiments.probes.init:deep_relu"
-HE = Source("He et al. 2015, Delving deep into rectifiers", "§2.2 and Figure 3",
-            "a 30-layer ReLU network converges with their init and stalls with Xavier's")
-GLOROT = Source("Glorot & Bengio 2010", "§4.2.1", "Xavier's variance keeps the scale for linear/tanh units; "
-                "with ReLU the std halves every two layers (He et al. 2015, eq. 10)")
+HE = Source("He et al. 2015, Delving deep into rectifiers", "the figure of a 30-layer small model's convergence",
+            "a 30-layer ReLU network converges with their init, while with Xavier's it completely stalls and its "
+            "gradients are all diminishing")
+GLOROT = Source("Glorot & Bengio 2010; He et al. 2015", "", "Xavier's variance 2/(n_in + n_out) keeps the scale "
+                "of linear units; a ReLU zeroes half of its inputs, so He et al. use 2/n_in: with Xavier's the "
+                "std halves every two layers")
 SYMMETRY = Source("Goodfellow et al. 2016, Deep Learning", "§8.4", "units with the same initial weights and "
                   "inputs get the same gradient, so they never differ: initialisation must break symmetry")
 
