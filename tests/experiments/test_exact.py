@@ -51,3 +51,24 @@ def test_temperature_scaling_never_changes_the_argmax():
     s = temperature(0, "digits", steps=50)["scalars"]
     assert s["accuracy_change"] == 0.0 and s["temperature"] > 1  # overconfident: the fitted T softens
     assert math.isclose(s["nll_ratio"], s["nll_before"] / s["nll_after"])
+
+
+def test_conv_arithmetic_experiment_supports_every_claim(tmp_path):
+    r = cnnlab.experiment("conv-arithmetic", quick=True, out=tmp_path)
+    assert all(c.verdict == SUPPORTED for c in r.checks), [(c.claim, c.verdict) for c in r.checks]
+    s = r.figures["vgg16"][0]["scalars"]
+    assert s["parameters"] == 138_357_544 and abs(s["fc6_share"] - 102_764_544 / 138_357_544) < 1e-12
+    assert s["receptive_field"] == 212 and r.figures["output-size"][0]["scalars"]["cases"] > 1000
+    table = r.figures["vgg16"][0]["tables"]["VGG-16 layers at 224x224"]["rows"]
+    assert sum(float(row[-1]) for row in table) == pytest.approx(30.7, abs=0.05)  # 15.3 G multiply-adds
+
+
+def test_the_output_size_formula_and_the_measured_receptive_field_catch_a_wrong_layer():
+    from torch import nn
+
+    from cnnlab.experiments.probes.conv_arithmetic import out_size, receptive_field, rf_formula
+
+    assert [out_size(224, 7, 3, 2), out_size(7, 3, 0, 1, 2), out_size(28, 2, 0, 2)] == [112, 3, 14]
+    layers = [nn.Conv2d(1, 1, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, padding=2, dilation=2)]
+    assert rf_formula(layers) == [3, 4, 12] and receptive_field(layers, 41) == 12
+    assert receptive_field([nn.Conv2d(1, 1, 5)], 21) == 5 != receptive_field([nn.Conv2d(1, 1, 3)], 21)
