@@ -72,3 +72,22 @@ def test_the_output_size_formula_and_the_measured_receptive_field_catch_a_wrong_
     layers = [nn.Conv2d(1, 1, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, padding=2, dilation=2)]
     assert rf_formula(layers) == [3, 4, 12] and receptive_field(layers, 41) == 12
     assert receptive_field([nn.Conv2d(1, 1, 5)], 21) == 5 != receptive_field([nn.Conv2d(1, 1, 3)], 21)
+
+
+def test_architectures_experiment_counts_each_family_against_its_paper(tmp_path):
+    r = cnnlab.experiment("architectures", quick=True, out=tmp_path)
+    assert all(c.verdict == SUPPORTED for c in r.checks), [(c.claim, c.verdict) for c in r.checks]
+    params = {arm: r.values(arm, "parameters")[0] for arm in ("vgg16", "resnet18", "resnet50", "xception")}
+    assert params == {"vgg16": 138_357_544, "resnet18": 11_689_512, "resnet50": 25_557_032, "xception": 22_855_952}
+    assert r.values("resnet18", "gmacs")[0] == pytest.approx(1.814, abs=1e-3)  # He et al. Table 1: 1.8
+    assert r.values("factorisations", "separable_ratio")[0] == pytest.approx(1 / 128 + 1 / 9, abs=1e-15)
+    assert all(r.values(arm, "latency_ms")[0] > 0 for arm in params)
+
+
+def test_the_factorisation_ratios_come_from_the_layers_not_the_formula():
+    from torch import nn
+
+    from cnnlab.experiments.probes.architectures import _macs
+
+    full, depthwise = _macs([nn.Conv2d(8, 16, 3, padding=1)], 8, 10), _macs([nn.Conv2d(8, 8, 3, padding=1, groups=8)], 8, 10)
+    assert full == 9 * 8 * 16 * 100 and depthwise == 9 * 8 * 100  # k^2 C_in C_out H W; groups divide it
