@@ -89,5 +89,6 @@ def test_the_factorisation_ratios_come_from_the_layers_not_the_formula():
 
     from cnnlab.experiments.probes.architectures import _macs
 
-    full, depthwise = _macs([nn.Conv2d(8, 16, 3, padding=1)], 8, 10), _macs([nn.Conv2d(8, 8, 3, padding=1, groups=8)], 8, 10)
+    full = _macs([nn.Conv2d(8, 16, 3, padding=1)], 8, 10)
+    depthwise = _macs([nn.Conv2d(8, 8, 3, padding=1, groups=8)], 8, 10)
     assert full == 9 * 8 * 16 * 100 and depthwise == 9 * 8 * 100  # k^2 C_in C_out H W; groups divide it

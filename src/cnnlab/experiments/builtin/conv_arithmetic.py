@@ -6,7 +6,8 @@ from cnnlab.experiments.spec import Arm, Budget, Check, Experiment, Source
 PROBES = "cnnlab.experiments.probes.conv_arithmetic"
 DUMOULIN = Source("Dumoulin & Visin 2016, A guide to convolution arithmetic for deep learning", "",
                   "o = floor((i + 2p - k) / s) + 1; with dilation d the kernel spans d(k - 1) + 1")
-SIMONYAN = Source("Simonyan & Zisserman 2015, Very Deep Convolutional Networks (VGG)", "discussion of the configurations",
+SIMONYAN = Source("Simonyan & Zisserman 2015, Very Deep Convolutional Networks (VGG)",
+                  "discussion of the configurations",
                   "a stack of three 3x3 layers has a 7x7 receptive field and 3(3^2 C^2) = 27C^2 weights against "
                   "49C^2 for one 7x7 layer")
 VGG16 = Source("Simonyan & Zisserman 2015 (configuration D); torchvision's vgg16", "",

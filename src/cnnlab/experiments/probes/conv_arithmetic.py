@@ -103,7 +103,8 @@ def vgg16(seed: int, data: str, side: int = 224) -> dict:
         rf_error += abs(measured - formula_rf[i])
         rows.append([i, type(layer).__name__, f"{size}->{out}", formula_rf[i], measured, f"{flops / 1e9:.3f}"])
         size = out
-    return {"scalars": {"parameters": float(total), "parameter_gap": abs(total - 138_357_544), "fc6_share": fc6 / total, "conv_flops_error": float(flop_error),
+    return {"scalars": {"parameters": float(total), "parameter_gap": abs(total - 138_357_544),
+                        "fc6_share": fc6 / total, "conv_flops_error": float(flop_error),
                         "receptive_field_error": float(rf_error), "receptive_field": float(formula_rf[-1])},
             "tables": {f"VGG-16 layers at {side}x{side}": {
                 "header": ["layer", "type", "size", "receptive field (formula)", "receptive field (measured)",
