@@ -37,7 +37,9 @@ def test_verdict_is_visible_without_scrolling(name, browser, bars, tmp_path):
     verdict = browser.find_element(By.ID, "verdict")
     height = browser.execute_script("return window.innerHeight")
     top = browser.execute_script("return arguments[0].getBoundingClientRect().bottom", verdict)
-    assert verdict.is_displayed() and verdict.text.split()[0] in ("Supported", "Inconclusive", "Not")
+    word = verdict.text.split(":")[0]
+    assert verdict.is_displayed() and word in ("Supported", "Inconclusive", "Not supported at this scale")
+    assert verdict.text.count(word) == 1 and result.checks[0].claim in verdict.text  # the verdict said once
     assert 0 < top <= height, f"the verdict ends at {top}px, below the first {height}px"
     shot = tmp_path / f"{name}.png"
     browser.save_screenshot(str(shot))

@@ -156,18 +156,21 @@ def run_experiment(experiment: Union[str, Path, Experiment], data: Optional[str]
     out = Path(out) if out is not None else Path("experiments") / (exp.name + ("-quick" if quick else ""))
     units = plan(exp, out, None if data is None else str(data), seeds, quick, device)
     before = {(u.arm.name, u.seed) for u in units if (u.path / unit_mod.FIGURES).is_file()}
-    done = execute(units, jobs, hook)
-    seed_list = sorted({u.seed for u in units})
-    figures = {arm.name: [done[(arm.name, s)] for s in seed_list] for arm in exp.arms}
-    checks = check_results(exp, figures)
-    key = [f"{u.arm.name}/seed-{u.seed}" for u in units]
-    result = ExperimentResult(exp.name, exp.question, checks[0].verdict if checks else "inconclusive", checks,
-                              seed_list, figures, out, out / "experiment.json", out / "experiment.html",
-                              ran=[k for k, u in zip(key, units) if (u.arm.name, u.seed) not in before],
-                              reused=[k for k, u in zip(key, units) if (u.arm.name, u.seed) in before])
+    result = _result(exp, units, execute(units, jobs, hook), before, out)
     ref = exp.name if isinstance(experiment, Experiment) else str(experiment)
     write(exp, result, units, quick, command or _command(ref, data, seeds, quick, out))
     return result
+
+
+def _result(exp: Experiment, units: list[unit_mod.Unit], done: dict, before: set, out: Path) -> ExperimentResult:
+    """The verdicts and figures of every unit; ``before``: the units finished before this call."""
+    seed_list = sorted({u.seed for u in units})
+    figures = {arm.name: [done[(arm.name, s)] for s in seed_list] for arm in exp.arms}
+    checks = check_results(exp, figures)
+    keys = [(f"{u.arm.name}/seed-{u.seed}", (u.arm.name, u.seed) in before) for u in units]
+    return ExperimentResult(exp.name, exp.question, checks[0].verdict if checks else "inconclusive", checks,
+                            seed_list, figures, out, out / "experiment.json", out / "experiment.html",
+                            ran=[k for k, old in keys if not old], reused=[k for k, old in keys if old])
 
 
 def _command(ref: str, data, seeds, quick: bool, out: Path) -> str:

@@ -49,13 +49,18 @@ def measured(check) -> str:
     return f"{check.metric}: {sides} ({effect}; {ci}; {seeds})"
 
 
-def headline(result) -> str:
-    """The verdict in one sentence, the measured figure beside the paper's."""
+def finding(result) -> str:
+    """The headline check's claim with the measured figure beside the paper's (the verdict's sentence)."""
     if not result.checks:
         return "No checks: nothing to decide."
     c = result.checks[0]
     paper = f" {c.source}: {c.paper_number}." if c.paper_number else f" ({c.source})"
-    return f"{c.verdict.capitalize()}: {c.claim} Measured {measured(c)}.{paper}"
+    return f"{c.claim} Measured {measured(c)}.{paper}"
+
+
+def headline(result) -> str:
+    """The verdict in one sentence, the measured figure beside the paper's."""
+    return f"{result.verdict.capitalize()}: {finding(result)}" if result.checks else finding(result)
 
 
 def summary(exp: Experiment, result) -> dict:
@@ -78,6 +83,7 @@ def document(exp: Experiment, result, units, quick: bool, command: str) -> dict:
         "schema_version": SCHEMA_VERSION, "kind": "cnnlab-experiment", "experiment": exp.name,
         "question": exp.question, "scale_note": exp.scale_note, "command": command, "versions": versions(),
         "quick": quick, "data": data, "seeds": result.seeds, "verdict": result.verdict, "headline": headline(result),
+        "finding": finding(result),
         "arms": [{"name": a.name, "label": a.title(), "kind": a.kind, "overrides": a.overrides, "probe": a.probe,
                   "params": a.params} for a in exp.arms],
         "checks": [{"claim": c.claim, "expectation": c.expectation, "source": c.source, "paper_number": c.paper_number,

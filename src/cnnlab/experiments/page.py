@@ -115,7 +115,7 @@ def page(doc: dict) -> str:
     body = [
         f"<h1>cnnlab experiment: {_esc(doc['experiment'])}</h1>",
         f'<p class="question"><b>Question.</b> {_esc(doc["question"])}</p>',
-        f'<div id="verdict" class="{_css(verdict)}"><b>{_esc(verdict.capitalize())}</b><br>{_esc(doc["headline"])}</div>',
+        f'<div id="verdict" class="{_css(verdict)}"><b>{_esc(verdict.capitalize())}:</b> {_esc(doc["finding"])}</div>',
         f'<p class="note"><b>At this scale.</b> {_esc(doc["scale_note"])}</p>' if doc.get("scale_note") else "",
         _checks(doc), "<h2>Curves</h2>" + _plots(doc) if doc.get("plots") else "", _figures_table(doc),
         _probe_tables(doc), "<h2>Arms</h2>" + arms,

@@ -78,9 +78,13 @@ def interval(values: list[float]) -> tuple[float, float, str]:
     return low, high, f"bootstrap {method}, {len(arr)} seeds"
 
 
+def _finite_pairs(a: list[Optional[float]], b: list[Optional[float]]) -> list[tuple[float, float]]:
+    return [(x, y) for x, y in zip(a, b) if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+
+
 def decide(check: Check, a: list[Optional[float]], b: list[Optional[float]]) -> Outcome:
     """The verdict of one check from arm A's and arm B's figure per seed (None: the seed has no figure)."""
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    pairs = _finite_pairs(a, b)
     m = margin(check)
     if not pairs:
         return Outcome(INCONCLUSIVE, [], None, None, None, m, "no figures", a, b)
@@ -93,8 +97,11 @@ def decide(check: Check, a: list[Optional[float]], b: list[Optional[float]]) -> 
     if len(e) < 2:
         return Outcome(INCONCLUSIVE, e, mean, None, None, m, "one seed: no interval", a, b)
     low, high, method = interval(e)
-    verdict = SUPPORTED if low > m else NOT_SUPPORTED if high < m else INCONCLUSIVE
-    return Outcome(verdict, e, mean, low, high, m, method, a, b)
+    return Outcome(_by_interval(low, high, m), e, mean, low, high, m, method, a, b)
+
+
+def _by_interval(low: float, high: float, m: float) -> str:
+    return SUPPORTED if low > m else NOT_SUPPORTED if high < m else INCONCLUSIVE
 
 
 def spread(values: list[Optional[float]]) -> Optional[float]:

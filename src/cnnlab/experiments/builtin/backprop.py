@@ -2,11 +2,12 @@
 from cnnlab.experiments.catalog import EXPERIMENTS
 from cnnlab.experiments.spec import Arm, Budget, Check, Experiment, Source
 
-RUMELHART = Source("Rumelhart, Hinton & Williams 1986", "eq. 14 (the generalised delta rule)",
+RUMELHART = Source("Rumelhart, Hinton & Williams 1986", "the generalised delta rule",
                    "the back-propagated error of a layer is the next layer's, through its weights, times the "
                    "derivative of the activation: exact, not an approximation")
-GRADCHECK = Source("LeCun et al. 1998, Efficient BackProp; CS231n notes, gradient checks", "§ gradient checking",
-                   "a correct gradient agrees with central differences in float64 to a relative error below 1e-6")
+GRADCHECK = Source("CS231n notes, Neural Networks 3", "section \"Gradient checks\"",
+                   "use centered differences in double precision; a relative error of 1e-7 or less is a correct "
+                   "gradient, above 1e-4 is too high without kinks")
 
 
 @EXPERIMENTS.register("backprop", description="Does backpropagation compute the true gradient?")

@@ -2,11 +2,12 @@
 from cnnlab.experiments.catalog import EXPERIMENTS
 from cnnlab.experiments.spec import Arm, Budget, Check, Experiment, Plot, Source
 
-GOH = Source("Goh 2017, Why Momentum Really Works (Distill)", "§ The Dynamics of Momentum",
+GOH = Source("Goh 2017, Why Momentum Really Works (Distill)", "section \"The Dynamics of Momentum\"",
              "at the optimal step sizes the heavy ball converges at (sqrt k - 1)/(sqrt k + 1) against GD's "
              "(k - 1)/(k + 1): at k = 100, 0.82 against 0.98 a step")
-CHOI = Source("Choi et al. 2019, On Empirical Comparisons of Optimizers", "§4, Figure 2",
-              "after tuning, the more general optimisers never lose to their special cases; untuned comparisons mislead")
+CHOI = Source("Choi et al. 2019, On Empirical Comparisons of Optimizers for Deep Learning", "abstract",
+              "comparisons are sensitive to the tuning protocol; tuned, the adaptive methods never underperform "
+              "momentum or gradient descent")
 GRIDS = {"sgd": (0.03, 0.1, 0.3, 1.0), "momentum": (0.003, 0.01, 0.03, 0.1), "nesterov": (0.003, 0.01, 0.03, 0.1),
          "rmsprop": (1e-4, 3e-4, 1e-3, 3e-3), "adam": (3e-4, 1e-3, 3e-3, 1e-2), "adamw": (3e-4, 1e-3, 3e-3, 1e-2)}
 LABELS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "nesterov": "Nesterov 0.9", "rmsprop": "RMSprop",

@@ -159,9 +159,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def sgd_steps(model: nn.Module, data: Arrays, steps: int, seed: int, lr: float, batch: int = 64,
-              make_opt: Optional[Callable] = None, every: int = 25, target: Optional[float] = None) -> dict:
+              make_opt: Optional[Callable] = None, every: int = 25, target: Optional[float] = None,
+              track_accuracy: bool = True) -> dict:
     """Mini-batch training from ``seed``'s data order: the training loss and accuracy curve (on the whole
-    training set every ``every`` steps), and the first step where the accuracy reaches ``target``."""
+    training set every ``every`` steps; None without ``track_accuracy``, which saves that pass), and the
+    first step where the accuracy reaches ``target``."""
     gen = torch.Generator().manual_seed(seed)
     opt = make_opt(model.parameters()) if make_opt else torch.optim.SGD(model.parameters(), lr=lr)
     curve_step, curve_loss, curve_acc, reached = [], [], [], None
@@ -178,7 +180,7 @@ def sgd_steps(model: nn.Module, data: Arrays, steps: int, seed: int, lr: float, 
         loss.backward()
         opt.step()
         if step % every == 0 or step == steps:
-            acc = accuracy(model, data.x, data.y)
+            acc = accuracy(model, data.x, data.y) if track_accuracy or target is not None else None
             curve_step.append(step)
             value = float(loss.detach())
             curve_loss.append(value if math.isfinite(value) else None)

@@ -1,0 +1,59 @@
+"""VGG, ResNet, Inception, Xception: how big, how costly, and why the factorisations? (the course's questions
+11-13)"""
+from cnnlab.experiments.catalog import EXPERIMENTS
+from cnnlab.experiments.spec import Arm, Budget, Check, Experiment, Source
+
+PROBES = "cnnlab.experiments.probes.architectures"
+SIMONYAN = Source("Simonyan & Zisserman 2015 (VGG)", "configuration D", "138 million parameters")
+HE = Source("He et al. 2016, Deep Residual Learning", "Table 1",
+            "FLOPs (multiply-adds) 1.8 x 10^9 for ResNet-18, 3.6 x 10^9 for 34, 3.8 x 10^9 for 50")
+CHOLLET = Source("Chollet 2017, Xception", "Table 3",
+                 "Xception 22,855,952 parameters, Inception V3 23,626,728 (Keras, whose batch norm has no scale)")
+HOWARD = Source("Howard et al. 2017, MobileNets", "depthwise separable convolution",
+                "cost relative to a full convolution: 1/N + 1/D_K^2")
+SZEGEDY = Source("Szegedy et al. 2016, Rethinking the Inception Architecture", "factorizing convolutions",
+                 "a 5x5 replaced by two 3x3, a 3x3 by a 3x1 then a 1x3")
+FAMILIES = (("vgg16", "VGG-16 (torchvision)"), ("resnet18", "ResNet-18 (torchvision)"),
+            ("resnet34", "ResNet-34 (torchvision)"), ("resnet50", "ResNet-50 (torchvision, v1.5)"),
+            ("inception_v3", "Inception-v3 (torchvision, no auxiliary head)"), ("xception", "Xception (timm)"))
+
+
+def _near(arm: str, metric: str, paper: float, within: float, source: Source, what: str) -> Check:
+    """``metric`` of ``arm`` within ``within`` (a fraction) of the paper's figure (the probe's relative gap)."""
+    how = f"exactly {paper:,.0f}" if within < 1e-6 else f"within {within:.1%} of {paper:,g}"
+    return Check(f"{what}: {how}.", source, f"{metric}_gap", arm, "<", value=within, exact=True)
+
+
+@EXPERIMENTS.register("architectures", description="VGG, ResNet, Inception, Xception: size, cost, factorisations")
+def architectures() -> Experiment:
+    arms = tuple(Arm(name, probe=f"{PROBES}:family", params={"model": name}, label=label) for name, label in FAMILIES)
+    return Experiment(
+        name="architectures",
+        question="How big and how costly are VGG, ResNet, Inception and Xception, and why do their "
+                 "factorisations pay?",
+        arms=(Arm("factorisations", probe=f"{PROBES}:factorisations", label="separable and factorised convolutions, "
+                  "multiply-adds counted by torch"),) + arms,
+        checks=(
+            Check("A depthwise-separable 3x3 convolution costs 1/N + 1/k^2 of a full one (N = 128: 0.119).", HOWARD,
+                  "separable_error", "factorisations", "<", value=1e-12, exact=True),
+            Check("Two 3x3 convolutions cost 18/25 of one 5x5.", SZEGEDY, "two_3x3_error", "factorisations", "<",
+                  value=1e-12, exact=True),
+            Check("A 3x1 then a 1x3 convolution cost 6/9 of one 3x3.", SZEGEDY, "asymmetric_error", "factorisations",
+                  "<", value=1e-12, exact=True),
+            _near("vgg16", "parameters", 138e6, 0.005, SIMONYAN, "VGG-16's parameters"),
+            _near("resnet18", "gmacs", 1.8, 0.03, HE, "ResNet-18's multiply-adds (G)"),
+            _near("resnet34", "gmacs", 3.6, 0.03, HE, "ResNet-34's multiply-adds (G)"),
+            _near("resnet50", "gmacs", 3.8, 0.10, HE, "ResNet-50's multiply-adds (G; torchvision's v1.5 strides "
+                  "in the 3x3, not the 1x1)"),
+            _near("xception", "parameters", 22_855_952, 1e-9, CHOLLET, "Xception's parameters"),
+            _near("inception_v3", "parameters", 23_626_728, 0.01, CHOLLET, "Inception-v3's parameters"),
+        ),
+        quick=Budget(1, "digits", params={"repeats": 1}), full=Budget(2, "digits", params={"repeats": 5}),
+        scale_note="Nothing is trained and no weights are loaded: each network is built on PyTorch's meta device "
+                   "(shapes only) for its parameters and multiply-adds (torch.utils.flop_counter, halved), then "
+                   "given random weights for the latency of one image on this CPU (the fastest of the repeats, "
+                   "one thread in the test suite). The small-data comparison of the four families at the same "
+                   "budget (through cnnlab compare) is not part of this experiment yet.",
+        reported=("parameters", "gmacs", "latency_ms", "input_side", "separable_ratio", "two_3x3_over_5x5",
+                  "asymmetric_over_3x3"),
+    )
