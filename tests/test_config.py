@@ -3,7 +3,7 @@ import pytest
 from cnnlab.config import Config, load_config
 from cnnlab.flags import parse_value
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.names import Head, Precision, Task
+from cnnlab.catalog.names import Head, Precision, Task
 
 
 def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):

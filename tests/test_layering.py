@@ -12,11 +12,9 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 
 # Top to bottom: a module may import from its own layer's package or from any layer above.
 LAYERS = [
-    {"cnnlab.errors", "cnnlab.registry", "cnnlab.files", "cnnlab.console", "cnnlab.memory", "cnnlab.optim",
-     "cnnlab.layers", "cnnlab.augmentations", "cnnlab.preprocessing", "cnnlab.config", "cnnlab.loggers",
-     "cnnlab.calibration", "cnnlab.ownership", "cnnlab.names", "cnnlab.migrations", "cnnlab.flags",
-     "cnnlab.training.strategies",
-     "cnnlab.artifacts"},  # the strategies' names, torch-free: the config validates against them
+    {"cnnlab.errors", "cnnlab.catalog", "cnnlab.files", "cnnlab.memory", "cnnlab.preprocessing", "cnnlab.config",
+     "cnnlab.calibration", "cnnlab.ownership", "cnnlab.migrations", "cnnlab.flags", "cnnlab.artifacts",
+     "cnnlab.training.strategies"},  # the strategies' names, torch-free: the config validates against them
     {"cnnlab.data", "cnnlab.models"},
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},

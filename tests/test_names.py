@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from cnnlab.errors import UnknownName
-from cnnlab.names import Accelerator, Metric, Monitor, Precision, Split, Task, listed, parse
+from cnnlab.catalog.names import Accelerator, Metric, Monitor, Precision, Split, Task, listed, parse
 
 
 def test_a_member_is_its_string_in_comparisons_yaml_and_json():

@@ -12,14 +12,14 @@ from typing import Any, Literal, Optional, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cnnlab.augmentations import PRESETS
+from cnnlab.catalog.augmentations import PRESETS
 from cnnlab.errors import ConfigError, UnknownName
-from cnnlab.layers import ACTIVATIONS, POOLING
-from cnnlab.loggers import LOGGERS
+from cnnlab.catalog.layers import ACTIVATIONS, POOLING
+from cnnlab.catalog.loggers import LOGGERS
 from cnnlab.migrations import SCHEMA_VERSION, migrate
-from cnnlab.names import Accelerator, Distributed, Head, Monitor, Precision, Task, parse
-from cnnlab.optim import OPTIMIZERS, SCHEDULES
-from cnnlab.registry import Registry, did_you_mean, suggest
+from cnnlab.catalog.names import Accelerator, Distributed, Head, Monitor, Precision, Task, parse
+from cnnlab.catalog.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.catalog.registry import Registry, did_you_mean, suggest
 from cnnlab.training.strategies import NAMES as STRATEGY_NAMES
 
 # The keys whose values are registry names: validated by, and documented from, the registry itself.
@@ -37,7 +37,7 @@ def _named(value: Any, info) -> Any:
         raise ValueError(str(exc)) from None
 
 
-# The keys whose values are names of the catalogue (cnnlab.names), with the words their error names them by.
+# The keys whose values are names of the catalogue (cnnlab.catalog.names), with the words their error names them by.
 NAMED_KINDS: dict[str, tuple[type[Enum], str]] = {
     "accelerator": (Accelerator, "--accelerator"), "distributed": (Distributed, "--distributed strategy"),
     "precision": (Precision, "--precision"), "monitor": (Monitor, "--monitor"), "head": (Head, "--head"),

@@ -1,7 +1,7 @@
 """The preprocessing a model carries with it: input channels and size, normalisation, interpolation.
 
 It is stored in every run directory (``preprocessing.json``, and in ``model.safetensors``' metadata)
-and applied inside the model's forward (``cnnlab.models.preprocess.ImageModel``).
+and applied inside the model's forward (``cnnlab.models.image_model.ImageModel``).
 """
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ from cnnlab import files, ownership
 from cnnlab.artifacts import A, Calibration, DataHealth, Evaluation, LeaderboardRow, first_error, parse
 from cnnlab.config import SCHEMA_VERSION, Config, load_config
 from cnnlab.errors import CnnlabError, RunBusy, RunDirError, WeightsError
-from cnnlab.models.preprocess import ImageModel
+from cnnlab.models.image_model import ImageModel
 from cnnlab.preprocessing import Preprocessing
 
 CONFIG = "config.yaml"
@@ -181,7 +181,7 @@ def write_data_health(out: Path, health: DataHealth) -> Path:
 
 def tracker(run_dir: Path, logger: str, run: str):
     """The Lightning logger of ``--logger`` (None for csv), writing into its folder of the run."""
-    from cnnlab.loggers import LOGGERS
+    from cnnlab.catalog.loggers import LOGGERS
 
     return LOGGERS.build(logger, folder=Path(run_dir) / TRACKER_DIRS.get(logger, logger), run=run)
 

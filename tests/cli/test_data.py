@@ -28,7 +28,7 @@ def test_datasets_export_passes_its_options_as_keywords(cli, record, tmp_path):
 
 # ----------------------------------------------------------------------------- datasets check
 REPORT = {
-    "images": 7, "classes": ["a", "b"], "counts": {"a": {"train": 4, "test": 1}, "b": {"train": 2}},
+    "data": "d", "images": 7, "classes": ["a", "b"], "counts": {"a": {"train": 4, "test": 1}, "b": {"train": 2}},
     "imbalance_ratio": 2.5, "unreadable": [{"path": "a/x.png", "reason": "not a readable image"}],
     "duplicates": [["a/1.png", "a/2.png"]], "near_duplicates": [], "leaks": [
         {"kind": "exact", "train": "train/a/1.png", "test": "test/a/9.png"}],
@@ -42,7 +42,9 @@ REPORT = {
 def health(record):
     import cnnlab.data.health
 
-    return record(cnnlab.data.health, "check", REPORT)
+    from cnnlab.artifacts import HealthReport
+
+    return record(cnnlab.data.health, "check", HealthReport.model_validate(REPORT))
 
 
 def _row(text: str, first: str) -> list[str]:
@@ -86,7 +88,9 @@ def test_datasets_check_without_images_shows_no_imbalance(cli, record, tmp_path,
     import cnnlab.data.health
 
     empty = {**REPORT, "images": 0, "counts": {}, "unreadable": [], "leaks": [], "label_conflicts": [], "sizes": {}}
-    record(cnnlab.data.health, "check", empty)
+    from cnnlab.artifacts import HealthReport
+
+    record(cnnlab.data.health, "check", HealthReport.model_validate(empty))
     monkeypatch.chdir(tmp_path)  # a short path: the table's title stays on one line
     found = cli("datasets", "check", "d")
     assert found.code == 0 and "imbalance" not in found.out and "sizes" not in found.out

@@ -24,8 +24,14 @@ def _cells(text: str, first: str) -> list[str]:
     return [cell.strip() for cell in line.split("│") if cell.strip()]
 
 
+def _typed(result: dict):
+    from cnnlab.artifacts import Evaluation
+
+    return Evaluation.model_validate(result)
+
+
 def test_print_metrics_tabulates_classes_averages_and_confusion(capsys):
-    results.print_metrics(CLASSIFIED)
+    results.print_metrics(_typed(CLASSIFIED))
     text = capsys.readouterr().out
     assert "evaluation on 5 held-out test images" in text
     assert _cells(text, "a ") == ["a", "0.7500", "1.0000", "0.8571", "3"]
@@ -39,8 +45,8 @@ def test_print_metrics_tabulates_classes_averages_and_confusion(capsys):
 
 
 def test_print_metrics_adds_tta_and_the_split_note(capsys):
-    results.print_metrics({**CLASSIFIED, "split": "all", "tta": ["identity", "hflip"],
-                           "split_note": "on [the] training images"})
+    results.print_metrics(_typed({**CLASSIFIED, "split": "all", "tta": ["identity", "hflip"],
+                                  "split_note": "on [the] training images"}))
     text = capsys.readouterr().out
     assert "evaluation on 5 all images" in text
     assert "test-time augmentation: the mean over identity, hflip" in text
@@ -48,7 +54,7 @@ def test_print_metrics_adds_tta_and_the_split_note(capsys):
 
 
 def test_print_metrics_of_a_regression_is_one_line(capsys):
-    results.print_metrics({"n": 4, "mae": 0.25, "rmse": 0.5, "r2": 0.875})
+    results.print_metrics(_typed({"n": 4, "mae": 0.25, "rmse": 0.5, "r2": 0.875}))
     assert capsys.readouterr().out == "n=4  MAE 0.2500  RMSE 0.5000  R² 0.8750\n"
 
 
@@ -60,14 +66,14 @@ def test_print_metrics_of_a_regression_is_one_line(capsys):
     ({"bins": 15, "ece_before": 0.1, "ece_after": 0.1, "temperature": 1.0, "kept": False, "reason": "too few [images]"},
      "calibration: ECE (15 bins) 0.1000, no temperature (T = 1): too few [images]"),
     ({"bins": 15, "ece_before": 0.12, "ece_after": 0.02, "temperature": 1.25, "fitted_on_these_images": True,
-      "out_of_fold": {"ece_before": 0.13, "ece_after": 0.05}},
+      "out_of_fold": {"ece_before": 0.13, "ece_after": 0.05, "nll_before": 0.5, "nll_after": 0.4}},
      "calibration: temperature 1.250, ECE (15 bins) 0.1200 before, 0.0200 after on the images that fitted it; "
      "out-of-fold (not fitted on): 0.1300 -> 0.0500"),
     ({"bins": 15, "ece_before": 0.12, "ece_after": 0.02, "temperature": 1.25, "fitted_on_these_images": True},
      "calibration: temperature 1.250, ECE (15 bins) 0.1200 before, 0.0200 after on the images that fitted it"),
 ])
 def test_calibration_line_says_what_the_figures_were_measured_on(capsys, cal, line):
-    results.print_metrics({**CLASSIFIED, "calibration": cal})
+    results.print_metrics(_typed({**CLASSIFIED, "calibration": cal}))
     assert line in capsys.readouterr().out
 
 
@@ -77,8 +83,8 @@ def test_evaluate_passes_its_options_and_points_at_its_files(cli, record, tmp_pa
 
     run = tmp_path / "run"
     found_file = run / rundir.EVALUATION
-    metrics = record(cnnlab.evaluation.metrics, "evaluate",
-                     {**CLASSIFIED, "file": str(found_file), "absent_classes": ["c", "d"]})
+    metrics = record(cnnlab.evaluation.metrics, "evaluate_typed",
+                     _typed({**CLASSIFIED, "file": str(found_file), "absent_classes": ["c", "d"]}))
     found = cli("evaluate", run, tmp_path / "data", "--json", tmp_path / "m.json", "--split", "val", "--device", "cpu",
                 "--tta")
     assert found.code == 0, found.err
@@ -92,7 +98,7 @@ def test_evaluate_passes_its_options_and_points_at_its_files(cli, record, tmp_pa
 def test_evaluate_on_other_data_has_no_plot_line(cli, record, tmp_path):
     import cnnlab.evaluation.metrics
 
-    metrics = record(cnnlab.evaluation.metrics, "evaluate", {**CLASSIFIED, "file": str(tmp_path / "other.json")})
+    metrics = record(cnnlab.evaluation.metrics, "evaluate_typed", _typed({**CLASSIFIED, "file": str(tmp_path / "other.json")}))
     found = cli("evaluate", tmp_path, tmp_path)
     assert metrics.kwargs == {"json_path": None, "split": "auto", "device": "auto", "tta": False}
     assert found.err_lines == [f"metrics: {tmp_path / 'other.json'}"]

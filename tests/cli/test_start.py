@@ -39,7 +39,7 @@ def test_help_config_and_argument_errors_import_no_torch(args, ok):
 
 
 def test_the_catalogue_config_and_flags_import_no_torch():
-    code = ("import sys, cnnlab.names, cnnlab.config, cnnlab.flags, cnnlab.migrations; "
+    code = ("import sys, cnnlab.catalog.names, cnnlab.config, cnnlab.flags, cnnlab.migrations; "
             "print(sorted(m for m in ('torch', 'torchvision', 'lightning', 'timm') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

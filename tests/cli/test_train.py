@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.artifacts import Evaluation
+
 from cnnlab import rundir
 from cnnlab.training.fit import TrainResult
 from cnnlab.workflows.compare import Entry
@@ -102,8 +104,9 @@ def test_lr_find_writes_lr_find_png_by_default(cli, record, tmp_path):
 def test_compare_passes_models_budget_and_flags(cli, record, tmp_path):
     import cnnlab.workflows.compare
 
-    entries = [Entry("cnn-small", 0.9, 0.85, 1234567, 1234567, 12.3, 1.234, "3x16x16", "2", "cnn-small/report.html"),
-               Entry("lenet5", error="out of memory")]
+    entries = [Entry(model="cnn-small", accuracy=0.9, f1_macro=0.85, params=1234567, trained_params=1234567,
+                     train_seconds=12.3, latency_ms=1.234, input="3x16x16", epochs="2", report="cnn-small/report.html"),
+               Entry(model="lenet5", error="out of memory")]
     runner = record(cnnlab.workflows.compare, "compare", entries)
     found = cli("compare", tmp_path / "data", "--models", " cnn-small, lenet5,,", "--budget", "30", "--epochs", "2",
                 "--lr", "0.1", "-o", tmp_path / "cmp")
@@ -132,7 +135,7 @@ def test_demo_trains_evaluates_and_says_what_next(cli, record, tmp_path):
 
     data = tmp_path / "demo" / "mnist-5k"
     result = TrainResult(tmp_path / "demo" / "run", seconds=30.0, epochs=5, best_epoch=None, metrics={"val_acc": 0.99})
-    metrics = {"n": 10, "mae": 0.5, "rmse": 0.75, "r2": 0.125}
+    metrics = Evaluation.model_validate({"n": 10, "mae": 0.5, "rmse": 0.75, "r2": 0.125})
     runner = record(demo, "run", (data, result, metrics))
     found = cli("demo", "--dir", tmp_path / "demo", "--epochs", "4")
     assert found.code == 0, found.err
@@ -147,6 +150,6 @@ def test_demo_leaves_the_epochs_to_the_data_size_by_default(cli, record, tmp_pat
     from cnnlab.workflows import demo
 
     result = TrainResult(tmp_path / "run", seconds=1.0, epochs=5, best_epoch=None)
-    runner = record(demo, "run", (tmp_path, result, {"n": 1, "mae": 0.0, "rmse": 0.0, "r2": 1.0}))
+    runner = record(demo, "run", (tmp_path, result, Evaluation.model_validate({"n": 1, "mae": 0.0, "rmse": 0.0, "r2": 1.0})))
     assert cli("demo", "--dir", tmp_path).code == 0
     assert runner.kwargs == {}

@@ -24,7 +24,7 @@ def test_activation_derivatives_match_their_formulas():
 
 
 def test_activations_plot_has_a_panel_per_function(tmp_path):
-    from cnnlab.layers import ACTIVATIONS
+    from cnnlab.catalog.layers import ACTIVATIONS
     from cnnlab.evaluation.plots import ACTIVATION_DPI, PANEL_INCHES, PANELS_PER_ROW
 
     names = ACTIVATIONS.canonical_names()

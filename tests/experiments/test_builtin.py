@@ -95,7 +95,7 @@ def test_batchnorm(quick):
 
 
 def test_backprop_covers_every_registered_layer(quick):
-    from cnnlab.layers import ACTIVATIONS, POOLING
+    from cnnlab.catalog.layers import ACTIVATIONS, POOLING
 
     r = quick("backprop")
     _all_supported(r)

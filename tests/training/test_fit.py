@@ -13,7 +13,7 @@ import cnnlab
 from conftest import TINY, write_images, write_regression_manifest
 from cnnlab import rundir
 from cnnlab.errors import CnnlabError
-from cnnlab.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.catalog.optim import OPTIMIZERS, SCHEDULES
 
 
 def test_run_directory_holds_everything_later_stages_need(tiny_run):

@@ -31,7 +31,7 @@ def cli(*args, timeout=240):
 def test_the_defaults_are_the_demo_recipe_made_explicit_for_the_model():
     scratch = resolve_recipe(with_overrides(Config(), {}))
     assert (scratch.optim.lr, scratch.optim.schedule, scratch.augment.preset) == (0.003, "onecycle", "light")
-    from cnnlab.data.augment import resolved
+    from cnnlab.data.augment_batches import resolved
 
     assert "hflip" not in resolved(scratch.augment)  # light never flips: digits and text stay readable
     backbone = resolve_recipe(with_overrides(Config(), {"model": "resnet18"}))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import cnnlab
-from cnnlab import loggers
+from cnnlab.catalog import loggers
 from cnnlab.errors import ConfigError
 from conftest import TINY
 

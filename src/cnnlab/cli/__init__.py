@@ -13,7 +13,7 @@ from rich.markup import escape
 from cnnlab.cli import train, results, deploy, models, data, experiment, course  # noqa: F401,I001
 from cnnlab.cli.app import app
 from cnnlab.cli.output import setup_output
-from cnnlab.console import console
+from cnnlab.cli.console import console
 from cnnlab.errors import CnnlabError, Interrupted
 
 

@@ -8,7 +8,7 @@ from typing import List
 import typer
 from rich.markup import escape
 
-from cnnlab.console import out
+from cnnlab.cli.console import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cnnlab: from a folder of labelled images to a trained, measured and deployed CNN.")

@@ -8,7 +8,7 @@ import typer
 
 from cnnlab.cli.app import app
 from cnnlab.cli.output import quiet_lightning
-from cnnlab.console import console
+from cnnlab.cli.console import console
 
 
 @app.command()

@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 
 from cnnlab.cli.app import EXTRA, augment_app, datasets_app, diagnose_app, parse_extra, plot_app
-from cnnlab.console import console, new_table, out
+from cnnlab.cli.console import console, new_table, out
 from cnnlab.errors import CnnlabError
-from cnnlab.names import Task, listed, parse
+from cnnlab.catalog.names import Task, listed, parse
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -112,7 +112,7 @@ def augment_preview(
 ) -> None:
     """Each image followed by augmented versions, e.g. --augment standard --rotation 30 --noise 0.05."""
     from cnnlab.config import load_config
-    from cnnlab.data.augment import describe
+    from cnnlab.data.augment_batches import describe
     from cnnlab.data.preview import preview
     from cnnlab.models.registry import resolve_preprocessing
 
@@ -132,7 +132,7 @@ def diagnose_gradients(
 ) -> None:
     """Vanishing gradients: a plain and a residual CNN of the same depth, gradient norm per layer."""
     from cnnlab.evaluation.diagnostics import plot_experiment, vanishing_gradients
-    from cnnlab.layers import ACTIVATIONS
+    from cnnlab.catalog.layers import ACTIVATIONS
 
     ACTIVATIONS.get(activation)
     exp = vanishing_gradients(depth, activation, steps)

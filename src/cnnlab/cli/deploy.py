@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from cnnlab.cli.app import app
-from cnnlab.console import console
+from cnnlab.cli.console import console
 from cnnlab.serving.options import ServeOptions
 
 

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from cnnlab.cli.app import app
 from cnnlab.cli.output import quiet_lightning
-from cnnlab.console import console, new_table, out
+from cnnlab.cli.console import console, new_table, out
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments that answer a CNN course's questions with "
                                                         "measured evidence (paired seeds, a verdict, one page).")

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from cnnlab.cli.app import app
-from cnnlab.console import new_table, out
+from cnnlab.cli.console import new_table, out
 
 
 # ----------------------------------------------------------------------------- models / summary / config
@@ -60,7 +60,7 @@ def summary(
     out.print(table)
     out.print(f"total params: {s.total:,}   trainable: {s.trainable:,}   non-trainable: {s.frozen:,}")
     if Path(model).is_dir():
-        from cnnlab.data.augment import describe
+        from cnnlab.data.augment_batches import describe
 
         info = run.training_info()
         out.print(f"augmentation: {describe(run.config.augment)}   strategy: {info.get('strategy', '?')}   "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from cnnlab.console import console
+from cnnlab.cli.console import console
 
 
 class ConsoleHandler(logging.Handler):

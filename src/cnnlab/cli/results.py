@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from cnnlab.cli.app import app
-from cnnlab.console import console, new_table, out
+from cnnlab.cli.console import console, new_table, out
 from cnnlab.errors import CnnlabError
 
 

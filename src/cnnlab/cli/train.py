@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from cnnlab.cli.app import EXTRA, _command, _config_epilog, app, parse_extra
 from cnnlab.cli.output import quiet_lightning
-from cnnlab.console import console, new_table, out
+from cnnlab.cli.console import console, new_table, out
 from cnnlab.errors import CnnlabError
 
 

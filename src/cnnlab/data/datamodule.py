@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnnlab.config import Config
-from cnnlab.data.augment import build_augmentation
+from cnnlab.data.augment_batches import build_augmentation
 from cnnlab.data.datasets import Batch, batch_collate
 from cnnlab.data.prepare import Prepared
 from cnnlab.memory import tune_allocator

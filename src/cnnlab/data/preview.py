@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
 from cnnlab.config import Config
-from cnnlab.data.augment import build_augmentation
+from cnnlab.data.augment_batches import build_augmentation
 from cnnlab.data.datasets import decode_entries
 from cnnlab.data.prepare import probe_dataset
 from cnnlab.data.sources import scan

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from cnnlab import files
 from cnnlab.errors import ConfigError
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 MARKER = ".cnnlab-dataset.json"
 SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon")

@@ -23,7 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.calibration import BINS, ece, reliability, uncalibrated
 from cnnlab.evaluation.plots import confusion_matrix_png
 from cnnlab.inference.predictor import Predictor, load
-from cnnlab.names import Monitor, Split, Task, listed
+from cnnlab.catalog.names import Monitor, Split, Task, listed
 from cnnlab.rundir import confusion_paths, evaluation_path, write_evaluation
 
 log = logging.getLogger(__name__)

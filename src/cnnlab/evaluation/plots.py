@@ -46,7 +46,7 @@ def activation_curve(name: str, x):
     """f(x) and f'(x) of a registered activation (derivative by autograd)."""
     import torch
 
-    from cnnlab.layers import ACTIVATIONS
+    from cnnlab.catalog.layers import ACTIVATIONS
 
     layer = ACTIVATIONS.get(name)(1).eval()
     if name in ("glu", "softmax"):
@@ -70,7 +70,7 @@ def activations_png(path: Path) -> Path:
     """Each activation function of the registry and its derivative, on [-4, 4]."""
     import torch
 
-    from cnnlab.layers import ACTIVATIONS
+    from cnnlab.catalog.layers import ACTIVATIONS
 
     names = ACTIVATIONS.canonical_names()  # one panel a function: swish, not its alias silu too
     cols = PANELS_PER_ROW

@@ -265,7 +265,7 @@ def _mistakes_section(predictor: Predictor, y_true, outputs: torch.Tensor, paths
 
 
 def _augment_section(run: Run, data, tmp: Path) -> str:
-    from cnnlab.data.augment import describe
+    from cnnlab.data.augment_batches import describe
 
     text = describe(run.config.augment)
     source = data or run.config.data.path

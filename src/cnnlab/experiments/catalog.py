@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 EXPERIMENTS: Registry = Registry("experiment", hint="or a FILE.yaml of your own")
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.preprocess import ImageModel
+from cnnlab.models.image_model import ImageModel
 
 OPSET = 18  # the first with Resize's antialias attribute
 INPUT, OUTPUT, PROBABILITIES = "image", "output", "probabilities"

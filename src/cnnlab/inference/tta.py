@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from cnnlab.config import AugmentConfig
-from cnnlab.data.augment import resolved
+from cnnlab.data.augment_batches import resolved
 
 View = Callable[[torch.Tensor], torch.Tensor]
 SHIFT = 0.5  # of the run's translate range, each way

@@ -19,7 +19,7 @@ from torch import nn
 from cnnlab.config import ModelConfig
 from cnnlab.errors import ConfigError, UnknownName
 from cnnlab.models.custom import dense_head
-from cnnlab.names import Head
+from cnnlab.catalog.names import Head
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from cnnlab.config import ConvBlock, ModelConfig
 from cnnlab.errors import ConfigError
-from cnnlab.layers import ACTIVATIONS, POOLING, width_factor
-from cnnlab.names import Head
+from cnnlab.catalog.layers import ACTIVATIONS, POOLING, width_factor
+from cnnlab.catalog.names import Head
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import backbones
 from cnnlab.models.backbones import BackboneSpec
 from cnnlab.models.custom import PRESETS, build_custom
-from cnnlab.models.preprocess import ImageModel
+from cnnlab.models.image_model import ImageModel
 from cnnlab.preprocessing import Preprocessing
 from cnnlab.models.weights import LoadReport, download_imagenet, kind, load_matching, read_state_dict
-from cnnlab.names import TIMM_PREFIX
-from cnnlab.registry import Registry
+from cnnlab.catalog.names import TIMM_PREFIX
+from cnnlab.catalog.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Callback
 
 from cnnlab.config import Config
 from cnnlab.errors import ConfigError
-from cnnlab.names import Accelerator, Distributed, Precision, listed
+from cnnlab.catalog.names import Accelerator, Distributed, Precision, listed
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.5
@@ -64,7 +64,7 @@ def accelerator(cfg: Config) -> str:
 
 def check(cfg: Config) -> None:
     """The device settings, checked against this machine before anything starts (one line each); their
-    names were checked when the config loaded (cnnlab.names)."""
+    names were checked when the config loaded (cnnlab.catalog.names)."""
     t = cfg.train
     kind = accelerator(cfg)
     if kind == "cuda" and not torch.cuda.is_available():

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Timer
 
 from cnnlab import files, rundir
 from cnnlab.rundir import TrainingInfo
-from cnnlab.training import calibrate
+from cnnlab.training import calibrate_run
 from cnnlab.training.callbacks import EpochMetricsCSV
 from cnnlab.training.plan import Plan
 
@@ -69,7 +69,7 @@ def finish(trainer: L.Trainer, model, out: Path, plan: Plan, meta: dict[str, str
     if best_epoch is None:
         rundir.save_weights(model.net, rundir.weights_path(out), meta)
     if plan.config.task == "classification" and plan.config.train.calibrate:
-        calibrate.calibrate_run(task, datamodule, out, trainer.strategy.root_device, plan.config.seed)
+        calibrate_run.calibrate_run(task, datamodule, out, trainer.strategy.root_device, plan.config.seed)
     info = training_info(trainer, progress, plan, best_epoch, seconds)
     rundir.write_training(out, info)
     return TrainResult(out, seconds, info.epochs, best_epoch, info.final, info.stopped)

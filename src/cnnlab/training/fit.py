@@ -15,10 +15,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerStatus
 
-from cnnlab import files, loggers, rundir
+from cnnlab import files, rundir
+from cnnlab.catalog import loggers
 from cnnlab.config import Config, load_config, with_overrides
 from cnnlab.data import health
-from cnnlab.data.augment import describe
+from cnnlab.data.augment_batches import describe
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError, ConfigError, Diverged, Interrupted

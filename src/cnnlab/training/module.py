@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnlab.config import SCHEMA_VERSION, OptimConfig
 from cnnlab.errors import Diverged
-from cnnlab.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.catalog.optim import OPTIMIZERS, SCHEDULES
 
 PROGRESS_EVERY = 10
 AUX_WEIGHT = 0.4  # Szegedy et al. 2016 (Inception-v3): auxiliary classifier loss weight

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from cnnlab.config import Config
-from cnnlab.data.augment import resolved
+from cnnlab.data.augment_batches import resolved
 from cnnlab.data.datamodule import loader_batch_size
 from cnnlab.data.prepare import Prepared
 from cnnlab.errors import CnnlabError

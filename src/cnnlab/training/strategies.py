@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 AUTO = "auto"  # two-phase from pretrained weights, full from scratch
 

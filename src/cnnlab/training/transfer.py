@@ -19,7 +19,7 @@ from cnnlab.config import Config
 from cnnlab.data.datasets import InMemoryImages, batch_collate
 from cnnlab.data.prepare import Prepared
 from cnnlab.errors import ConfigError
-from cnnlab.models.preprocess import ImageModel
+from cnnlab.models.image_model import ImageModel
 from cnnlab.training import distributed
 from cnnlab.training.strategies import Strategy
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cnnlab.experiments.probes.common import activation
-from cnnlab.layers import ACTIVATIONS, POOLING
+from cnnlab.catalog.layers import ACTIVATIONS, POOLING
 
 EPS = 1e-6  # central differences: truncation ~EPS^2, rounding ~1e-16/EPS, both far below 1e-6 relative
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.layers import ACTIVATIONS
+from cnnlab.catalog.layers import ACTIVATIONS
 
 
 @dataclass

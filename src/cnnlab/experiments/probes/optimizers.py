@@ -6,7 +6,7 @@ import torch
 
 from cnnlab.config import OptimConfig
 from cnnlab.experiments.probes.common import arrays, curve, mlp, sgd_steps
-from cnnlab.optim import OPTIMIZERS
+from cnnlab.catalog.optim import OPTIMIZERS
 
 
 def iterations(kappa: float, momentum: bool, tol: float = 1e-6, dim: int = 20, limit: int = 100_000) -> int:

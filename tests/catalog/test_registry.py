@@ -2,16 +2,16 @@
 import pytest
 import torch
 
-from cnnlab.augmentations import OPERATIONS, PRESETS
+from cnnlab.catalog.augmentations import OPERATIONS, PRESETS
 from cnnlab.config import NAMED, Config, with_overrides
 from cnnlab.flags import commented_yaml
 from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import ConfigError, UnknownName
-from cnnlab.layers import ACTIVATIONS, POOLING
-from cnnlab.loggers import LOGGERS
+from cnnlab.catalog.layers import ACTIVATIONS, POOLING
+from cnnlab.catalog.loggers import LOGGERS
 from cnnlab.models.registry import MODELS
-from cnnlab.optim import OPTIMIZERS, SCHEDULES
-from cnnlab.registry import Registry
+from cnnlab.catalog.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.catalog.registry import Registry
 
 ALL = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "activation": ACTIVATIONS, "pooling": POOLING,
        "preset": PRESETS, "operation": OPERATIONS, "model": MODELS, "dataset": SAMPLES, "logger": LOGGERS}
@@ -114,6 +114,6 @@ def test_models_build_through_the_registry_which_checks_the_options():
     ("batchsz", ["batch_size", "seed"], ["batch_size"]),  # three edits: difflib's ratio finds it
 ])
 def test_one_suggester_ranks_by_edits_then_falls_back_to_difflib(typo, names, expected):
-    from cnnlab.registry import suggest
+    from cnnlab.catalog.registry import suggest
 
     assert suggest(typo, names) == expected

@@ -3,8 +3,8 @@ import torch
 
 import cnnlab
 from cnnlab.config import AugmentConfig, load_config
-from cnnlab.augmentations import OPERATIONS, PRESETS
-from cnnlab.data.augment import build_augmentation, resolved
+from cnnlab.catalog.augmentations import OPERATIONS, PRESETS
+from cnnlab.data.augment_batches import build_augmentation, resolved
 from cnnlab.data.prepare import prepare
 from cnnlab.data.preview import preview, preview_rows
 from cnnlab.errors import CnnlabError

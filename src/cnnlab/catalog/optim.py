@@ -8,7 +8,7 @@ and ``--help`` ask them).
 """
 from __future__ import annotations
 
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")

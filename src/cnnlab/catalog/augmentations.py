@@ -1,5 +1,5 @@
 """Augmentation by name: the presets and the operations, registries that the config validates against and
-``cnnlab.data.augment`` builds the training pipeline from (torchvision.transforms.v2).
+``cnnlab.data.augment_batches`` builds the training pipeline from (torchvision.transforms.v2).
 
 An operation builds one v2 transform from the resolved operations it reads (None when none of them is
 on); they apply in the order registered here: geometry first, then colour, then noise.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 if TYPE_CHECKING:  # the names are known without torchvision (the config and --help ask them)
     from torchvision.transforms import v2

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn

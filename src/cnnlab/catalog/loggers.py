@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
-from cnnlab.registry import Registry
+from cnnlab.catalog.registry import Registry
 
 LOGGERS: Registry = Registry("logger")
 # logger -> (the module it needs, the command that installs it)

@@ -3,7 +3,7 @@ import torch
 
 from cnnlab.config import load_config
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import ACTIVATIONS
+from cnnlab.catalog.layers import ACTIVATIONS
 from cnnlab.models.registry import build_model, resolve_preprocessing
 
 COURSE = ["relu", "sigmoid", "tanh", "softmax", "leaky_relu", "prelu", "elu", "swish", "glu"]

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torchvision.transforms import v2
 
-from cnnlab.augmentations import OPERATIONS, PRESETS
+from cnnlab.catalog.augmentations import OPERATIONS, PRESETS
 from cnnlab.config import AugmentConfig
 
 
