@@ -255,3 +255,22 @@ class LeaderboardRow(Artifact):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value  # a CSV cell holds "" for a missing figure
+
+
+class TrainingInfo(BaseModel):
+    """training.json, from the trainer's state when training ends (or diverges). Runs written before a
+    field existed lack it: ``complete`` then counts as finished, the strategy as full."""
+
+    model_config = ConfigDict(extra="allow")  # a newer cnnlab's fields survive a read and a write
+
+    complete: bool = True
+    seconds: Optional[float] = None  # the whole training's, over every session of a resumed run
+    epochs: Optional[int] = None  # complete epochs (one cut short by a budget does not count)
+    best_epoch: Optional[int] = None  # counted from 0, as metrics.csv's epoch column
+    monitor: Optional[str] = None
+    stopped: Optional[str] = None  # "budget", "early stopping", or None (every epoch ran)
+    stopped_early: Optional[bool] = None
+    strategy: Optional[str] = None
+    final: dict[str, float] = {}  # the last complete epoch's figures
+    device: Optional[str] = None
+    diverged: Optional[str] = None  # why training stopped (complete is False)

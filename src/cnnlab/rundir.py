@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from safetensors.torch import save
 
 from cnnlab import files, ownership
-from cnnlab.artifacts import A, Calibration, DataHealth, Evaluation, LeaderboardRow, first_error, parse
+from cnnlab.artifacts import A, Calibration, DataHealth, Evaluation, LeaderboardRow, TrainingInfo, first_error, parse
 from cnnlab.config import SCHEMA_VERSION, Config, load_config
 from cnnlab.errors import CnnlabError, RunBusy, RunDirError, WeightsError
 from cnnlab.models.image_model import ImageModel
@@ -393,23 +393,3 @@ class Run:
                 f"{self.path / CONFIG} ({first}); was the run directory mixed with another model's files?"
             ) from None
         return model.to(device).eval()
-
-
-# ----------------------------------------------------------------------------- typed run files
-class TrainingInfo(BaseModel):
-    """training.json, from the trainer's state when training ends (or diverges). Runs written before a
-    field existed lack it: ``complete`` then counts as finished, the strategy as full."""
-
-    model_config = ConfigDict(extra="allow")  # a newer cnnlab's fields survive a read and a write
-
-    complete: bool = True
-    seconds: Optional[float] = None  # the whole training's, over every session of a resumed run
-    epochs: Optional[int] = None  # complete epochs (one cut short by a budget does not count)
-    best_epoch: Optional[int] = None  # counted from 0, as metrics.csv's epoch column
-    monitor: Optional[str] = None
-    stopped: Optional[str] = None  # "budget", "early stopping", or None (every epoch ran)
-    stopped_early: Optional[bool] = None
-    strategy: Optional[str] = None
-    final: dict[str, float] = {}  # the last complete epoch's figures
-    device: Optional[str] = None
-    diverged: Optional[str] = None  # why training stopped (complete is False)

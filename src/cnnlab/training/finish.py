@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Timer
 
 from cnnlab import files, rundir
-from cnnlab.rundir import TrainingInfo
+from cnnlab.artifacts import TrainingInfo
 from cnnlab.training import calibrate_run
 from cnnlab.training.callbacks import EpochMetricsCSV
 from cnnlab.training.plan import Plan
