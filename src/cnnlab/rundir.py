@@ -52,6 +52,7 @@ from cnnlab.config import SCHEMA_VERSION, Config, load_config
 from cnnlab.errors import CnnlabError, RunBusy, RunDirError, WeightsError
 from cnnlab.models.image_model import ImageModel
 from cnnlab.preprocessing import Preprocessing
+from cnnlab.catalog.names import Task
 
 CONFIG = "config.yaml"
 CLASSES = "classes.json"
@@ -321,7 +322,7 @@ class Run:
 
     @property
     def num_outputs(self) -> int:
-        return len(self.classes) if self.task == "classification" else 1
+        return len(self.classes) if self.task == Task.CLASSIFICATION else 1
 
     def metrics(self) -> list[dict]:
         return metrics_rows(self.path)

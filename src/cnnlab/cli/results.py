@@ -10,6 +10,7 @@ from rich.markup import escape
 from cnnlab.cli.app import app
 from cnnlab.cli.console import console, new_table, out
 from cnnlab.errors import CnnlabError
+from cnnlab.inference.prediction import TOP_K
 
 
 # ----------------------------------------------------------------------------- evaluate / predict
@@ -105,7 +106,7 @@ def _expand(paths: List[Path]) -> List[Path]:
 def predict(
     run: Path = typer.Argument(..., help="Run directory."),
     images: List[Path] = typer.Argument(..., help="Image files or folders."),
-    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
+    top_k: int = typer.Option(TOP_K, "--top-k", "-k", min=1, help="How many classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write path,label,probability,uncertain,top_k rows to FILE "
                                                                 "instead of printing a table (large folders)."),

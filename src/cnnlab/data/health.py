@@ -24,6 +24,7 @@ from cnnlab.data.datasets import decoder_pool
 from cnnlab.data.images import decode
 from cnnlab.data.sources import scan
 from cnnlab.errors import BadImage
+from cnnlab.catalog.names import Task
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +186,20 @@ def _inspected(found) -> tuple[list[Item], list[Item], list[SkippedFile]]:
     return items, [it for it, r in zip(items, reasons) if r is None], unreadable
 
 
-def check(data: Union[str, Path], task: str = "classification", near: bool = True) -> HealthReport:
+def check(data: Union[str, Path], task: str = Task.CLASSIFICATION.value, near: bool = True) -> HealthReport:
     """The whole report of ``cnnlab datasets check``: counts (class -> split -> n), the imbalance ratio,
     unreadable files, exact and near duplicates, label conflicts and leaks (each marked exact or near),
     sizes. Files are split by the layout (train/ val/ test/, a CSV column); without one, every image is "all"."""
     found = scan(data, task)
     items, readable, unreadable = _inspected(found)
     exact_groups = _exact_groups(readable)
-    counts, ratio = _counts(readable) if task == "classification" else ({}, None)  # what training can use
+    counts, ratio = _counts(readable) if task == Task.CLASSIFICATION else ({}, None)  # what training can use
     exact_findings = _findings(readable, exact_groups, "exact")
     in_exact = {frozenset(g) for g in exact_groups}
     near_groups = [g for g in _near_groups(readable) if frozenset(g) not in in_exact] if near else []
     near_findings = _findings(readable, near_groups, "near")
     # near or exact, conflicts and leaks both spoil a run: kept together, marked
-    return HealthReport(data=str(data), images=len(items), classes=found.classes if task == "classification" else [],
+    return HealthReport(data=str(data), images=len(items), classes=found.classes if task == Task.CLASSIFICATION else [],
                         counts=counts, imbalance_ratio=ratio, unreadable=unreadable,
                         duplicates=exact_findings.duplicates,
                         label_conflicts=exact_findings.label_conflicts + near_findings.label_conflicts,

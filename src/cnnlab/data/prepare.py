@@ -19,6 +19,7 @@ from cnnlab.data.sources import Entry, Scan, Skipped, scan
 from cnnlab.data.splits import short_classes_note, split_indices
 from cnnlab.errors import DataError
 from cnnlab.preprocessing import Preprocessing
+from cnnlab.catalog.names import Task
 
 PROBE_COUNT = 200
 
@@ -51,7 +52,7 @@ def probe_dataset(entries: list[Entry]) -> Optional[tuple[tuple[int, int], int]]
 
 
 def _targets(entries: list[Entry], classes: list[str], task: str) -> torch.Tensor:
-    if task == "regression":
+    if task == Task.REGRESSION:
         return torch.tensor([[float(e.label)] for e in entries], dtype=torch.float32)
     index = {c: i for i, c in enumerate(classes)}
     return torch.tensor([index[str(e.label)] for e in entries], dtype=torch.long)
@@ -59,7 +60,7 @@ def _targets(entries: list[Entry], classes: list[str], task: str) -> torch.Tenso
 
 def _assign_splits(entries: list[Entry], cfg: Config, task: str, notes: list[str]) -> list[str]:
     """Each entry's split: as given, else stratified and seeded (a note for the classes too small for it)."""
-    stratify = task == "classification"
+    stratify = task == Task.CLASSIFICATION
     if any(e.split is not None for e in entries):
         given = [e.split or "train" for e in entries]
         if "val" in given or cfg.data.val_split == 0:

@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 from cnnlab.data.images import IGNORED_NAMES, IMAGE_EXTENSIONS
 from cnnlab.errors import DataError
+from cnnlab.catalog.names import Task
 
 SPLIT_NAMES = ("train", "val", "test")
 # Folder names of the splits: the Kaggle and fastai "valid" and the spelled-out "validation" are val too.
@@ -86,7 +87,7 @@ def _manifest_rows(csv_path: Path, target_column: Optional[str]) -> tuple[list[d
 
 
 def _manifest_label(raw: str, task: str, where: str) -> Label:
-    if task != "regression":
+    if task != Task.REGRESSION:
         return raw
     try:
         return float(raw)
@@ -139,13 +140,13 @@ def _entries(root: Path, task: str, target_column: Optional[str], skipped: list[
         entries, bad = _read_manifest(root, task, target_column)
         skipped += bad
         return entries
-    if task == "regression":
+    if task == Task.REGRESSION:
         raise DataError(f"regression needs a CSV manifest (path,target), got the folder {root}")
     split_dirs = [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()]
     return _split_folders(root, split_dirs, skipped, notes) if split_dirs else _class_folders(root, None, skipped)
 
 
-def scan(path: Union[str, Path], task: str = "classification", target_column: Optional[str] = None) -> Scan:
+def scan(path: Union[str, Path], task: str = Task.CLASSIFICATION.value, target_column: Optional[str] = None) -> Scan:
     """List every usable file of a dataset with its label (and given split, if any)."""
     root = Path(path).expanduser()
     if not root.exists():
@@ -155,8 +156,8 @@ def scan(path: Union[str, Path], task: str = "classification", target_column: Op
     entries = _entries(root, task, target_column, skipped, notes)
     if not entries:
         raise DataError(f"no images found in {root}: expected class sub-folders of images, or a CSV manifest")
-    classes = [] if task == "regression" else sorted({str(e.label) for e in entries})
-    if task == "classification" and len(classes) < 2:
+    classes = [] if task == Task.REGRESSION else sorted({str(e.label) for e in entries})
+    if task == Task.CLASSIFICATION and len(classes) < 2:
         raise DataError(f"{root} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two")
     return Scan(root, entries, classes, skipped, notes)
 

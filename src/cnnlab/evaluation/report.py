@@ -22,6 +22,7 @@ from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
 from cnnlab.rundir import REPORT, Run
 from cnnlab.training import strategies
+from cnnlab.catalog.names import Task
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
@@ -195,7 +196,7 @@ def _figure(value: Optional[float]) -> str:
 
 def _evaluation_section(predictor: Predictor, data, tmp: Path, evaluated) -> str:
     result, y_true, outputs, paths = evaluated
-    if predictor.task != "classification":
+    if predictor.task != Task.CLASSIFICATION:
         return (f"<h2>Evaluation</h2><p>{result.n} images: MAE {result.mae:.4f}, RMSE {result.rmse:.4f}, "
                 f"R² {_figure(result.r2)}</p>")
     rows = [[c, _figure(v.precision), _figure(v.recall), _figure(v.f1), v.support] for c, v in result.per_class.items()]

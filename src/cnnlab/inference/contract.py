@@ -14,6 +14,7 @@ from pathlib import Path
 from cnnlab import files
 from cnnlab.inference.deployable import INPUT, OUTPUT, PROBABILITIES
 from cnnlab.rundir import EXPORT_CLIENT, Run
+from cnnlab.catalog.names import Task
 
 CONTRACT = 2  # 1 (no "contract" key): fixed-size NCHW input, mean and std in preprocessing.json beside the model
 LAYOUT = {"onnx": "NHWC", "torchscript": "NCHW"}
@@ -28,7 +29,7 @@ def _steps(run: Run, inside: bool) -> list[str]:
         steps.append(f"resize to {h}x{w} (H x W) as 'resize' says: antialiased (Pillow's Image.resize stays within "
                      f"2 levels of it; OpenCV's INTER_LINEAR does not antialias)")
     steps.append(f"keep the 0-255 values as they are: uint8 {f'(1, H, W, {c})' if inside else f'(1, {c}, {h}, {w})'}")
-    if run.task == "regression":
+    if run.task == Task.REGRESSION:
         return [*steps, f"run the model: '{OUTPUT}' is cnnlab predict's value"]
     answer = f"'{PROBABILITIES}'" if inside else f"softmax({OUTPUT} / temperature)"
     return [*steps, f"run the model: {answer} is cnnlab predict's answer"]
@@ -53,7 +54,7 @@ def describe(run: Run, fmt: str, file: Path, checks: dict, weights_sha256: str) 
     """export.json's content for ``file``; ``checks``: the parity figures measured at export time."""
     inside = fmt == "onnx"
     c, (h, w) = run.pre.channels, run.pre.size
-    classification = run.task == "classification"
+    classification = run.task == Task.CLASSIFICATION
     outputs = {OUTPUT: f"logits (batch, {run.num_outputs})" if classification else "regression values (batch, 1)"}
     if classification and inside:
         outputs[PROBABILITIES] = f"softmax({OUTPUT} / temperature): the probabilities cnnlab predict reports"

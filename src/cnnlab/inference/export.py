@@ -24,6 +24,7 @@ from cnnlab.errors import CnnlabError, WeightsError
 from cnnlab import rundir
 from cnnlab.inference.contract import CONTRACT, describe, layout, write_client
 from cnnlab.rundir import CLASSES, PREPROCESSING, Run
+from cnnlab.catalog.names import Task
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
@@ -138,7 +139,7 @@ def _onnx(run: Run, model, out_dir: Path) -> tuple[Path, dict]:
 
     from cnnlab.inference.deployable import Deployable, onnx_bytes
 
-    temperature = run.temperature() if run.task == "classification" else None
+    temperature = run.temperature() if run.task == Task.CLASSIFICATION else None
     reference = Deployable(model, temperature).eval()
     h, w = run.pre.size
     data = onnx_bytes(model, temperature, _samples(run, 2, (h + 3, w + 5), nhwc=True))

@@ -12,6 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab import rundir
 from cnnlab.inference.prediction import TOP_K, Prediction, check_threshold
 from cnnlab.rundir import Run
+from cnnlab.catalog.names import Task
 
 
 class Predictor:
@@ -28,7 +29,7 @@ class Predictor:
         from cnnlab.inference.tta import original, views
 
         self.classes, self.pre, self.task = run.classes, run.pre, run.task
-        self.temperature = run.temperature() if run.task == "classification" else 1.0
+        self.temperature = run.temperature() if run.task == Task.CLASSIFICATION else 1.0
         self.views = views(run.config.augment) if tta else [("original", original)]
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -52,7 +53,7 @@ class Predictor:
         if bad:
             raise CnnlabError(f"the model in {self.run.path} gives NaN or infinite outputs for {bad} of {len(out)} "
                               f"images, so it cannot predict; its weights are broken: train it again (lower --lr)")
-        return (out / self.temperature).softmax(dim=1) if self.task == "classification" else out
+        return (out / self.temperature).softmax(dim=1) if self.task == Task.CLASSIFICATION else out
 
     def outputs(self, images: Iterable[torch.Tensor], batch_size: int = 128) -> torch.Tensor:
         chunks, batch = [], []
@@ -74,7 +75,7 @@ class Predictor:
         """Each row of ``outputs`` as plain Python: its top-k ``(probabilities, class indices)``, or its value
         (regression). One top-k over the batch: the server ranks a shared batch in its model thread, and its
         event loop, which answers every request, only builds each one's document (``predictions``)."""
-        if self.task == "regression":
+        if self.task == Task.REGRESSION:
             return out[:, 0].tolist()
         probs, idx = out.topk(min(top_k, len(self.classes)), dim=1)
         return list(zip(probs.tolist(), idx.tolist()))
@@ -84,7 +85,7 @@ class Predictor:
         """``ranked`` rows -> predictions; ``threshold``: as in ``to_predictions``."""
         threshold = check_threshold(threshold)
         # Built without validation (model_construct): the values are ours, and a small model's request is ~2 ms.
-        if self.task == "regression":
+        if self.task == Task.REGRESSION:
             return [Prediction.model_construct(path=path, label=value, probability=None)
                     for value, path in zip(rows, paths)]
         preds = []

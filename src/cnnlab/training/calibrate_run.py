@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch.utils.data import DataLoader
 
-from cnnlab import files, rundir
+from cnnlab import rundir
 from cnnlab.data.datasets import batch_collate
 from cnnlab.calibration import decide, describe
 
@@ -47,6 +47,6 @@ def calibrate_run(task, datamodule, out: Path, device: torch.device, seed: int =
         log.warning("the model gives non-finite outputs on validation images: not calibrated")
         return None
     info = decide(logits, labels, seed=seed)
-    files.write_json(Path(out) / rundir.CALIBRATION, info)
+    rundir.write_calibration(out, info)
     log.info(describe(info))
     return info

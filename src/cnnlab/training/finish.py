@@ -15,6 +15,7 @@ from cnnlab.artifacts import TrainingInfo
 from cnnlab.training import calibrate_run
 from cnnlab.training.callbacks import EpochMetricsCSV
 from cnnlab.training.plan import Plan
+from cnnlab.catalog.names import Task
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def finish(trainer: L.Trainer, model, out: Path, plan: Plan, meta: dict[str, str
     best_epoch = keep_best(model, out, meta)
     if best_epoch is None:
         rundir.save_weights(model.net, rundir.weights_path(out), meta)
-    if plan.config.task == "classification" and plan.config.train.calibrate:
+    if plan.config.task == Task.CLASSIFICATION and plan.config.train.calibrate:
         calibrate_run.calibrate_run(task, datamodule, out, trainer.strategy.root_device, plan.config.seed)
     info = training_info(trainer, progress, plan, best_epoch, seconds)
     rundir.write_training(out, info)

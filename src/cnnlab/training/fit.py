@@ -29,6 +29,7 @@ from cnnlab.training.callbacks import EpochMetricsCSV, bar_on_terminal
 from cnnlab.training.finish import TrainResult
 from cnnlab.training.plan import Plan, Settled, make_plan, num_outputs, settle
 from cnnlab.training.source_run import load_features_from_run
+from cnnlab.catalog.names import Task
 
 __all__ = ["train", "find_learning_rate", "TrainResult"]
 
@@ -50,7 +51,7 @@ def _check_health(prepared: Prepared, out: Path) -> None:
     """Training's cheap data check: exact duplicates of its images, a warning line for each problem that
     spoils a run (held-out copies of training images, one image under two classes); data_health.json."""
     found = health.exact(prepared.records)
-    files.write_json(out / rundir.DATA_HEALTH, found)
+    rundir.write_data_health(out, found)
     for line in health.warnings_for(found):
         log.warning(line)
 
@@ -222,7 +223,7 @@ def _data_and_model(settled: Settled, out: Optional[Path]):
 
 def _standardized(prepared: Prepared, cfg: Config) -> Prepared:
     """Regression on standardised targets: the training split's mean and std, kept in the run's preprocessing."""
-    if cfg.task != "regression" or not cfg.data.standardize:
+    if cfg.task != Task.REGRESSION or not cfg.data.standardize:
         return prepared
     targets = prepared.datasets["train"].targets.float()
     std = float(targets.std()) if len(targets) > 1 else 0.0

@@ -15,6 +15,7 @@ from torch import nn
 from cnnlab.config import SCHEMA_VERSION, OptimConfig
 from cnnlab.errors import Diverged
 from cnnlab.catalog.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.catalog.names import Task
 
 PROGRESS_EVERY = 10
 AUX_WEIGHT = 0.4  # Szegedy et al. 2016 (Inception-v3): auxiliary classifier loss weight
@@ -115,7 +116,7 @@ class ImageTask(L.LightningModule):
         self.backbone_lr_mult = backbone_lr_mult
         # ``batch`` mode: the loss is rescaled so that accumulated chunks give the exact full-batch gradient.
         self.full_batch_size = full_batch_size
-        if task == "classification":
+        if task == Task.CLASSIFICATION:
             # --class-weights auto: each class's loss weighed by its inverse frequency (a buffer: it moves with
             # the module and travels in the checkpoint)
             self.loss_fn: nn.Module = nn.CrossEntropyLoss(weight=class_weights)
@@ -161,7 +162,7 @@ class ImageTask(L.LightningModule):
         return loss
 
     def _correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.task != "classification":
+        if self.task != Task.CLASSIFICATION:
             return torch.zeros((), device=y.device)
         return (out.detach().argmax(1) == y).sum().float()
 
@@ -173,7 +174,7 @@ class ImageTask(L.LightningModule):
             sums = torch.zeros(3, device=self.device)
         loss_sum, correct, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
         logged = {f"{stage}_loss": loss_sum / count}
-        if self.task == "classification":
+        if self.task == Task.CLASSIFICATION:
             logged[f"{stage}_acc"] = correct / count
         # sync_dist: the values are already global and equal on every rank; it keeps Lightning's
         # distributed checks satisfied at the cost of one small all-reduce an epoch.

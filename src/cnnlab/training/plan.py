@@ -25,13 +25,14 @@ from cnnlab.training.callbacks import monitored
 from cnnlab.training.lr_find import MIN_LR, RangeTest
 from cnnlab.training.strategies import Strategy, resolve as resolve_strategy
 from cnnlab.training.source_run import adopt_source_run
+from cnnlab.catalog.names import Task
 
 AUTO = "auto"
 # Optimiser steps the default epoch count aims at (mnist-5k: 16 epochs of 57 steps), within EPOCH_RANGE.
 # A value is a finer target than a class: regression gets more (scikit-learn's digits as values, 21
 # steps an epoch: R² 0.938 after 30 epochs, 0.951-0.953 after 75; benchmarks/regression.py).
-TARGET_STEPS = {"classification": 900, "regression": 1600}
-EPOCH_RANGE = {"classification": (5, 30), "regression": (5, 80)}
+TARGET_STEPS = {Task.CLASSIFICATION: 900, Task.REGRESSION: 1600}
+EPOCH_RANGE = {Task.CLASSIFICATION: (5, 30), Task.REGRESSION: (5, 80)}
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def resolve_epochs(cfg: Config, n_train: int) -> Config:
 
 
 def num_outputs(cfg: Config, prepared: Prepared) -> int:
-    return len(prepared.classes) if cfg.task == "classification" else 1
+    return len(prepared.classes) if cfg.task == Task.CLASSIFICATION else 1
 
 
 def make_plan(settled: Settled, prepared: Prepared,

@@ -17,6 +17,7 @@ from cnnlab.artifacts import LeaderboardRow
 from cnnlab.errors import CnnlabError
 from cnnlab.inference.predictor import forward_ms
 from cnnlab.training import strategies
+from cnnlab.catalog.names import Task
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def compare(data: str | Path, models: list[str], out: str | Path, budget: Option
     out = Path(out)
     from cnnlab.data.sources import scan
 
-    scan(data, overrides.get("task", "classification"))  # a dataset error is every model's: once, before any trains
+    scan(data, overrides.get("task", Task.CLASSIFICATION.value))  # a dataset error is every model's: once, before any trains
     entries = []
     for name in models:
         log.info(f"training {name}")
