@@ -13,8 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 # Top to bottom: a module may import from its own layer's package or from any layer above.
 LAYERS = [
     {"cnnlab.errors", "cnnlab.catalog", "cnnlab.files", "cnnlab.memory", "cnnlab.preprocessing", "cnnlab.config",
-     "cnnlab.calibration", "cnnlab.ownership", "cnnlab.migrations", "cnnlab.flags", "cnnlab.artifacts",
-     "cnnlab.training.strategies"},  # the strategies' names, torch-free: the config validates against them
+     "cnnlab.calibration", "cnnlab.ownership", "cnnlab.migrations", "cnnlab.flags", "cnnlab.artifacts"},
     {"cnnlab.data", "cnnlab.models"},
     {"cnnlab.rundir"},
     {"cnnlab.training", "cnnlab.inference"},

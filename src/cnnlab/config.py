@@ -20,7 +20,7 @@ from cnnlab.migrations import SCHEMA_VERSION, migrate
 from cnnlab.catalog.names import Accelerator, Distributed, Head, Monitor, Precision, Task, parse
 from cnnlab.catalog.optim import OPTIMIZERS, SCHEDULES
 from cnnlab.catalog.registry import Registry, did_you_mean, suggest
-from cnnlab.training.strategies import NAMES as STRATEGY_NAMES
+from cnnlab.catalog.strategies import NAMES as STRATEGY_NAMES
 
 # The keys whose values are registry names: validated by, and documented from, the registry itself.
 NAMED: dict[str, Registry] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "pool": POOLING,
@@ -208,7 +208,7 @@ class TrainConfig(_Strict):
 class TransferConfig(_Strict):
     """How a pretrained backbone is reused: which parts train, and at what learning rate."""
 
-    strategy: Literal[STRATEGY_NAMES] = Field(  # the names of cnnlab.training.strategies
+    strategy: Literal[STRATEGY_NAMES] = Field(  # the names of cnnlab.catalog.strategies
         "auto", description=f'how a pretrained backbone trains: {", ".join(STRATEGY_NAMES[1:])}, or auto')
     unfreeze: int = Field(2, ge=0, description='top blocks trained in fine-tune and two-phase')
     backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description='backbone learning rate = lr x this')

@@ -18,10 +18,10 @@ from cnnlab.config import Config, TransferConfig, with_overrides
 from cnnlab.data.prepare import prepare
 from cnnlab.errors import ConfigError
 from cnnlab.models.registry import resolve_preprocessing
-from cnnlab.training import strategies
+from cnnlab.catalog import strategies
 from cnnlab.training.lr_find import MIN_LR, RangeTest
 from cnnlab.training.plan import Plan, make_plan, settle
-from cnnlab.training.strategies import NAMES, STRATEGIES
+from cnnlab.catalog.strategies import NAMES, STRATEGIES
 from cnnlab.training.transfer import TransferSchedule
 from conftest import TINY
 
@@ -184,6 +184,6 @@ def test_the_strategy_catalogue_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, cnnlab.training.strategies, cnnlab.config; print('torch' in sys.modules)"
+    code = "import sys, cnnlab.catalog.strategies, cnnlab.config; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr

@@ -4,7 +4,7 @@
 Each kind is a ``StrEnum``: a member *is* its string (``Task.REGRESSION == "regression"``), so YAML files,
 run directories and string comparisons written before these existed keep working. Names that come with a
 builder (models, optimisers, augmentation presets ...) live in their registries instead; the transfer
-strategies are objects (``cnnlab.training.strategies``). No torch here: the CLI answers from this module
+strategies are objects (``cnnlab.catalog.strategies``). No torch here: the CLI answers from this module
 without importing it.
 """
 from __future__ import annotations

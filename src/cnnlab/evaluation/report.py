@@ -21,7 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import plots
 from cnnlab.inference.predictor import Predictor, load
 from cnnlab.rundir import REPORT, Run
-from cnnlab.training import strategies
+from cnnlab.catalog import strategies
 from cnnlab.catalog.names import Task
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}

@@ -14,10 +14,10 @@ from pathlib import Path
 from cnnlab import files
 from cnnlab.inference.deployable import INPUT, OUTPUT, PROBABILITIES
 from cnnlab.rundir import EXPORT_CLIENT, Run
-from cnnlab.catalog.names import Task
+from cnnlab.catalog.names import ExportFormat, Task
 
 CONTRACT = 2  # 1 (no "contract" key): fixed-size NCHW input, mean and std in preprocessing.json beside the model
-LAYOUT = {"onnx": "NHWC", "torchscript": "NCHW"}
+LAYOUT = {ExportFormat.ONNX: "NHWC", ExportFormat.TORCHSCRIPT: "NCHW"}
 
 
 def _steps(run: Run, inside: bool) -> list[str]:
@@ -52,7 +52,7 @@ def _resize(run: Run, inside: bool) -> dict:
 
 def describe(run: Run, fmt: str, file: Path, checks: dict, weights_sha256: str) -> dict:
     """export.json's content for ``file``; ``checks``: the parity figures measured at export time."""
-    inside = fmt == "onnx"
+    inside = fmt == ExportFormat.ONNX
     c, (h, w) = run.pre.channels, run.pre.size
     classification = run.task == Task.CLASSIFICATION
     outputs = {OUTPUT: f"logits (batch, {run.num_outputs})" if classification else "regression values (batch, 1)"}

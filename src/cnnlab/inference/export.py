@@ -24,14 +24,13 @@ from cnnlab.errors import CnnlabError, WeightsError
 from cnnlab import rundir
 from cnnlab.inference.contract import CONTRACT, describe, layout, write_client
 from cnnlab.rundir import CLASSES, PREPROCESSING, Run
-from cnnlab.catalog.names import Task
+from cnnlab.catalog.names import ExportFormat, Task, listed
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
 # Other sizes: ONNX Runtime's 8-bit resize and PyTorch's differ by one level in 0-4% of the pixels of noise
 # images (``Deployable.resize``); the check is there for an exporter that dropped the antialias (~0.04 off).
 RESIZED_TOLERANCE = 1e-3
-FORMATS = ("onnx", "torchscript")
 
 
 @dataclass
@@ -109,13 +108,13 @@ def batch_session(run: Run, threads: Optional[int] = None):
 
 
 def export(run_dir: Union[str, Path], fmt: str = "onnx", out: Optional[Union[str, Path]] = None) -> Exported:
-    if fmt not in FORMATS:
-        raise CnnlabError(f"unknown export format '{fmt}'. Known: {', '.join(FORMATS)}")
+    if fmt not in set(ExportFormat):
+        raise CnnlabError(f"unknown export format '{fmt}'. Known: {listed(ExportFormat)}")
     run = Run.open(run_dir)
     model = run.load_model("cpu").eval()
     out_dir = Path(out) if out is not None else run.export_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    path, checks = (_onnx if fmt == "onnx" else _torchscript)(run, model, out_dir)
+    path, checks = (_onnx if fmt == ExportFormat.ONNX else _torchscript)(run, model, out_dir)
     _drop_old_preprocessing(run, out_dir)
     files.write_bytes(out_dir / CLASSES, (run.path / CLASSES).read_bytes())
     files.write_json(out_dir / rundir.EXPORT_INFO, describe(run, fmt, path, checks, weights_sha256(run)))

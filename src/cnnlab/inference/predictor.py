@@ -12,7 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab import rundir
 from cnnlab.inference.prediction import TOP_K, Prediction, check_threshold
 from cnnlab.rundir import Run
-from cnnlab.catalog.names import Task
+from cnnlab.catalog.names import Backend, Device, Task, listed
 
 
 class Predictor:
@@ -170,24 +170,21 @@ def _fastest(run: Run, device: torch.device, tta: bool, reps: int = 20) -> Predi
     return chosen
 
 
-DEVICES = ("auto", "cpu", "cuda")
-
-
 def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     """``auto``: the GPU when there is one, else the CPU; ``cuda`` (or ``cuda:N``) must exist."""
     if isinstance(device, torch.device):
         return device
     kind = device.split(":")[0]
-    if kind not in DEVICES:
-        raise CnnlabError(f"unknown device '{device}': use one of {', '.join(DEVICES)}")
-    if kind == "auto":
+    if kind not in set(Device):
+        raise CnnlabError(f"unknown device '{device}': use one of {listed(Device)}")
+    if kind == Device.AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if kind == "cuda" and not torch.cuda.is_available():
+    if kind == Device.CUDA and not torch.cuda.is_available():
         raise CnnlabError(f"--device {device}: this machine has no usable CUDA GPU (use --device cpu or auto)")
     return torch.device(device)
 
 
-def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", backend: str = "torch",
+def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", backend: str = Backend.TORCH.value,
          tta: bool = False) -> Predictor:
     """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``.
 
@@ -195,12 +192,12 @@ def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", b
     takes ONNX Runtime when the run has a current ONNX export and it is the faster on this CPU.
     """
     where = resolve_device(device)
-    if backend == "auto":
+    if backend not in set(Backend):
+        raise CnnlabError(f"unknown backend '{backend}'. Known: {listed(Backend)}")
+    if backend == Backend.AUTO:
         return _fastest(Run.open(run_dir), where, tta)
-    if backend == "onnx":
+    if backend == Backend.ONNX:
         if where.type != "cpu" and device != "auto":
             raise CnnlabError(f"--backend onnx runs on the CPU (ONNX Runtime); for --device {device} use --backend torch")
         return OnnxPredictor(Run.open(run_dir), tta=tta)
-    if backend != "torch":
-        raise CnnlabError(f"unknown backend '{backend}'. Known: auto, torch, onnx")
     return Predictor(Run.open(run_dir), where, tta)

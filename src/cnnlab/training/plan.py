@@ -23,7 +23,7 @@ from cnnlab.models.registry import get_entry, resolve_model_config, weights_kind
 from cnnlab.training import distributed
 from cnnlab.training.callbacks import monitored
 from cnnlab.training.lr_find import MIN_LR, RangeTest
-from cnnlab.training.strategies import Strategy, resolve as resolve_strategy
+from cnnlab.catalog.strategies import Strategy, resolve as resolve_strategy
 from cnnlab.training.source_run import adopt_source_run
 from cnnlab.catalog.names import Task
 

@@ -1,4 +1,4 @@
-"""Transfer-learning strategies (cnnlab.training.strategies) as a Lightning callback, and feature caching
+"""Transfer-learning strategies (cnnlab.catalog.strategies) as a Lightning callback, and feature caching
 for frozen backbones: the callback does what the strategy says it freezes and unfreezes.
 
 Frozen means frozen: no gradient, no optimiser state, and BatchNorm layers in frozen parts run in
@@ -21,7 +21,7 @@ from cnnlab.data.prepare import Prepared
 from cnnlab.errors import ConfigError
 from cnnlab.models.image_model import ImageModel
 from cnnlab.training import distributed
-from cnnlab.training.strategies import Strategy
+from cnnlab.catalog.strategies import Strategy
 
 
 def check(cfg: Config, strategy: Strategy, net: nn.Module) -> None:

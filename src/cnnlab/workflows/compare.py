@@ -16,7 +16,7 @@ from cnnlab import files, rundir
 from cnnlab.artifacts import LeaderboardRow
 from cnnlab.errors import CnnlabError
 from cnnlab.inference.predictor import forward_ms
-from cnnlab.training import strategies
+from cnnlab.catalog import strategies
 from cnnlab.catalog.names import Task
 
 log = logging.getLogger(__name__)
