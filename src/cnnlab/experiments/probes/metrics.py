@@ -19,10 +19,10 @@ def paradox(seed: int, data: str, n: int = 10_000, rare: float = 0.01) -> dict:
     probs = np.tile([1.0, 0.0], (n, 1))  # every image: the common class, with the same score
     m = classification_metrics(y, probs, ["common", "rare"])
     auc = skm.roc_auc_score(y, probs[:, 1])
-    rare_class = m["per_class"]["rare"]
-    return {"scalars": {"accuracy": m["accuracy"], "accuracy_error": abs(m["accuracy"] - (1 - rare)),
-                        "rare_recall_plus_f1": rare_class["recall"] + rare_class["f1"], "roc_auc": auc,
-                        "roc_auc_error": abs(auc - 0.5), "balanced_accuracy": m["balanced_accuracy"]}}
+    rare_class = m.per_class["rare"]
+    return {"scalars": {"accuracy": m.accuracy, "accuracy_error": abs(m.accuracy - (1 - rare)),
+                        "rare_recall_plus_f1": rare_class.recall + rare_class.f1, "roc_auc": auc,
+                        "roc_auc_error": abs(auc - 0.5), "balanced_accuracy": m.balanced_accuracy}}
 
 
 def _scores(seed: int, n_pos: int, n_neg: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +80,8 @@ def temperature(seed: int, data: str, n: int = 600, steps: int = 200, width: int
     with torch.no_grad():
         logits = model(d.x_test).double()
     info = decide(logits, d.y_test, seed=seed)
-    t = info.get("fitted_temperature", 1.0)
-    oof = info.get("out_of_fold", {})
+    t = info.fitted_temperature if info.fitted_temperature is not None else 1.0
+    oof = info.out_of_fold.model_dump() if info.out_of_fold is not None else {}
     right = [(z.argmax(1) == d.y_test).double().mean() for z in (logits, logits / t)]
     return {"scalars": {"temperature": t, "train_accuracy": accuracy(model, d.x, d.y), "test_accuracy": float(right[0]),
                         "accuracy_change": float(abs(right[1] - right[0])), **oof,
