@@ -10,6 +10,7 @@ from rich.markup import escape
 from cnnlab.cli.app import EXTRA, _command, _config_epilog, app, parse_extra
 from cnnlab.cli.output import quiet_lightning
 from cnnlab.cli.console import console, new_table, out
+from cnnlab.catalog.names import Metric
 from cnnlab.errors import CnnlabError
 
 
@@ -75,7 +76,8 @@ def lr_find(
 
 def _print_training(result) -> None:
     m = result.metrics
-    parts = [f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "val_mae") if k in m]
+    shown = (Metric.TRAIN_LOSS, Metric.TRAIN_ACC, Metric.VAL_LOSS, Metric.VAL_ACC, Metric.VAL_MAE)
+    parts = [f"{k.value} {m[k.value]:.4f}" for k in shown if k.value in m]
     console.print(f"trained {result.epochs} epochs in {result.seconds:.1f}s; last epoch: {', '.join(parts)}",
                   soft_wrap=True)
     if result.best_epoch is not None:

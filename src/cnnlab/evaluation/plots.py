@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 from cnnlab import files  # noqa: E402
 from cnnlab.artifacts import ReliabilityBin  # noqa: E402
+from cnnlab.catalog.names import Metric  # noqa: E402
 
 
 def confusion_matrix_png(matrix: np.ndarray, classes: list[str], path: Path, normalize: bool = False) -> Path:
@@ -117,8 +118,8 @@ def training_curves_png(rows: list[dict], path: Path, phase_epoch: Optional[int]
     def series(key):
         return [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
 
-    acc_keys = [k for k in ("train_acc", "val_acc") if rows and k in rows[0]]
-    panels = [("loss", ["train_loss", "val_loss"])] + ([("accuracy", acc_keys)] if acc_keys else []) + [("learning rate", ["lr"])]
+    acc_keys = [k for k in (Metric.TRAIN_ACC.value, Metric.VAL_ACC.value) if rows and k in rows[0]]
+    panels = [("loss", [Metric.TRAIN_LOSS.value, Metric.VAL_LOSS.value])] + ([("accuracy", acc_keys)] if acc_keys else []) + [("learning rate", ["lr"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
     for ax, (title, keys) in zip(np.atleast_1d(axes), panels):
         for key in keys:

@@ -13,14 +13,14 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 import torch
 from torch import nn
 
+from cnnlab.catalog.names import Metric
 from cnnlab.config import Config
 from cnnlab.rundir import BEST, CHECKPOINTS, GRADIENTS, LAST, METRICS, read_csv, write_csv
 from cnnlab.training.checkpoint import RandomState
 from cnnlab.training.module import PROGRESS_EVERY
 
 log = logging.getLogger(__name__)
-METRIC_ORDER = ("train_loss", "train_acc", "val_loss", "val_acc", "train_mae", "train_rmse", "train_r2",
-                "val_mae", "val_rmse", "val_r2")
+METRIC_ORDER = tuple(m.value for m in Metric)  # metrics.csv's columns and the epoch line, in the catalogue's order
 
 
 class EpochMetricsCSV(Callback):
@@ -198,7 +198,7 @@ class EpochLines(Callback):
 
 def monitored(cfg: Config, has_val: bool) -> tuple[str, str]:
     """What 'best' and 'stopped improving' watch: the configured metric, or train loss without validation."""
-    monitor = cfg.train.monitor if has_val else "train_loss"
+    monitor = cfg.train.monitor if has_val else Metric.TRAIN_LOSS.value
     return monitor, "max" if monitor.endswith("acc") else "min"
 
 
