@@ -24,7 +24,8 @@ def test_serve_hands_every_flag_to_the_server_as_one_serve_options(cli, record, 
     assert f"serving {tmp_path} on http://127.0.0.1:8123/" in found.err
 
 
-@pytest.mark.parametrize("flags", [["--threshold", "1.5"], ["--max-batch", "0"], ["--top-k", "0"]])
+@pytest.mark.parametrize("flags", [["--threshold", "1.5"], ["--max-batch", "0"], ["--top-k", "0"],
+                                   ["--backend", "tensorrt"], ["--device", "tpu"]])
 def test_serve_refuses_a_wrong_option_in_one_line_and_starts_nothing(cli, record, tmp_path, flags):
     import cnnlab.serving.server
 

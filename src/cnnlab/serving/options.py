@@ -9,6 +9,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cnnlab.errors import ConfigError
+from cnnlab.catalog.names import Backend, Device, listed
 from cnnlab.inference.prediction import TOP_K, check_threshold
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -48,6 +49,20 @@ class ServeOptions(BaseModel):
     workers: int = Field(1, ge=1, description="Server processes under gunicorn (a worker that dies is replaced).")
     access_log: bool = Field(False, description="Print a line for each request (it costs a small model's request a "
                                                 "third of its time; GET /metrics counts them either way).")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in set(Backend):
+            raise ValueError(f"unknown backend '{value}': use one of {listed(Backend)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value.split(":")[0] not in set(Device):  # cuda:N names one GPU
+            raise ValueError(f"unknown device '{value}': use one of {listed(Device)}")
+        return value
 
     @field_validator("threshold")
     @classmethod
