@@ -50,6 +50,14 @@ def write_regression_manifest(root: Path, count: int) -> Path:
     return root / "m.csv"
 
 
+@pytest.fixture(autouse=True)
+def image_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test's image cache (data.cache disk) in a temporary folder, never the home folder's."""
+    root = tmp_path_factory.mktemp("cnnlab-cache")
+    monkeypatch.setenv("CNNLAB_CACHE", str(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def bars(tmp_path_factory) -> Path:
     """3 classes x 20 images, 16x16 RGB, no given split."""

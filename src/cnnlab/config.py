@@ -84,8 +84,13 @@ class DataConfig(_Strict):
                                          'headline is on the validation images that also select the model)')
     batch_size: int = Field(64, gt=0, description='images per step (and per chunk in batch mode)')
     num_workers: int = Field(0, ge=0, description='data loader worker processes (0: the main process)')
-    cache: Literal["auto", "memory", "disk"] = Field(
-        "auto", description='decoded images: in memory, decoded from disk each time, or auto (memory when they fit)')
+    cache: Literal["auto", "memory", "disk", "none"] = Field(
+        "auto", description='decoded images: in memory, in the image cache on disk ($CNNLAB_CACHE, else '
+                            '~/.cache/cnnlab: decoded once, memory-mapped), none (decoded from the files every epoch), '
+                            'or auto (memory when they fit under cache_limit_mb, else disk)')
+    decode: Literal["auto", "cpu", "device"] = Field(
+        "auto", description='where JPEGs are decoded and resized: cpu, device (a CUDA GPU, in batches; the CPU when '
+                            'there is none), or auto (the GPU when training on one)')
     cache_limit_mb: int = Field(2048, gt=0, description='largest decoded dataset kept in memory with cache auto, in MB')
     target_column: Optional[str] = Field(None, description='CSV manifest column holding the label or target')
     sampler: Literal["shuffle", "balanced"] = Field(

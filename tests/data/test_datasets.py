@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -14,9 +15,9 @@ def _prepared(data, cache: str, size: int = 12):
     return prepare(cfg, lambda probed: resolve_preprocessing(cfg, probed)), cfg
 
 
-def test_disk_and_memory_caches_serve_the_same_pixels(bars):
+def test_decoding_every_epoch_and_the_memory_cache_serve_the_same_pixels(bars):
     memory, _ = _prepared(bars, "memory")
-    disk, _ = _prepared(bars, "disk")
+    disk, _ = _prepared(bars, "none")
     mem, files = memory.datasets["train"], disk.datasets["train"]
     assert isinstance(mem, InMemoryImages) and isinstance(files, FileImages) and not disk.in_memory
     picks = [0, 7, 3, 59, 12]
@@ -28,8 +29,9 @@ def test_disk_and_memory_caches_serve_the_same_pixels(bars):
     assert torch.equal(next(iter(loader))[0], xm)
 
 
-def test_the_disk_cache_trains_with_augmentation(bars):
-    disk, cfg = _prepared(bars, "disk")
+@pytest.mark.parametrize("cache", ["none", "disk"])
+def test_images_from_disk_train_with_augmentation(bars, cache):
+    disk, cfg = _prepared(bars, cache)
     cfg = cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"vflip": 1.0})})
     x, _ = next(iter(ImageDataModule(disk, cfg).train_dataloader()))
     images = {bytes(img.flip(-2).numpy()) for img in _prepared(bars, "memory")[0].datasets["train"].images}

@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from cnnlab.data.device_decode import decode_on_device
 from cnnlab.data.images import decode
 from cnnlab.errors import BadImage
 from cnnlab.data.sources import Entry, Skipped
@@ -53,31 +55,44 @@ def augment(transform: Optional[BatchTransform], x: torch.Tensor, indices) -> to
         return transform(x)
 
 
+DEVICE_BATCH = 64  # files nvJPEG decodes in one call
+
+
 def decode_entries(
     entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, interpolation: str = "bilinear",
+    into: Optional[torch.Tensor] = None, device: Optional[torch.device] = None,
 ) -> tuple[Optional[torch.Tensor], list[int], list[Skipped]]:
-    """Decode every entry once, on the decoder threads, each straight into its row of the result.
+    """Decode every entry once, on the decoder threads (JPEGs in batches on ``device`` when given), each
+    straight into its row of the result: ``into`` (rows of skipped entries left as they are) or a new tensor.
 
-    Returns the stacked uint8 images (if ``keep``), the indices of the usable entries and the
+    Returns the stacked uint8 images (if ``keep`` or ``into``), the indices of the usable entries and the
     skipped ones with their reasons.
     """
-    images = torch.empty(len(entries) if keep else 0, channels, *size, dtype=torch.uint8)
+    images = into if into is not None else torch.empty(len(entries) if keep else 0, channels, *size,
+                                                       dtype=torch.uint8)
+    store = keep or into is not None
 
-    def one(i: int) -> Optional[str]:
+    def one(i: int, done: Optional[torch.Tensor] = None) -> Optional[str]:
         try:
-            img = decode(entries[i].path, channels, size, interpolation)
+            img = done if done is not None else decode(entries[i].path, channels, size, interpolation)
         except BadImage as exc:
             return exc.reason
-        if keep:
+        if store:
             images[i] = img
         return None
 
-    errors = list(decoder_pool().map(one, range(len(entries))))
+    errors: list[Optional[str]] = []
+    step = DEVICE_BATCH if device is not None else max(1, len(entries))
+    for start in range(0, len(entries), step):
+        chunk = range(start, min(len(entries), start + step))
+        done = (decode_on_device([entries[i].path for i in chunk], channels, size, interpolation, device)
+                if device is not None else [None] * len(chunk))
+        errors += list(decoder_pool().map(one, chunk, done))
     ok = [i for i, err in enumerate(errors) if err is None]
     skipped = [Skipped(entries[i].path, err) for i, err in enumerate(errors) if err is not None]
-    if keep and len(ok) < len(entries):
+    if keep and into is None and len(ok) < len(entries):
         images = images[torch.as_tensor(ok, dtype=torch.long)]
-    return (images if keep else None), ok, skipped
+    return (images if store else None), ok, skipped
 
 
 class InMemoryImages(Dataset):
@@ -103,10 +118,11 @@ class FileImages(Dataset):
     """Images decoded from disk on access, for datasets too large to keep in memory."""
 
     def __init__(self, paths: Sequence, targets: torch.Tensor, channels: int, size: tuple[int, int],
-                 transform: Optional[BatchTransform] = None, interpolation: str = "bilinear"):
+                 transform: Optional[BatchTransform] = None, interpolation: str = "bilinear",
+                 device: Optional[torch.device] = None):
         self.paths, self.targets = list(paths), targets
         self.channels, self.size, self.transform = channels, size, transform
-        self.interpolation = interpolation
+        self.interpolation, self.device = interpolation, device  # device: JPEGs decoded there, main process only
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -119,11 +135,53 @@ class FileImages(Dataset):
         return decode(self.paths[index], self.channels, self.size, self.interpolation)
 
     def __getitems__(self, indices: list[int]):
-        if get_worker_info() is None and len(indices) > 1:  # the main process: every core decodes
+        if get_worker_info() is None and self.device is not None:  # a forked loader worker cannot use CUDA
+            done = decode_on_device([self.paths[i] for i in indices], self.channels, self.size, self.interpolation,
+                                    self.device)
+            x = torch.stack([d if d is not None else self._decode(i) for i, d in zip(indices, done)])
+        elif get_worker_info() is None and len(indices) > 1:  # the main process: every core decodes
             x = torch.stack(list(decoder_pool().map(self._decode, indices)))
         else:  # a loader worker: the workers are the parallelism
             x = torch.stack([self._decode(i) for i in indices])
         return augment(self.transform, x, indices), self.targets[torch.as_tensor(indices)]
+
+
+def map_images(path, shape: tuple[int, ...]) -> torch.Tensor:
+    """The file's uint8 images, mapped copy-on-write: pages are read on access and the file is never written.
+    The caller has checked the file's size against ``shape``."""
+    return torch.from_numpy(np.memmap(path, dtype=np.uint8, mode="c", shape=tuple(shape)))
+
+
+class MappedImages(Dataset):
+    """Rows of a uint8 (N, C, H, W) file cache (``cnnlab.data.cache``), memory-mapped: an epoch reads slices,
+    decoding nothing. Each process (a spawned loader worker too) maps the file itself; pickling carries the
+    file's name, not its pixels."""
+
+    def __init__(self, path, shape: tuple[int, ...], rows: torch.Tensor, targets: torch.Tensor,
+                 transform: Optional[BatchTransform] = None):
+        assert len(rows) == len(targets)
+        self.path, self.shape, self.rows, self.targets, self.transform = path, tuple(shape), rows, targets, transform
+        self._images: Optional[torch.Tensor] = None
+
+    @property
+    def images(self) -> torch.Tensor:
+        if self._images is None:
+            self._images = map_images(self.path, self.shape)
+        return self._images
+
+    def __getstate__(self):
+        return {**self.__dict__, "_images": None}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices)
+        return augment(self.transform, self.images[self.rows[idx]], indices), self.targets[idx]
 
 
 def batch_collate(batch):

@@ -1,7 +1,8 @@
 """From a dataset on disk to train/val/test datasets of uint8 tensors at the model's input size.
 
 Every file is decoded once: what fails is skipped and reported; what succeeds is kept in memory
-when it fits (``data.cache``), so loading never dominates an epoch.
+when it fits, else in the image cache on disk (``data.cache``; ``cnnlab.data.cache``), so loading
+never dominates an epoch. ``cache none`` decodes the files again every epoch.
 """
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import torch
 from torch.utils.data import Dataset
 
 from cnnlab.config import Config
-from cnnlab.data.datasets import FileImages, InMemoryImages, decode_entries
+from cnnlab.catalog.names import Accelerator
+from cnnlab.data.cache import Cached, Key, cached_images
+from cnnlab.data.datasets import FileImages, InMemoryImages, MappedImages, decode_entries
+from cnnlab.data.device_decode import decode_device
 from cnnlab.data.images import probe
 from cnnlab.data.sources import Entry, Scan, Skipped, scan
 from cnnlab.data.splits import short_classes_note, split_indices
@@ -33,6 +37,7 @@ class Prepared:
     records: list[tuple[str, str, str]]  # (path, label, split) of every image used
     skipped: list[Skipped] = field(default_factory=list)
     in_memory: bool = True
+    cache_file: Optional[str] = None  # the image cache's file the datasets map (data.cache disk)
     notes: list[str] = field(default_factory=list)  # layout and split warnings, one line each
 
     def size(self, split: str) -> int:
@@ -90,13 +95,61 @@ def _note_short_classes(notes: list[str], stratify: bool, labels: list, parts: d
         notes.append(note)
 
 
-def decode_scan(scan_: Scan, pre: Preprocessing, keep: bool) -> tuple[list[Entry], Optional[torch.Tensor], list[Skipped]]:
-    images, ok, bad = decode_entries(scan_.entries, pre.channels, pre.size, keep=keep, interpolation=pre.interpolation)
+def decode_scan(scan_: Scan, pre: Preprocessing, keep: bool,
+                device: Optional[torch.device] = None) -> tuple[list[Entry], Optional[torch.Tensor], list[Skipped]]:
+    images, ok, bad = decode_entries(scan_.entries, pre.channels, pre.size, keep=keep, interpolation=pre.interpolation,
+                                     device=device)
     return [scan_.entries[i] for i in ok], images, scan_.skipped + bad
 
 
 def fits_in_memory(n: int, pre: Preprocessing, limit_mb: int) -> bool:
     return n * pre.channels * pre.size[0] * pre.size[1] <= limit_mb * 2**20
+
+
+def cache_mode(cfg: Config, n: int, pre: Preprocessing) -> str:
+    """memory, disk or none: ``auto`` is memory when the decoded images fit under cache_limit_mb, else disk."""
+    if cfg.data.cache != "auto":
+        return cfg.data.cache
+    return "memory" if fits_in_memory(n, pre, cfg.data.cache_limit_mb) else "disk"
+
+
+def _decoder(cfg: Config) -> Optional[torch.device]:
+    t = cfg.train.accelerator
+    on_gpu = t in (Accelerator.GPU, Accelerator.CUDA) or (t == Accelerator.AUTO and torch.cuda.is_available())
+    return decode_device(cfg.data.decode, on_gpu)
+
+
+def _decoded(found: Scan, pre: Preprocessing, cfg: Config):
+    """The usable entries, their images (in memory, or the cache's rows and which row each entry is) and the
+    skipped files, decoded once."""
+    mode, device = cache_mode(cfg, len(found.entries), pre), _decoder(cfg)
+    cached: Optional[Cached] = None
+    if mode == "disk":
+        key = Key(pre.channels, tuple(pre.size), pre.interpolation, "cpu" if device is None else "cuda")
+        cached = cached_images(found.entries, key, device)
+    if cached is not None:
+        return [found.entries[i] for i in cached.ok], None, cached, found.skipped + cached.skipped, device
+    entries, images, skipped = decode_scan(found, pre, mode == "memory", device)
+    return entries, images, None, skipped, device
+
+
+def _datasets(splits: list[str], entries: list[Entry], targets: torch.Tensor, images: Optional[torch.Tensor],
+              cached: Optional[Cached], pre: Preprocessing, device) -> dict[str, Dataset]:
+    datasets: dict[str, Dataset] = {}
+    rows = torch.as_tensor(cached.ok, dtype=torch.long) if cached is not None else None
+    for name in ("train", "val", "test"):
+        idx = [i for i, s in enumerate(splits) if s == name]
+        if not idx:
+            continue
+        t = torch.as_tensor(idx)
+        if cached is not None:
+            datasets[name] = MappedImages(cached.path, tuple(cached.images.shape), rows[t], targets[t])
+        elif images is not None:
+            datasets[name] = InMemoryImages(images[t], targets[t])
+        else:
+            datasets[name] = FileImages([entries[i].path for i in idx], targets[t], pre.channels, pre.size,
+                                        interpolation=pre.interpolation, device=device)
+    return datasets
 
 
 def prepare(cfg: Config, resolve_pre) -> Prepared:
@@ -105,9 +158,7 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
         raise DataError("no dataset given: pass DATA (a folder of class sub-folders or a CSV manifest)")
     found = scan(cfg.data.path, cfg.task, cfg.data.target_column)
     pre: Preprocessing = resolve_pre(probe_dataset(found.entries))
-    keep = cfg.data.cache == "memory" or (
-        cfg.data.cache == "auto" and fits_in_memory(len(found.entries), pre, cfg.data.cache_limit_mb))
-    entries, images, skipped = decode_scan(found, pre, keep)
+    entries, images, cached, skipped, device = _decoded(found, pre, cfg)
     if found.classes:
         empty = sorted(set(found.classes) - {str(e.label) for e in entries})
         if empty:
@@ -115,19 +166,9 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
     notes = list(found.notes)
     splits = _assign_splits(entries, cfg, cfg.task, notes)
     targets = _targets(entries, found.classes, cfg.task)
-    datasets: dict[str, Dataset] = {}
-    for name in ("train", "val", "test"):
-        idx = [i for i, s in enumerate(splits) if s == name]
-        if not idx:
-            continue
-        t = torch.as_tensor(idx)
-        if images is not None:
-            datasets[name] = InMemoryImages(images[t], targets[t])
-        else:
-            datasets[name] = FileImages([entries[i].path for i in idx], targets[t], pre.channels, pre.size,
-                                        interpolation=pre.interpolation)
+    datasets = _datasets(splits, entries, targets, images, cached, pre, device)
     if "train" not in datasets:
         raise DataError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
     records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]
     return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None,
-                    notes=notes)
+                    notes=notes, cache_file=str(cached.path) if cached is not None else None)
