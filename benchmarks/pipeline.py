@@ -6,7 +6,7 @@
    (torchvision ImageFolder + PIL + the same v2 transforms per image, then ToTensor), same batch
    size and workers. Each measurement runs in a fresh process (cnnlab tunes malloc process-wide,
    which the baseline must not inherit), alternating over 3 rounds (median of the paired ratios).
-   Two more columns: cnnlab with CNNLAB_TUNE_MALLOC=0 (that setting's share), and with --cache disk
+   Two more columns: cnnlab with CNNLAB_TUNE_MALLOC=0 (that setting's share), and with --cache none
    (no in-memory cache: decoding every epoch, as the baseline does).
    Target: cnnlab >= 1.5x the baseline.
 2. Data-wait share: the part of a training epoch spent waiting for the next batch, for the default
@@ -131,7 +131,7 @@ def augmentation_helps() -> tuple[float, float]:
     return (cnnlab.evaluate(SCRATCH / "aug-off", root)["accuracy"], cnnlab.evaluate(SCRATCH / "aug-on", root)["accuracy"])
 
 
-PIPELINES = {"baseline": baseline, "cnnlab": ours, "cnnlab-disk": lambda root: ours(root, cache="disk")}
+PIPELINES = {"baseline": baseline, "cnnlab": ours, "cnnlab-none": lambda root: ours(root, cache="none")}
 
 
 def in_fresh_process(pipeline: str, root, **env) -> float:
@@ -143,14 +143,14 @@ def in_fresh_process(pipeline: str, root, **env) -> float:
 def main() -> None:
     root = jpeg_folder()
     rounds = [(in_fresh_process("baseline", root), in_fresh_process("cnnlab", root),
-               in_fresh_process("cnnlab", root, CNNLAB_TUNE_MALLOC="0"), in_fresh_process("cnnlab-disk", root))
+               in_fresh_process("cnnlab", root, CNNLAB_TUNE_MALLOC="0"), in_fresh_process("cnnlab-none", root))
               for _ in range(ROUNDS)]  # alternating: this VM drifts
     ratios = [mine / base for base, mine, *_ in rounds]
     ratio = statistics.median(ratios)
     base, mine, untuned, disk = (statistics.median(r[i] for r in rounds) for i in range(4))
     print(f"pipeline  {N_JPEGS} JPEGs 256x256 -> augmented 224x224 batches, {EPOCHS} epochs, {WORKERS} workers: "
           f"ImageFolder+PIL baseline {base:.0f} img/s, cnnlab {mine:.0f} img/s (without its malloc setting "
-          f"{untuned:.0f}; with --cache disk, decoding every epoch, {disk:.0f}); paired ratios "
+          f"{untuned:.0f}; with --cache none, decoding every epoch, {disk:.0f}); paired ratios "
           f"{', '.join(f'{r:.2f}' for r in ratios)}; median {ratio:.2f}x (target >= 1.5x: {verdict(ratio, 1.5, True)})")
     mnist, _ = data_wait(mnist_5k() / "train", SCRATCH / "wait-mnist", epochs=2)
     resnet, _ = data_wait(jpeg_folder(256), SCRATCH / "wait-resnet", epochs=1, model="resnet18", weights="none",

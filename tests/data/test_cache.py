@@ -68,7 +68,8 @@ def test_the_disk_cache_is_built_once_then_reused_with_the_memory_caches_pixels_
     again = _prepared(data, "disk")
     assert decodes[0] == 50  # nothing decoded: the rows come from the file
     meta = json.loads(_entry(image_cache).with_suffix(".json").read_text())
-    assert meta["shape"] == [25, 3, 12, 12] and meta["dtype"] == "uint8" and os.path.getsize(_entry(image_cache)) == 25 * 432
+    assert meta["shape"] == [25, 3, 12, 12] and meta["dtype"] == "uint8"
+    assert os.path.getsize(_entry(image_cache)) == 25 * 3 * 12 * 12
     for prepared in (first, again):
         assert [(s.path.name, s.reason) for s in prepared.skipped] == [(s.path.name, s.reason) for s in memory.skipped]
         assert [s.path.name for s in prepared.skipped] == ["broken.png"]
@@ -101,7 +102,7 @@ def test_a_damaged_cache_entry_is_detected_and_rebuilt(data, decodes, image_cach
     before = decodes[0]
     rebuilt = _prepared(data, "disk")
     assert decodes[0] == before + 25
-    assert os.path.getsize(entry) == 25 * 432
+    assert os.path.getsize(entry) == 25 * 3 * 12 * 12
     assert torch.equal(_pixels(rebuilt, "train"), _pixels(memory, "train"))
 
 

@@ -156,6 +156,7 @@ def cached_images(entries: Sequence[Entry], key: Key, device=None) -> Optional[C
     data, meta, shape = root / f"{fp}.u8", root / f"{fp}.json", key.shape(len(entries))
     found = _load(data, meta, fp, shape, entries)  # a complete entry needs no lock (and a read-only cache works)
     if found is not None:
+        log.info(f"images from the image cache {data} (decoded once before)")
         return found
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,14 @@ def augment(transform: Optional[BatchTransform], x: torch.Tensor, indices) -> to
 DEVICE_BATCH = 64  # files nvJPEG decodes in one call
 
 
+def _on_device(entries: Sequence[Entry], chunk: range, channels: int, size: tuple[int, int], interpolation: str,
+               device: Optional[torch.device]) -> list[Optional[torch.Tensor]]:
+    """The chunk's images that ``device`` decodes; None for those the CPU decodes (all of them without one)."""
+    if device is None:
+        return [None] * len(chunk)
+    return decode_on_device([entries[i].path for i in chunk], channels, size, interpolation, device)
+
+
 def decode_entries(
     entries: Sequence[Entry], channels: int, size: tuple[int, int], keep: bool, interpolation: str = "bilinear",
     into: Optional[torch.Tensor] = None, device: Optional[torch.device] = None,
@@ -83,10 +91,9 @@ def decode_entries(
 
     errors: list[Optional[str]] = []
     step = DEVICE_BATCH if device is not None else max(1, len(entries))
-    for start in range(0, len(entries), step):
+    for start in range(0, len(entries), step):  # in chunks, so only one chunk's device results are held at once
         chunk = range(start, min(len(entries), start + step))
-        done = (decode_on_device([entries[i].path for i in chunk], channels, size, interpolation, device)
-                if device is not None else [None] * len(chunk))
+        done = _on_device(entries, chunk, channels, size, interpolation, device)
         errors += list(decoder_pool().map(one, chunk, done))
     ok = [i for i, err in enumerate(errors) if err is None]
     skipped = [Skipped(entries[i].path, err) for i, err in enumerate(errors) if err is not None]
