@@ -213,3 +213,26 @@ def test_train_through_the_cli_with_the_disk_cache(cli, data, tmp_path, image_ca
     assert any(out.glob("*.safetensors"))
     assert len(list((image_cache / "images").glob("*.u8"))) == 1
     assert "broken.png" in (out / "skipped.csv").read_text()
+
+
+def test_two_runs_preparing_at_once_decode_the_files_once(data, monkeypatch):
+    import threading
+    import time
+
+    count, lock = [0], threading.Lock()
+
+    def slow(*args, **kwargs):  # long enough for the second run to start while the first builds
+        with lock:
+            count[0] += 1
+        time.sleep(0.02)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "decode", slow)
+    results = []
+    runs = [threading.Thread(target=lambda: results.append(_prepared(data, "disk"))) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert count[0] == 25 and len(results) == 2
+    assert torch.equal(_pixels(results[0], "train"), _pixels(results[1], "train"))
