@@ -102,12 +102,10 @@ def decode_entries(
     return (images if store else None), ok, skipped
 
 
-class InMemoryImages(Dataset):
-    """Decoded uint8 images (N, C, H, W) and their targets, kept in memory."""
+class BatchImages(Dataset):
+    """A dataset of uint8 images and ``targets`` that serves whole batches (``__getitems__``)."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Optional[BatchTransform] = None):
-        assert len(images) == len(targets)
-        self.images, self.targets, self.transform = images, targets, transform
+    targets: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -117,11 +115,22 @@ class InMemoryImages(Dataset):
         return x[0], y[0]
 
     def __getitems__(self, indices: list[int]):
+        raise NotImplementedError
+
+
+class InMemoryImages(BatchImages):
+    """Decoded uint8 images (N, C, H, W) and their targets, kept in memory."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Optional[BatchTransform] = None):
+        assert len(images) == len(targets)
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices)
         return augment(self.transform, self.images[idx], indices), self.targets[idx]
 
 
-class FileImages(Dataset):
+class FileImages(BatchImages):
     """Images decoded from disk on access, for datasets too large to keep in memory."""
 
     def __init__(self, paths: Sequence, targets: torch.Tensor, channels: int, size: tuple[int, int],
@@ -130,13 +139,6 @@ class FileImages(Dataset):
         self.paths, self.targets = list(paths), targets
         self.channels, self.size, self.transform = channels, size, transform
         self.interpolation, self.device = interpolation, device  # device: JPEGs decoded there, main process only
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        x, y = self.__getitems__([index])
-        return x[0], y[0]
 
     def _decode(self, index: int) -> torch.Tensor:
         return decode(self.paths[index], self.channels, self.size, self.interpolation)
@@ -159,7 +161,7 @@ def map_images(path, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(np.memmap(path, dtype=np.uint8, mode="c", shape=tuple(shape)))
 
 
-class MappedImages(Dataset):
+class MappedImages(BatchImages):
     """Rows of a uint8 (N, C, H, W) file cache (``cnnlab.data.cache``), memory-mapped: an epoch reads slices,
     decoding nothing. Each process (a spawned loader worker too) maps the file itself; pickling carries the
     file's name, not its pixels."""
@@ -178,13 +180,6 @@ class MappedImages(Dataset):
 
     def __getstate__(self):
         return {**self.__dict__, "_images": None}
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int):
-        x, y = self.__getitems__([index])
-        return x[0], y[0]
 
     def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices)
