@@ -193,6 +193,12 @@ def test_batched_jpeg_decoding_matches_the_cpu_path_and_leaves_the_rest_to_it(jp
     assert on_device[1] == on_cpu[1] == [0, 1, 2, 3, 4, 6]  # the cut file skipped by both, for the same reason
     assert [s.reason for s in on_device[2]] == [s.reason for s in on_cpu[2]]
     assert (on_device[0].int() - on_cpu[0].int()).abs().float().mean() < 2.5
+    # decoding every epoch (cache none): the batch's JPEGs on the device, the rest on the CPU, in order
+    usable = [jpegs[i] for i in on_cpu[1]]
+    files = FileImages(usable, torch.arange(len(usable)), 3, (16, 16), device=torch.device("cpu"))
+    x, y = files.__getitems__([5, 0, 4])
+    assert torch.equal(y, torch.tensor([5, 0, 4])) and torch.equal(x[0], decode(usable[5], 3, (16, 16)))
+    assert torch.equal(x[1], out[0]) and torch.equal(x[2], decode(usable[4], 3, (16, 16)))  # PNG and rotated JPEG: the CPU
 
 
 def test_decode_device_without_a_gpu_falls_back_to_the_cpu_in_one_line(data, monkeypatch, caplog):

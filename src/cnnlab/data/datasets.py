@@ -63,7 +63,8 @@ def _on_device(entries: Sequence[Entry], chunk: range, channels: int, size: tupl
     """The chunk's images that ``device`` decodes; None for those the CPU decodes (all of them without one)."""
     if device is None:
         return [None] * len(chunk)
-    return decode_on_device([entries[i].path for i in chunk], channels, size, interpolation, device)
+    return decode_on_device([entries[i].path for i in chunk], channels, size, interpolation, device,
+                            decoder_pool().map)
 
 
 def decode_entries(
@@ -146,7 +147,7 @@ class FileImages(BatchImages):
     def __getitems__(self, indices: list[int]):
         if get_worker_info() is None and self.device is not None:  # a forked loader worker cannot use CUDA
             done = decode_on_device([self.paths[i] for i in indices], self.channels, self.size, self.interpolation,
-                                    self.device)
+                                    self.device, decoder_pool().map)
             x = torch.stack([d if d is not None else self._decode(i) for i, d in zip(indices, done)])
         elif get_worker_info() is None and len(indices) > 1:  # the main process: every core decodes
             x = torch.stack(list(decoder_pool().map(self._decode, indices)))

@@ -12,7 +12,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -51,19 +51,23 @@ def _fits_the_device(data: bytes) -> bool:
         return False
 
 
+def _read_for_the_device(path) -> Optional[torch.Tensor]:
+    """The file's bytes, if the device decodes it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if _fits_the_device(data) else None
+
+
 def decode_on_device(paths: Sequence[Path], channels: int, size: tuple[int, int], interpolation: str,
-                     device: torch.device) -> list[Optional[torch.Tensor]]:
-    """uint8 (C, H, W) CPU tensors at ``size`` for the files the GPU decodes, None for the others (the CPU's)."""
+                     device: torch.device, mapper: Callable = map) -> list[Optional[torch.Tensor]]:
+    """uint8 (C, H, W) CPU tensors at ``size`` for the files the GPU decodes, None for the others (the CPU's).
+    ``mapper`` reads the files and their headers (a thread pool's ``map``: the reads release the GIL)."""
     out: list[Optional[torch.Tensor]] = [None] * len(paths)
-    picked, blobs = [], []
-    for i, path in enumerate(paths):
-        try:
-            data = Path(path).read_bytes()
-        except OSError:
-            continue
-        if _fits_the_device(data):
-            picked.append(i)
-            blobs.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    read = list(mapper(_read_for_the_device, paths))
+    picked = [i for i, blob in enumerate(read) if blob is not None]
+    blobs = [read[i] for i in picked]
     if not picked:
         return out
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
