@@ -83,7 +83,7 @@ def test_the_disk_cache_is_built_once_then_reused_with_the_memory_caches_pixels_
     assert torch.equal(next(iter(loader))[0], _pixels(memory, "train")[[3, 0, 5]])
 
 
-@pytest.mark.parametrize("damage", ["truncated", "altered", "description"])
+@pytest.mark.parametrize("damage", ["truncated", "altered", "description", "skipped list"])
 def test_a_damaged_cache_entry_is_detected_and_rebuilt(data, decodes, image_cache, damage):
     memory = _prepared(data, "memory")
     _prepared(data, "disk")
@@ -98,7 +98,8 @@ def test_a_damaged_cache_entry_is_detected_and_rebuilt(data, decodes, image_cach
         os.utime(entry, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     else:
         meta = entry.with_suffix(".json")
-        meta.write_text(json.dumps({**json.loads(meta.read_text()), "shape": [10**9, 3, 12, 12]}))
+        change = {"shape": [10**9, 3, 12, 12]} if damage == "description" else {"skipped": [["x", None]]}
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), **change}))
     before = decodes[0]
     rebuilt = _prepared(data, "disk")
     assert decodes[0] == before + 25
@@ -138,6 +139,19 @@ def test_a_cache_that_cannot_be_written_falls_back_to_the_files(data, monkeypatc
     assert [s.path.name for s in files.skipped] == ["broken.png"]
     assert torch.equal(_pixels(files, "train"), _pixels(_prepared(data, "memory"), "train"))
     assert not list(tmp_path.rglob("*.tmp"))  # nothing half-written left behind
+
+
+def test_a_complete_entry_is_read_without_writing_anything(data, decodes, monkeypatch):
+    from cnnlab.data import cache
+
+    _prepared(data, "disk")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cache, "FileLock", refused)  # a read-only cache folder: no lock file can be made
+    before = decodes[0]
+    assert isinstance(_prepared(data, "disk").datasets["train"], MappedImages) and decodes[0] == before
 
 
 def test_auto_uses_the_disk_cache_when_the_images_do_not_fit_and_none_decodes_the_files(data):

@@ -85,6 +85,11 @@ class Cached:
     skipped: list[Skipped]
 
 
+def _describes(meta, fp: str, shape: tuple[int, ...]) -> bool:
+    return (isinstance(meta, dict) and meta.get("fingerprint") == fp and meta.get("shape") == list(shape)
+            and meta.get("dtype") == "uint8" and meta.get("bytes") == math.prod(shape))
+
+
 def _load(data: Path, meta_path: Path, fp: str, shape: tuple[int, ...], entries: Sequence[Entry]) -> Optional[Cached]:
     """The entry, if its JSON describes this fingerprint and shape and the data file is the one it describes."""
     try:
@@ -93,15 +98,18 @@ def _load(data: Path, meta_path: Path, fp: str, shape: tuple[int, ...], entries:
     except (OSError, ValueError):
         return None
     expected = math.prod(shape)
-    if (not isinstance(meta, dict) or meta.get("fingerprint") != fp or meta.get("shape") != list(shape)
-            or meta.get("dtype") != "uint8" or meta.get("bytes") != expected):
+    if not _describes(meta, fp, shape):
         log.info(f"the image cache {data.name} does not match its description: rebuilding it")
         return None
     if st.st_size != expected or st.st_mtime_ns != meta.get("mtime_ns"):
         log.info(f"the image cache {data} changed since it was written ({st.st_size:,} bytes, "
                  f"{expected:,} expected): rebuilding it")
         return None
-    bad = {int(i): str(reason) for i, reason in meta.get("skipped", []) if 0 <= int(i) < len(entries)}
+    try:
+        bad = {int(i): str(reason) for i, reason in meta.get("skipped", []) if 0 <= int(i) < len(entries)}
+    except (TypeError, ValueError):
+        log.info(f"the image cache {data.name} does not match its description: rebuilding it")
+        return None
     ok = [i for i in range(len(entries)) if i not in bad]
     return Cached(data, map_images(data, shape), ok, [Skipped(entries[i].path, r) for i, r in bad.items()])
 
