@@ -75,13 +75,13 @@ section_resume() {
 }
 section_ablation() {
   step ablation ${ABLATION_S:-150} "$PY" benchmarks/gpu.py $SMOKE_FLAG --ablation --rounds ${ROUNDS:-2}
-  keep ablation '^(ablation|host waits)'
+  keep ablation "^(round|ablation|host waits)"
 }
 section_serving() {
   step serving ${SERVING_S:-150} "$PY" benchmarks/serving.py --batching --device $DEV --client-processes $CLIENTS \
     --models resnet18 --clients 1 32 --requests $REQUESTS
   keep serving '^micro-batching'
-  step gil ${GIL_S:-60} "$PY" benchmarks/serving.py --gil --device $DEV --models resnet18
+  step gil ${GIL_S:-90} "$PY" benchmarks/serving.py --gil --device $DEV --models resnet18
   keep gil '^gil'
 }
 section_e2e() {

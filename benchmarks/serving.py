@@ -341,6 +341,8 @@ import statistics, sys, threading, time, torch, cnnlab
 torch.set_num_threads(1)  # one core for the model, the other for the busy thread: Python's lock is what is shared
 run, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 backends = {"PyTorch": cnnlab.load(run, device)}
+if device != "cpu":  # one graph launch a pass instead of one launch a layer (what the server does on a GPU)
+    backends["CUDA graphs"] = cnnlab.load(run, device, cuda_graphs=True)
 if device == "cpu":  # ONNX Runtime here is the CPU's
     from cnnlab.inference.predictor import OnnxPredictor
     from cnnlab.rundir import Run
