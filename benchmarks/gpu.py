@@ -10,9 +10,15 @@
    preset), `cnnlab.train` for 2 epochs: img/s and the share of step time spent waiting for data
    (target <= 5%), for each of E2E_VARIANTS: decoded every epoch by CPU loader workers (--cache none),
    decoded every epoch on the GPU (--cache none --decode device), and the uint8 image cache (--cache disk).
+4. ``--ablation``: the eager loop's gap taken apart. The bare loop against cnnlab as it trains, with its
+   finiteness checks read back every step, with them off, and a plain LightningModule (Lightning's own
+   floor), alternated over ``--rounds``; then torch.profiler over ten of cnnlab's steps: the host's time
+   by operator, and how often it waited for the GPU (synchronisations, device-to-host copies).
 
-Run: .venv/bin/python benchmarks/gpu.py            (on a GPU machine)
-     .venv/bin/python benchmarks/gpu.py --smoke    (CPU, tiny sizes: checks the script itself runs)
+Run: python benchmarks/gpu.py                 (on a GPU machine: 1, 2, 3, then compiled)
+     python benchmarks/gpu.py --ablation      (4 alone)     --e2e (3 alone)     --compiled (compiled alone)
+     python benchmarks/gpu.py --smoke [...]   (CPU, tiny sizes: checks the script itself runs)
+     bash benchmarks/gpu_path.sh              (all of it, with the CLI and resume checks, for a lease)
 """
 from __future__ import annotations
 
@@ -105,9 +111,63 @@ class StepTimer:
         return _Timer()
 
 
-def cnnlab_loop(args, compile_: bool, immediate_checks: bool = False) -> float:
+VARIANTS = {  # what each switches off in cnnlab's loop, so that the cost of each stays visible
+    "default": "cnnlab as it trains",
+    "checks-at-once": "the finiteness checks read back every step (the multi-process way)",
+    "no-checks": "no finiteness checks (loss, gradients, running statistics)",
+    "lightning": "a plain LightningModule: the same model and optimiser, no cnnlab hooks (Lightning's floor)",
+}
+
+
+def plain_lightning_task(model, lr: float):
     import lightning as L
-    from torch.utils.data import DataLoader
+
+    class Plain(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model.to(memory_format=torch.channels_last)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=lr, momentum=0.9)
+
+    return Plain()
+
+
+def profiled(start: int, steps: int):
+    """A callback that runs torch.profiler over ``steps`` training steps from step ``start`` and keeps
+    its table: where the host's time goes, and how many times it waited for the GPU."""
+    from lightning.pytorch.callbacks import Callback
+    from torch.profiler import ProfilerActivity, profile
+
+    class Profiled(Callback):
+        table, syncs = "", {}
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == start:
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+                self.prof = profile(activities=acts)
+                self.prof.__enter__()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == start + steps - 1:
+                sync()
+                self.prof.__exit__(None, None, None)
+                events = self.prof.key_averages()
+                self.table = events.table(sort_by="self_cpu_time_total", row_limit=25)
+                self.syncs = {e.key: e.count for e in events
+                              if any(k in e.key for k in ("Synchronize", "item", "_local_scalar_dense", "Memcpy", "EventQuery"))}
+                trainer.should_stop = True
+
+    return Profiled()
+
+
+def cnnlab_loop(args, compile_: bool, variant: str = "default", profile_steps: int = 0):
+    import lightning as L
+    from torch.utils.data import DataLoader, RandomSampler
 
     from cnnlab.config import Config, with_overrides
     from cnnlab.data.datasets import InMemoryImages, batch_collate
@@ -119,19 +179,52 @@ def cnnlab_loop(args, compile_: bool, immediate_checks: bool = False) -> float:
         "schedule": "none"}))
     pre = resolve_preprocessing(cfg)
     model, _ = build_for_training(cfg, pre, 1000)
-    task = ImageTask(model, "classification", 1000, cfg.optim, channels_last=True, compile=compile_)
-    if immediate_checks:  # the finiteness checks read back every step (the CPU's and multi-process way)
+    if variant == "lightning":
+        task = plain_lightning_task(model, 0.1)
+    else:
+        task = ImageTask(model, "classification", 1000, cfg.optim, channels_last=True, compile=compile_)
+    if variant == "checks-at-once":
         task._checks.immediate = lambda task: True
-    n = args.batch * (args.warmup + args.steps)
-    images = torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8)
-    data = InMemoryImages(images, torch.randint(0, 1000, (n,)))
-    loader = DataLoader(data, batch_size=args.batch, collate_fn=batch_collate, pin_memory=args.device.type == "cuda")
-    timer = StepTimer(args.warmup, args.steps)
+    elif variant == "no-checks":
+        task.watch_finite = False
+    n = args.batch * (args.warmup + max(args.steps, profile_steps))
+    pool = min(n, args.batch * 4)  # drawn with replacement: 16,640 random 224 px images took seconds to make
+    images = torch.randint(0, 256, (pool, 3, args.size, args.size), dtype=torch.uint8)
+    data = InMemoryImages(images, torch.randint(0, 1000, (pool,)))
+    loader = DataLoader(data, batch_size=args.batch, sampler=RandomSampler(data, replacement=True, num_samples=n),
+                        collate_fn=batch_collate, pin_memory=args.device.type == "cuda")
+    timer = profiled(args.warmup, profile_steps) if profile_steps else StepTimer(args.warmup, args.steps)
     trainer = L.Trainer(accelerator=args.device.type, devices=1, precision=args.precision, max_epochs=1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
     trainer.fit(task, train_dataloaders=loader)
+    if profile_steps:
+        return timer
     return args.steps * args.batch / (timer.end - timer.start)
+
+
+def loop_ablation(args) -> dict:
+    """Each variant of cnnlab's loop against the bare loop, eager, alternated twice (the ratios paired),
+    then torch.profiler over cnnlab's default steps."""
+    rows: dict[str, list[float]] = {name: [] for name in ("bare", *VARIANTS)}
+    for r in range(args.rounds):
+        rows["bare"].append(bare_loop(args, False))
+        for name in VARIANTS:
+            rows[name].append(cnnlab_loop(args, False, name))
+            print(f"round {r + 1} {name:15s} {rows[name][-1]:7.0f} img/s, bare {rows['bare'][-1]:7.0f}", flush=True)
+    out = {}
+    for name in VARIANTS:
+        ratios = sorted(v / b for v, b in zip(rows[name], rows["bare"]))
+        out[name] = {"img_s": round(max(rows[name]), 1), "ratio_median": round(ratios[len(ratios) // 2], 3),
+                     "ratios": [round(r, 3) for r in ratios]}
+        print(f"ablation {name:15s} {max(rows[name]):7.0f} img/s, ratio to bare {ratios[len(ratios) // 2]:.3f} "
+              f"({VARIANTS[name]})", flush=True)
+    out["bare_img_s"] = round(max(rows["bare"]), 1)
+    prof = cnnlab_loop(args, False, "default", profile_steps=args.profile_steps)
+    out["host_waits"] = prof.syncs
+    print("profile of cnnlab's eager steps (self CPU time):\n" + prof.table, flush=True)
+    print("host waits and copies in those steps: " + json.dumps(prof.syncs), flush=True)
+    return out
 
 
 # ----------------------------------------------------------------------------- 3. end to end
@@ -228,11 +321,35 @@ def print_end_to_end(e2e: dict) -> None:
               f"{v['wall_s']} s in all", flush=True)
 
 
+def loop_against_bare(args, compile_: bool) -> dict:
+    label = "compile" if compile_ else "eager"
+    bare = bare_loop(args, compile_)
+    ours = cnnlab_loop(args, compile_)
+    flops = 3 * 2 * GMACS_RESNET50 * 1e9 * (args.size / 224) ** 2
+    peak = peak_tflops()
+    mfu = ours * flops / (peak * 1e12) if peak else None
+    print(f"ResNet-50 {args.size}px bf16 channels_last {label}: bare {bare:.0f} img/s, cnnlab {ours:.0f} img/s, "
+          f"ratio {ours / bare:.3f} (target >= 0.95)" + (f", MFU {mfu:.1%} of {peak:.0f} TFLOP/s" if mfu else ""),
+          flush=True)
+    return {"bare_img_s": round(bare, 1), "cnnlab_img_s": round(ours, 1), "ratio": round(ours / bare, 3),
+            "mfu": round(mfu, 3) if mfu else None}
+
+
+def run_end_to_end(args) -> dict:
+    e2e = end_to_end(args)
+    print_end_to_end(e2e)
+    return e2e
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: check the script runs")
-    parser.add_argument("--quick", action="store_true",
-                        help="eager only: bare, cnnlab, and cnnlab with its checks read back every step")
+    parser.add_argument("--ablation", action="store_true",
+                        help="eager only: bare against each variant of cnnlab's loop (checks off, plain Lightning), "
+                             "then a profile of cnnlab's steps")
+    parser.add_argument("--e2e", action="store_true", help="only the end-to-end run on JPEGs (the data wait)")
+    parser.add_argument("--compiled", action="store_true", help="only the compiled loops: bare against cnnlab, MFU")
+    parser.add_argument("--rounds", type=int, default=2, help="ablation: rounds of alternated runs")
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and not args.smoke
     args.device = torch.device("cuda" if cuda else "cpu")
@@ -245,31 +362,19 @@ def main() -> None:
     print(f"device: {name}", flush=True)
 
     results = {"device": name}
-    if args.quick:
-        bare, ours, sync = bare_loop(args, False), cnnlab_loop(args, False), cnnlab_loop(args, False, True)
-        results["quick"] = {"bare_img_s": round(bare, 1), "cnnlab_img_s": round(ours, 1),
-                            "cnnlab_checks_at_once_img_s": round(sync, 1), "ratio": round(ours / bare, 3)}
-        print(f"ResNet-50 {args.size}px bf16 channels_last eager: bare {bare:.0f} img/s, cnnlab {ours:.0f} img/s "
-              f"(ratio {ours / bare:.3f}), cnnlab with checks read back every step {sync:.0f} img/s "
-              f"(ratio {sync / bare:.3f})", flush=True)
+    if args.ablation:
+        args.profile_steps = 10 if cuda else 2
+        results["ablation"] = loop_ablation(args)
         print(json.dumps(results))
         return
-    # eager first, then end to end, then compiled: the figures that matter most come out first
-    for compile_ in ((False, True) if cuda else (False,)):  # the smoke test skips compiling ResNet-50 on a CPU
-        label = "compile" if compile_ else "eager"
-        bare = bare_loop(args, compile_)
-        ours = cnnlab_loop(args, compile_)
-        flops = 3 * 2 * GMACS_RESNET50 * 1e9 * (args.size / 224) ** 2
-        peak = peak_tflops()
-        mfu = ours * flops / (peak * 1e12) if peak else None
-        results[label] = {"bare_img_s": round(bare, 1), "cnnlab_img_s": round(ours, 1),
-                          "ratio": round(ours / bare, 3), "mfu": round(mfu, 3) if mfu else None}
-        print(f"ResNet-50 {args.size}px bf16 channels_last {label}: bare {bare:.0f} img/s, cnnlab {ours:.0f} img/s, "
-              f"ratio {ours / bare:.3f} (target >= 0.95)"
-              + (f", MFU {mfu:.1%} of {peak:.0f} TFLOP/s" if mfu else ""), flush=True)
-        if not compile_:
-            results["end_to_end"] = end_to_end(args)
-            print_end_to_end(results["end_to_end"])
+    if args.e2e:
+        results["end_to_end"] = run_end_to_end(args)
+    else:  # eager first, then end to end, then compiled: the figures that matter most come out first
+        modes = (True,) if args.compiled else (False, True) if cuda else (False,)  # smoke: no compiled ResNet-50
+        for compile_ in modes:
+            results["compile" if compile_ else "eager"] = loop_against_bare(args, compile_)
+            if not compile_:
+                results["end_to_end"] = run_end_to_end(args)
     print(json.dumps(results))
 
 

@@ -302,8 +302,9 @@ def concurrent(url: str, image: bytes, clients: int, requests: int, processes: i
 
 
 def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, stand_in_ms: float = 0.0,
-                        backend: str = "torch") -> dict:
-    """Side by side on one machine: each model, no batching then batching, at 1, 8 and 32 clients."""
+                        backend: str = "torch", client_counts: tuple[int, ...] = (1, 8, 32)) -> dict:
+    """Side by side on one machine: each model, no batching then batching, at 1, 8 and 32 clients (the
+    first and last of ``client_counts`` are compared)."""
     table = {}
     if stand_in_ms:
         device = f"a stand-in GPU ({stand_in_ms:g} ms a pass)"
@@ -311,7 +312,7 @@ def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, sta
         for label, flags in (("no batching", ("--max-batch", "1")), ("batching", ())):
             server = Server(run_dir, backend, *flags, device=device, stand_in_ms=stand_in_ms)
             try:
-                for clients in (1, 8, 32):
+                for clients in client_counts:
                     cpu = server.loop_cpu_s()
                     table[name, label, clients] = concurrent(server.url, image, clients, requests, processes)
                     rps, p99 = table[name, label, clients]
@@ -320,17 +321,18 @@ def batching_throughput(runs: dict, device: str = "cpu", processes: int = 1, sta
                           f"p99 {p99:7.1f} ms; event loop {loop_ms:.2f} ms CPU a request", flush=True)
             finally:
                 server.stop()
-        speedup = table[name, "batching", 32][0] / table[name, "no batching", 32][0]
-        p99_one = table[name, "batching", 1][1] / table[name, "no batching", 1][1]
-        p99_32 = table[name, "batching", 32][1] / table[name, "no batching", 1][1]
+        one, most = client_counts[0], client_counts[-1]
+        speedup = table[name, "batching", most][0] / table[name, "no batching", most][0]
+        p99_one = table[name, "batching", one][1] / table[name, "no batching", one][1]
+        p99_32 = table[name, "batching", most][1] / table[name, "no batching", one][1]
         target = f" (target >= 3x: {verdict(speedup, 3.0, True)})" if name == "resnet18" else ""
         if stand_in_ms:  # the batcher's own gain; #14's target is for the real model on real hardware
             target = " (a stand-in model: not the target's measurement)"
         # 32 clients' p99 holds the queue they form (32 requests at once against one model): it cannot be near
         # one client's; the target is read as "batching does not cost a lone client latency".
-        print(f"micro-batching  {name}: throughput at 32 clients {speedup:.2f}x with batching{target}; p99 of 1 client "
-              f"with batching {p99_one:.2f}x the p99 without (target <= 2x: {verdict(p99_one, 2.0, False)}); p99 at 32 "
-              f"clients with batching {p99_32:.1f}x the 1-client p99 without", flush=True)
+        print(f"micro-batching  {name}: throughput at {most} clients {speedup:.2f}x with batching{target}; p99 of {one} "
+              f"client(s) with batching {p99_one:.2f}x the p99 without (target <= 2x: {verdict(p99_one, 2.0, False)}); "
+              f"p99 at {most} clients with batching {p99_32:.1f}x the {one}-client p99 without", flush=True)
     return table
 
 
@@ -339,6 +341,8 @@ import statistics, sys, threading, time, torch, cnnlab
 torch.set_num_threads(1)  # one core for the model, the other for the busy thread: Python's lock is what is shared
 run, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 backends = {"PyTorch": cnnlab.load(run, device)}
+if device != "cpu":  # one graph launch a pass instead of one launch a layer (what the server does on a GPU)
+    backends["CUDA graphs"] = cnnlab.load(run, device, cuda_graphs=True)
 if device == "cpu":  # ONNX Runtime here is the CPU's
     from cnnlab.inference.predictor import OnnxPredictor
     from cnnlab.rundir import Run
@@ -491,24 +495,30 @@ if __name__ == "__main__":
                              "(the batcher measured where there is no GPU; decoding and HTTP are real)")
     parser.add_argument("--requests", type=int, nargs=2, default=(600, 96), metavar=("SMALL", "RESNET"),
                         help="requests at each client count for --batching: cnn-small, resnet18")
+    parser.add_argument("--models", nargs="+", default=("cnn-small", "resnet18"), choices=("cnn-small", "resnet18"),
+                        help="models for --batching and --gil")
+    parser.add_argument("--clients", type=int, nargs="+", default=(1, 8, 32),
+                        help="client counts for --batching (the first and last are compared)")
     args = parser.parse_args()
     if args.app:
         resnet, photo = make_resnet_run()
         print(f"app  raw-body /predict, 32 at once, in-process, model and decoding stubbed: "
               f"{app_loop_us(resnet, photo):.0f} us of the event loop a request", flush=True)
     elif args.gil:
-        mnist_run = demo_run()[0]
         batches = (1,) if args.device == "cpu" else (1, 32)
-        gil_contention({"cnn-small": mnist_run, "resnet18": make_resnet_run()[0]}, args.device, batches)
+        made = {"cnn-small": lambda: demo_run()[0], "resnet18": lambda: make_resnet_run()[0]}
+        gil_contention({name: made[name]() for name in args.models}, args.device, batches)
     elif args.raw_body:
         raw_body_overhead(*demo_run())
     elif args.batching:
-        mnist_run, digit = demo_run()
-        resnet, photo = make_resnet_run()
         small, big = args.requests
-        runs = {"cnn-small": (mnist_run, digit, small), "resnet18": (resnet, photo, big)}
-        if args.stand_in_ms:  # the resnet18 run's 224x224 images, its model a stand-in
-            runs = {"resnet18": runs["resnet18"]}
-        batching_throughput(runs, args.device, args.client_processes, args.stand_in_ms, args.backend)
+        models = ("resnet18",) if args.stand_in_ms else args.models  # a stand-in: the resnet18 run's 224x224 images
+        runs = {}
+        if "cnn-small" in models:
+            runs["cnn-small"] = (*demo_run(), small)
+        if "resnet18" in models:
+            runs["resnet18"] = (*make_resnet_run(), big)
+        batching_throughput(runs, args.device, args.client_processes, args.stand_in_ms, args.backend,
+                            tuple(args.clients))
     else:
         main()

@@ -59,6 +59,7 @@ def serve(
     max_pixels: Optional[int] = _flag("max_pixels"),
     allowed_hosts: Optional[str] = _flag("allowed_hosts"),
     max_header_kb: float = _flag("max_header_kb"),
+    cuda_graphs: bool = _flag("cuda_graphs"),
     access_log: bool = _flag("access_log"),
 ) -> None:
     """A web page (GET /) and a REST API (POST /predict, GET /health, GET /model, /docs)."""

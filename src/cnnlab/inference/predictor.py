@@ -17,12 +17,17 @@ from cnnlab.catalog.names import Backend, Device, Task, listed
 
 class Predictor:
     """A run ready to predict: its own preprocessing, its calibration temperature (classification), and
-    optionally test-time augmentation (``tta``: the softmax averaged over the views the run trained with)."""
+    optionally test-time augmentation (``tta``: the softmax averaged over the views the run trained with).
+    ``cuda_graphs``: on a GPU, each batch size's pass is one graph replay (inference/graphs.py)."""
 
-    def __init__(self, run: Run, device: Union[str, torch.device] = "cpu", tta: bool = False) -> None:
+    def __init__(self, run: Run, device: Union[str, torch.device] = "cpu", tta: bool = False,
+                 cuda_graphs: bool = False) -> None:
+        from cnnlab.inference.graphs import graphed_or_eager
+
         self.run = run
         self.device = torch.device(device)
         self.model = run.load_model(self.device)
+        self._forward = graphed_or_eager(self.model, self.device, cuda_graphs)
         self._setup(run, tta)
 
     def _setup(self, run: Run, tta: bool) -> None:
@@ -39,7 +44,7 @@ class Predictor:
     @torch.inference_mode()
     def raw(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> the model's outputs (logits, or regression values), on the CPU."""
-        return self.model(batch.to(self.device)).float().cpu()
+        return self._forward(batch).float().cpu()
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -149,12 +154,12 @@ def forward_ms(predictor: Predictor, batch: torch.Tensor, n: int = 30, warmup: i
     return median_ms(lambda: predictor.forward(batch), n, warmup)
 
 
-def _fastest(run: Run, device: torch.device, tta: bool, reps: int = 20) -> Predictor:
+def _fastest(run: Run, device: torch.device, tta: bool, cuda_graphs: bool = False, reps: int = 20) -> Predictor:
     """``backend="auto"``: ONNX Runtime when the run has a current ONNX export, the device is the CPU and it
     runs one image faster than PyTorch (median of ``reps``, after a warm-up); else PyTorch."""
     import logging
 
-    torch_predictor = Predictor(run, device, tta)
+    torch_predictor = Predictor(run, device, tta, cuda_graphs)
     if device.type != "cpu" or not (run.export_dir() / rundir.ONNX).is_file():
         return torch_predictor
     try:
@@ -185,19 +190,20 @@ def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
 
 
 def load(run_dir: Union[str, Path], device: Union[str, torch.device] = "auto", backend: str = Backend.TORCH.value,
-         tta: bool = False) -> Predictor:
+         tta: bool = False, cuda_graphs: bool = False) -> Predictor:
     """Load a run directory for prediction: ``cnnlab.load("runs/x").predict("cat.png")``.
 
     ``device``: auto (a GPU when there is one), cpu or cuda. The ONNX backend runs on the CPU; ``backend="auto"``
-    takes ONNX Runtime when the run has a current ONNX export and it is the faster on this CPU.
+    takes ONNX Runtime when the run has a current ONNX export and it is the faster on this CPU. ``cuda_graphs``:
+    on a GPU, each batch size's pass is captured once and replayed (one launch; the server's default there).
     """
     where = resolve_device(device)
     if backend not in set(Backend):
         raise CnnlabError(f"unknown backend '{backend}'. Known: {listed(Backend)}")
     if backend == Backend.AUTO:
-        return _fastest(Run.open(run_dir), where, tta)
+        return _fastest(Run.open(run_dir), where, tta, cuda_graphs)
     if backend == Backend.ONNX:
         if where.type != "cpu" and device != "auto":
             raise CnnlabError(f"--backend onnx runs on the CPU (ONNX Runtime); for --device {device} use --backend torch")
         return OnnxPredictor(Run.open(run_dir), tta=tta)
-    return Predictor(Run.open(run_dir), where, tta)
+    return Predictor(Run.open(run_dir), where, tta, cuda_graphs)

@@ -41,7 +41,8 @@ def create_app(run_dir: str, options: Optional[ServeOptions] = None, predictor: 
     """The app of ``run_dir`` with ``options`` (default ``ServeOptions()``); ``predictor``: one already loaded;
     ``thread``: the model's thread (default: one that measures the model)."""
     options = options or ServeOptions()
-    predictor = predictor or load(run_dir, device=options.device, backend=options.backend)
+    predictor = predictor or load(run_dir, device=options.device, backend=options.backend,
+                                  cuda_graphs=options.cuda_graphs)
     monitor = Monitor()
     api = PredictAPI(predictor, options, on_batch=monitor.batch_size.observe, thread=thread)
     # The API docs at /docs and /redoc from assets served here, not from a CDN: they work offline.

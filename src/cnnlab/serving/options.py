@@ -47,6 +47,9 @@ class ServeOptions(BaseModel):
                                                  "requests).")
     max_wait_ms: float = Field(5.0, ge=0, description="Longest wait for more requests to join a batch, in ms.")
     workers: int = Field(1, ge=1, description="Server processes under gunicorn (a worker that dies is replaced).")
+    cuda_graphs: bool = Field(True, description="On a GPU, run each batch size's forward pass as one captured CUDA "
+                                                "graph (one launch, not one per layer: a busy event loop then "
+                                                "cannot delay it); no effect on the CPU.")
     access_log: bool = Field(False, description="Print a line for each request (it costs a small model's request a "
                                                 "third of its time; GET /metrics counts them either way).")
 
