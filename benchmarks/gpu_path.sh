@@ -10,7 +10,8 @@
 #   cli       train (bf16, fp16 + device augmentation, compiled, ResNet-18), evaluate on cuda and cpu, predict, serve
 #   resume    --deterministic: two runs identical, a killed and resumed run identical (benchmarks/gpu_resume.py)
 #   ablation  ResNet-50 eager: bare loop against cnnlab, its checks off, a plain LightningModule; a profile
-#   serving   micro-batching, ResNet-18, 1 and 32 clients, batched vs not; a pass beside a busy Python thread
+#   serving   batching (ResNet-18, 1 and 32 clients, batched vs not), then gil (a pass beside a busy Python
+#             thread: eager, and as a CUDA graph)
 #   e2e       5,000 JPEGs end to end: the data wait, per data path (benchmarks/gpu.py --e2e)
 #   compile   ResNet-50 compiled: bare against cnnlab, MFU (benchmarks/gpu.py --compiled)
 # Exits non-zero when a step failed (the summary names it).
@@ -78,9 +79,15 @@ section_ablation() {
   keep ablation "^(round|ablation|host waits)"
 }
 section_serving() {
+  section_batching
+  section_gil
+}
+section_batching() {
   step serving ${SERVING_S:-150} "$PY" benchmarks/serving.py --batching --device $DEV --client-processes $CLIENTS \
     --models resnet18 --clients 1 32 --requests $REQUESTS
   keep serving '^micro-batching'
+}
+section_gil() {
   step gil ${GIL_S:-90} "$PY" benchmarks/serving.py --gil --device $DEV --models resnet18
   keep gil '^gil'
 }
