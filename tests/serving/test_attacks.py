@@ -183,7 +183,9 @@ def test_images_sent_at_once_are_decoded_within_one_pixel_budget(server):
     before = reset_peak(pid)
     assert send_at_once(server.url, [png] * 6) == [200] * 6  # they wait for each other rather than fail
     six_kb = status_kb(pid, "VmHWM") - before
-    assert one_kb * 1024 > 3500 * 3500 * 3  # a decoded image's worth at least, so the comparison means something
+    # About a decoded image's worth (36.75 MB) at least, so the comparison means something; pages the process
+    # already had can cover a little of it (a run measured 35,876 kB), hence 90%.
+    assert one_kb * 1024 > 0.9 * 3500 * 3500 * 3
     assert six_kb < 2 * one_kb
 
 
