@@ -81,3 +81,15 @@ def test_a_negative_margin_reads_as_a_tolerance():
     above = next(c for c in exp.checks if c.arm == "avg" and c.op == "<" and c.other)
     assert below.expectation() == "avg's test_accuracy no more than 0.05 below max's"
     assert above.expectation() == "avg's test_accuracy no more than 0.05 above max's"
+
+
+def test_without_mnist1d_the_prior_says_what_to_install(monkeypatch):
+    import sys
+
+    from cnnlab.errors import CnnlabError
+
+    probe.mnist1d.cache_clear()
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)  # an import of it now fails
+    with pytest.raises(CnnlabError, match="pip install 'mnist1d"):
+        probe.mnist1d()
+    probe.mnist1d.cache_clear()

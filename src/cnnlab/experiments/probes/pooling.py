@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.catalog.layers import POOLING
+from cnnlab.errors import CnnlabError
 from cnnlab.experiments.probes.common import Arrays, accuracy, arrays, curve, sgd_steps
 
 # The variants of the course question: cnnlab's own pooling options, and Springenberg et al.'s All-CNN, where
@@ -86,8 +87,11 @@ def mnist1d() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """MNIST-1D generated offline by its own package (its default arguments: 4,000 training and 1,000 test
     sequences of 40 points), never downloaded. The package seeds numpy's and Python's global generators;
     they are restored after."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise CnnlabError("the pooling experiment's prior arms need the mnist1d package (a cnnlab dependency): "
+                          "pip install 'mnist1d>=0.0.2'") from None
     states = np.random.get_state(), random.getstate()
     try:
         d = make_dataset(get_dataset_args())
