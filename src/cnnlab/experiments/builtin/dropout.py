@@ -49,13 +49,14 @@ def dropout() -> Experiment:
         full=Budget(5, "mnist-5k", params={"n": 1000, "epochs": 30, "width": 1024}),
         scale_note="1,000 mnist-5k training images (drawn once, the same for every arm and seed; 1,000 test "
                    "images), Adam at 0.001, batch 64, the NLL in eval mode after every epoch. The wide MLP has two "
-                   "ReLU layers (512 units quick, 1024 full, Srivastava et al.'s width) with dropout after each; "
+                   "ReLU layers (512 units quick, 1024 full: the width of their MNIST nets) with dropout after each; "
                    "cnn-small is cnnlab's preset at --dropout, which drops units of its dense head only. The quick "
                    "budget trains the MLP for 20 epochs and leaves cnn-small out (its checks show no figures); "
-                   "the full one trains both for 30 epochs. Srivastava et al.'s figures are for 60,000 images, "
-                   "hundreds of epochs and max-norm constraints: on 1,000 images the NLL ratio after a few dozen "
-                   "epochs is what this budget can show, and it grows with the epochs as the undropped network "
-                   "grows more confident on the images it gets wrong.",
+                   "the full one trains both for 30 epochs. Srivastava et al.'s figures are for all 60,000 MNIST "
+                   "training images. On 1,000 images Adam drives the training NLL "
+                   "near zero with or without dropout, so the test NLL ratio stays below the 1.3x claimed; and "
+                   "cnn-small drops units only in its dense head, after batch-normalised convolutions, where "
+                   "dropout need not lower the test NLL at all. The verdicts say which claims survive here.",
         reported=("train_nll", "test_error", "best_test_nll", "kept_share"),
         plots=(Plot("test_nll", "epoch", "test NLL after each epoch (eval mode)"),
                Plot("train_nll", "epoch", "training NLL after each epoch (eval mode)")),
