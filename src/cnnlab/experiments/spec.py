@@ -72,6 +72,9 @@ class Check:
         if not self.by:
             return f"{self.arm}'s {self.metric} {self.op} {other}'s" if self.other else \
                 f"{self.arm}'s {self.metric} {self.op} {other}"
+        if self.by < 0 and self.scale == "linear":  # a tolerance: "no more than |by| on the wrong side"
+            side = "above" if self.op == "<" else "below"
+            return f"{self.arm}'s {self.metric} no more than {-self.by:g} {side} {other}{chr(39) + 's' if self.other else ''}"
         how = f"{self.by:g}x" if self.scale == "log" else f"{self.by:g}"
         side = "below" if self.op == "<" else "above"
         return f"{self.arm}'s {self.metric} at least {how} {side} {other}{chr(39) + 's' if self.other else ''}"
