@@ -171,8 +171,9 @@ class BatchedAugment:
         """v2.GaussianNoise(sigma, clip=True), drawn by a generator of the batch's device."""
         if "noise" not in self.ops:
             return x
-        g = self.generators.setdefault(x.device, torch.Generator(device=x.device))
-        g.manual_seed(seed)
+        if x.device not in self.generators:
+            self.generators[x.device] = torch.Generator(device=x.device)
+        g = self.generators[x.device].manual_seed(seed)
         noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
         return x.add_(noise, alpha=self.ops["noise"]).clamp_(0.0, 1.0)
 
