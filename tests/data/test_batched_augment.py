@@ -1,3 +1,5 @@
+import pickle
+
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -10,6 +12,7 @@ from cnnlab.catalog.augmentations import PRESETS
 from cnnlab.config import AugmentConfig
 from cnnlab.data.augment_batches import build_augmentation
 from cnnlab.data.batched_augment import BatchedAugment, SeededBatches, build_batched_augmentation, uniform
+from cnnlab.data.datasets import Batch, InMemoryImages
 from conftest import TINY
 from kills import killed_then_resumed, sha256
 
@@ -72,7 +75,7 @@ def test_colour_is_v2s_adjustments_with_each_images_factors():
     x[:, 0] //= 4  # dark red, bright blue: the grayscale mean is far from the mean of the channels
     x[:, 2] = 255 - x[:, 2] // 4
     aug = BatchedAugment(ops, 3, (16, 16), 8)
-    p, out = aug.draw(5, seed=4), aug(x, seed=4)
+    p, out = aug.parameters(5, 4), aug(x, seed=4)
     for i in range(5):
         y = TF.to_dtype(x[i], torch.float32, scale=True)
         y = TF.adjust_brightness(y, float(p["brightness"][i]))
@@ -119,7 +122,7 @@ def test_hue_falls_back_to_the_grouped_v2_path():
     assert not torch.equal(aug(x, seed=0), x) and torch.equal(aug(x, seed=0), aug(x, seed=0))
 
 
-def test_training_on_the_device_path_augments_each_batch_from_its_seed(tmp_path, bars):
+def test_training_on_the_device_path_augments_each_batch_with_its_own_parameters(tmp_path, bars):
     from lightning.pytorch.callbacks import Callback
 
     seen = []
@@ -134,14 +137,33 @@ def test_training_on_the_device_path_augments_each_batch_from_its_seed(tmp_path,
         def __init__(self, inner):
             self.inner = inner
 
-        def __call__(self, x, seed):
-            seen.append(seed)
-            return self.inner(x, seed)
+        def __call__(self, x, params):
+            seen.append((len(x), params["seed"], params["theta"].shape))
+            return self.inner(x, params=params)
 
     cnnlab.train(bars, tmp_path / "run", epochs=1, rotation=10.0, where="device", callbacks=[Spy()], **TINY)
-    (dataset, augment), seeds = seen[0], seen[1:]
+    (dataset, augment), calls = seen[0], seen[1:]
     assert dataset is SeededBatches and isinstance(augment, BatchedAugment)
-    assert seeds and all(isinstance(s, int) for s in seeds) and len(set(seeds)) == len(seeds)
+    assert calls and all(shape == (n, 2, 3) for n, _, shape in calls)  # a matrix per image
+    assert len({seed for _, seed, _ in calls}) == len(calls)
+
+
+def test_a_batch_carries_the_parameters_its_seed_draws():
+    images = InMemoryImages(_batch(n=10), torch.arange(10))
+    parameters = BatchedAugment({"rotation": 20.0, "hflip": 0.5}, 3, (16, 16), 8).parameters
+    picks = Batch([3, 1, 4, 1])
+    picks.seed = 99
+    x, y, params = SeededBatches(images, pickle.loads(pickle.dumps(parameters))).__getitems__(picks)  # as in a worker
+    again = parameters(4, 99)
+    assert y.tolist() == [3, 1, 4, 1] and torch.equal(params["theta"], again["theta"])
+    assert params["seed"] == again["seed"] and not torch.equal(parameters(4, 98)["theta"], again["theta"])
+
+
+def test_loader_workers_draw_the_same_device_augmentation(tmp_path, bars):
+    settings = {**TINY, "epochs": 1, "where": "device", "augment": "strong", "seed": 3}
+    runs = [cnnlab.train(bars, tmp_path / f"w{w}", num_workers=w, **settings) for w in (0, 2)]
+    a, b = (cnnlab.load(r.run_dir).model.net.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ ColorJitter work the same way):
 - hue has no batched form here: it falls back to the grouped v2 ColorJitter, so nothing is dropped.
 
 Every random parameter comes from a CPU generator seeded by the batch's seed (the data module's
-``EpochBatches``), never from the device: no host sync, and the same seed gives the same batch.
+``EpochBatches``), never from the device: no host sync, and the same seed gives the same batch. The
+loader draws them (``SeededBatches``, in its workers when it has some) and they travel with the batch.
 """
 from __future__ import annotations
 
@@ -95,22 +96,19 @@ def to_grid(matrix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (d @ matrix @ torch.linalg.inv(d))[:, :2].float()
 
 
-class BatchedAugment:
-    """A uint8 batch (N, C, H, W) in, the same dtype and shape out; one draw of parameters per image."""
+class Parameters:
+    """Draws every random parameter of a batch on the CPU from its seed alone; small and picklable, so a
+    loader worker can draw them beside its batch, off the training process's critical path."""
 
-    def __init__(self, ops: dict, channels: int, size: tuple[int, int], group: int) -> None:
-        self.ops, self.channels, self.size = ops, channels, size
-        self.geometry, self.flips_only = bool(set(GEOMETRY) & ops.keys()), ops.keys() <= set(FLIPS)
-        # hue has no batched form here: the grouped v2 ColorJitter does it (RGB only, as in the loader)
-        self.fallback = GroupedTransform(v2.ColorJitter(hue=ops["hue"]), group) \
-            if "hue" in ops and channels == 3 else None
+    def __init__(self, ops: dict, channels: int, size: tuple[int, int]) -> None:
+        self.ops, self.size = ops, size
+        self.geometry = bool(set(GEOMETRY) & ops.keys())
         self.colours = [k for k in ("brightness", "contrast", "saturation") if k in ops
                         and (k != "saturation" or channels == 3)]  # saturation needs colour
-        self.generators: dict[torch.device, torch.Generator] = {}
-        self.centres: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def draw(self, n: int, seed: int) -> dict:
-        """Every random parameter of a batch of ``n``, on the CPU, from ``seed`` alone."""
+    def __call__(self, n: int, seed: Optional[int]) -> dict:
+        if seed is None:  # no batch seed (a plain call): one from the global CPU generator
+            seed = int(torch.randint(1 << 62, (1,)))
         g, ops = torch.Generator().manual_seed(seed), self.ops
         params = {k: torch.rand(n, generator=g) < ops[k] for k in FLIPS if k in ops}
         if self.geometry:
@@ -121,10 +119,23 @@ class BatchedAugment:
         params["seed"] = int(torch.randint(1 << 62, (1,), generator=g))  # hue fallback and noise
         return params
 
-    def __call__(self, x: torch.Tensor, seed: Optional[int] = None) -> torch.Tensor:
-        if seed is None:  # no batch seed (a plain call): one from the global CPU generator
-            seed = int(torch.randint(1 << 62, (1,)))
-        p = {k: v.to(x.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in self.draw(len(x), seed).items()}
+
+class BatchedAugment:
+    """A uint8 batch (N, C, H, W) in, the same dtype and shape out; one draw of parameters per image."""
+
+    def __init__(self, ops: dict, channels: int, size: tuple[int, int], group: int) -> None:
+        self.ops, self.channels, self.size = ops, channels, size
+        self.parameters, self.flips_only = Parameters(ops, channels, size), ops.keys() <= set(FLIPS)
+        # hue has no batched form here: the grouped v2 ColorJitter does it (RGB only, as in the loader)
+        self.fallback = GroupedTransform(v2.ColorJitter(hue=ops["hue"]), group) \
+            if "hue" in ops and channels == 3 else None
+        self.generators: dict[torch.device, torch.Generator] = {}
+        self.centres: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, x: torch.Tensor, seed: Optional[int] = None, params: Optional[dict] = None) -> torch.Tensor:
+        """Augment ``x`` with ``params`` (from ``self.parameters``), or with those that ``seed`` draws."""
+        params = self.parameters(len(x), seed) if params is None else params
+        p = {k: v.to(x.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in params.items()}
         for k, dim in zip(FLIPS, (-1, -2)):  # flips without geometry stay exact and in uint8
             if k in p:
                 x = torch.where(p[k].view(-1, 1, 1, 1), x.flip(dim), x)
@@ -187,15 +198,16 @@ def build_batched_augmentation(cfg: AugmentConfig, channels: int, size: tuple[in
 
 
 class SeededBatches(Dataset):
-    """A training set whose batches carry their seed, ``(x, y, seed)``, to augmentation on the device:
-    the seed is a Python int, which the copy to the device leaves alone."""
+    """A training set whose batches carry their augmentation's parameters, ``(x, y, params)``, drawn
+    from the batch's seed where the batch is read (a loader worker, when there are workers); the copy
+    to the device moves the parameters' tensors with the batch."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset, self.targets = dataset, dataset.targets
+    def __init__(self, dataset: Dataset, parameters: Parameters) -> None:
+        self.dataset, self.targets, self.parameters = dataset, dataset.targets, parameters
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitems__(self, indices):
         x, y = self.dataset.__getitems__(indices)
-        return x, y, getattr(indices, "seed", None)
+        return x, y, self.parameters(len(x), getattr(indices, "seed", None))

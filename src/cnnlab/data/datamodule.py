@@ -164,7 +164,9 @@ class ImageDataModule(L.LightningDataModule):
         train = copy.copy(self.prepared.datasets["train"])
         # training batches only; val/test see the plain images
         train.transform = None if self.augments_on_device() else self.augment
-        loader = self._loader(SeededBatches(train) if self.augments_on_device() else train, shuffle=True)
+        if self.augments_on_device():  # batches carry their parameters to the device
+            train = SeededBatches(train, self.device_augment.parameters)
+        loader = self._loader(train, shuffle=True)
         if self.trainer is not None:
             # Loader workers fetch their first batches as soon as the iterator exists, which on a resume is
             # before Lightning's set_epoch: start at the epoch that Lightning will set.
@@ -174,8 +176,9 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Batch-level augmentation on the device, for training batches only, drawn from the batch's seed."""
         if len(batch) == 3:  # a training batch of SeededBatches
-            x, y, seed = batch
-            batch = (self.device_augment(x, seed), y) if self.trainer is None or self.trainer.training else (x, y)
+            x, y, params = batch
+            batch = (self.device_augment(x, params=params), y) if self.trainer is None or self.trainer.training \
+                else (x, y)
         return batch
 
     def val_dataloader(self):
