@@ -4,7 +4,8 @@ On a GPU every aten op is a kernel launch that costs the host 5-10 us, so the op
 host time it needs there; on this CPU the figures are the ops' own work. For a uint8 batch of
 ``--batch`` x 3 x ``--size`` x ``--size``: the median time of ``--rounds`` calls (after one warm-up) and
 the aten ops of one call (torch.profiler), for each path, and the op counts at a batch of 8 beside them
-(the batched path's do not grow with the batch; the grouped path's grow by one group's ops per 8 images).
+(the batched path's do not grow with the batch; the grouped path's grow by one group's ops per 8 images),
+and the batched path's split into the parameters' draw (CPU, in the loader) and the ops on the batch.
 Pass ``--device cuda`` on a GPU machine.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/augment_ops.py [--batch 256] [--size 224] [--rounds 3]
@@ -59,6 +60,10 @@ def main() -> None:
         t = seconds(lambda: call(x), args.rounds, device)
         print(f"{name:>10}: {t * 1e3:8.1f} ms a call   aten ops a call: {aten_ops(lambda: call(x)):6d} "
               f"(batch of 8: {aten_ops(lambda: call(small)):d})")
+    # in training the loader draws the parameters (on the CPU, in its workers): the rest runs on the device
+    params = batched.parameters(len(x), 1)
+    print(f"   batched: of its ops, {aten_ops(lambda: batched.parameters(len(x), 1))} draw the parameters on the "
+          f"CPU and {aten_ops(lambda: batched(x, params=params))} run on the batch's device")
 
 
 if __name__ == "__main__":
