@@ -96,7 +96,8 @@ def test_training_batches_are_augmented_and_evaluation_batches_are_not(tmp_path,
 
     class Spy(Callback):
         def on_train_start(self, trainer, pl_module):
-            seen["loader transform"] = trainer.train_dataloader.dataset.transform
+            ds = trainer.train_dataloader.dataset  # SeededBatches on the device path
+            seen["loader transform"] = getattr(ds, "dataset", ds).transform
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.setdefault("train", batch[0])

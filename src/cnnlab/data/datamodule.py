@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnnlab.config import Config
 from cnnlab.data.augment_batches import build_augmentation
+from cnnlab.data.batched_augment import SeededBatches, build_batched_augmentation
 from cnnlab.data.datasets import Batch, batch_collate
 from cnnlab.data.prepare import Prepared
 from cnnlab.memory import tune_allocator
@@ -130,6 +131,8 @@ class ImageDataModule(L.LightningDataModule):
         self.prepared, self.cfg = prepared, cfg
         self.batch_size = loader_batch_size(cfg)
         self.augment = build_augmentation(cfg.augment, prepared.pre.channels, prepared.pre.size)
+        # on the device, one batched call with per-image parameters (a constant number of kernel launches)
+        self.device_augment = build_batched_augmentation(cfg.augment, prepared.pre.channels, prepared.pre.size)
 
     def _loader(self, ds: Optional[Dataset], shuffle: bool) -> DataLoader:
         workers = self.cfg.data.num_workers
@@ -161,6 +164,8 @@ class ImageDataModule(L.LightningDataModule):
         train = copy.copy(self.prepared.datasets["train"])
         # training batches only; val/test see the plain images
         train.transform = None if self.augments_on_device() else self.augment
+        if self.augments_on_device():  # batches carry their parameters to the device
+            train = SeededBatches(train, self.device_augment.parameters)
         loader = self._loader(train, shuffle=True)
         if self.trainer is not None:
             # Loader workers fetch their first batches as soon as the iterator exists, which on a resume is
@@ -169,10 +174,11 @@ class ImageDataModule(L.LightningDataModule):
         return loader
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Batch-level augmentation on the device, for training batches only."""
-        if self.trainer is not None and self.trainer.training and self.augments_on_device():
-            x, y = batch
-            batch = (self.augment(x), y)
+        """Batch-level augmentation on the device, for training batches only, drawn from the batch's seed."""
+        if len(batch) == 3:  # a training batch of SeededBatches
+            x, y, params = batch
+            batch = (self.device_augment(x, params=params), y) if self.trainer is None or self.trainer.training \
+                else (x, y)
         return batch
 
     def val_dataloader(self):
