@@ -6,18 +6,19 @@
 #   OUT=/tmp/gpu bash benchmarks/gpu_path.sh [SECTION ...]      (python3 with cnnlab importable, or PY=...)
 #   bash benchmarks/gpu_path.sh --smoke [SECTION ...]           (the CPU, tiny sizes: every section's CPU
 #                                                                fallback runs, so the script is known to work)
-# Sections (default: all, in this order):
+# Sections (default: all, in this order: what the last lease left unmeasured first):
 #   cli       train (bf16, fp16 + device augmentation, compiled, ResNet-18), evaluate on cuda and cpu, predict, serve
 #   resume    --deterministic: two runs identical, a killed and resumed run identical (benchmarks/gpu_resume.py)
 #   ablation  ResNet-50 eager: bare loop against cnnlab, its checks off, a plain LightningModule; a profile
 #   serving   batching (ResNet-18, 1 and 32 clients, batched vs not), then gil (a pass beside a busy Python
 #             thread: eager, and as a CUDA graph)
+#   augment   one standard augmentation of 256 images at 224 px on the device: grouped v2 against batched
 #   e2e       5,000 JPEGs end to end: the data wait, per data path (benchmarks/gpu.py --e2e)
 #   compile   ResNet-50 compiled: bare against cnnlab, MFU (benchmarks/gpu.py --compiled)
 # Exits non-zero when a step failed (the summary names it).
 set -u
 SMOKE=0; [ "${1:-}" = --smoke ] && { SMOKE=1; shift; }
-SECTIONS=${*:-cli resume ablation serving e2e compile}
+SECTIONS=${*:-augment e2e ablation compile batching gil resume cli}
 if [ $SMOKE = 1 ]; then  # digits (8x8), one epoch, 32-bit (fp16 autocast is GPU-only), no compile, no ResNet
   DEV=cpu ACC=cpu DATA=digits EPOCHS=1 FP16=32-true SMOKE_FLAG=--smoke CLIENTS=1 REQUESTS="16 16"
   OUT=${OUT:-$(mktemp -d)}; PORT=${PORT:-$((20000 + RANDOM % 20000))}  # a machine shared with other jobs
@@ -90,6 +91,10 @@ section_batching() {
 section_gil() {
   step gil ${GIL_S:-90} "$PY" benchmarks/serving.py --gil --device $DEV --models resnet18
   keep gil '^gil'
+}
+section_augment() {
+  step augment ${AUGMENT_S:-90} "$PY" benchmarks/augment_ops.py --device $DEV --rounds ${AUGMENT_ROUNDS:-3}
+  keep augment '(grouped|batched|ops)'
 }
 section_e2e() {
   step e2e ${E2E_S:-180} "$PY" benchmarks/gpu.py $SMOKE_FLAG --e2e
