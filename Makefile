@@ -28,7 +28,7 @@ browser:
 	    echo "note: no chromium/chromedriver and no root apt-get: the browser test will be skipped"; }
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -3,6 +3,7 @@ the paper's, the seed-to-seed spread of each side, the margin's ratio to that sp
 
     python benchmarks/experiments.py                      # all, full budget, 5 seeds
     python benchmarks/experiments.py activations init --quick --seeds 5 --jobs 2
+    python benchmarks/experiments.py init --publish docs/results   # the docs' course pages show this run
 
 The margin/spread ratio says how far outside seed noise the tests' margins sit: a check's margin (the
 claim's difference, or log10 of its factor) divided by the standard deviation of the paired effect over
@@ -38,6 +39,15 @@ def report(result, seconds: float) -> None:
               f"    effect sd over seeds {sd:.3g} {unit}; distance from the margin {_ratio(o)}; verdict {check.verdict}")
 
 
+def publish(result, folder: Path) -> None:
+    """The run's experiment.json, as written (strict JSON, with the command that reproduces it), into the docs."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result.json_path, folder / f"{result.name}.json")
+    print(f"published {folder / (result.name + '.json')}")
+
+
 def main() -> None:
     from cnnlab.experiments.catalog import EXPERIMENTS
     from cnnlab.experiments.engine import run_experiment
@@ -48,12 +58,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default=".bench/experiments")
+    parser.add_argument("--publish", metavar="DIR", help="copy each experiment.json to DIR/NAME.json (docs/results: "
+                                                         "the docs' course pages are built from them)")
     args = parser.parse_args()
     for name in args.names or EXPERIMENTS.names():
         start = time.perf_counter()
         result = run_experiment(name, seeds=args.seeds, quick=args.quick, jobs=args.jobs,
                                 out=Path(args.out) / (name + ("-quick" if args.quick else "")))
         report(result, time.perf_counter() - start)
+        if args.publish:
+            publish(result, Path(args.publish))
 
 
 if __name__ == "__main__":

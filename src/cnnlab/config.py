@@ -82,6 +82,9 @@ class DataConfig(_Strict):
     test_split: float = Field(
         0.1, ge=0.0, lt=1.0, description='share held out for testing when no split is given (0: none, and the '
                                          'headline is on the validation images that also select the model)')
+    train_images: Optional[int] = Field(
+        None, ge=1, description='train on this many of the training images (a seeded, stratified subset; learning '
+                                'curves and small-data experiments); validation and test images are unchanged')
     batch_size: int = Field(64, gt=0, description='images per step (and per chunk in batch mode)')
     num_workers: int = Field(0, ge=0, description='data loader worker processes (0: the main process)')
     cache: Literal["auto", "memory", "disk", "none"] = Field(

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -20,12 +21,13 @@ from cnnlab.data.datasets import FileImages, InMemoryImages, MappedImages, decod
 from cnnlab.data.device_decode import decode_device
 from cnnlab.data.images import probe
 from cnnlab.data.sources import Entry, Scan, Skipped, scan
-from cnnlab.data.splits import short_classes_note, split_indices
+from cnnlab.data.splits import short_classes_note, split_indices, split_off
 from cnnlab.errors import DataError
 from cnnlab.preprocessing import Preprocessing
 from cnnlab.catalog.names import Task
 
 PROBE_COUNT = 200
+UNUSED = "unused"  # a training image left out by data.train_images
 
 
 @dataclass
@@ -87,6 +89,25 @@ def _assign_splits(entries: list[Entry], cfg: Config, task: str, notes: list[str
         for i in idx:
             out[i] = name
     return out
+
+
+def _limit_training(splits: list[str], entries: list[Entry], cfg: Config, notes: list[str]) -> None:
+    """``data.train_images``: all but that many training images set aside (``UNUSED``: in no dataset and not
+    in split.csv), stratified and seeded like the splits, every class keeping at least one image."""
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    wanted = cfg.data.train_images
+    if wanted >= len(train):
+        notes.append(f"--train-images {wanted}: there are {len(train)} training images; all of them are used")
+        return
+    labels = [entries[i].label for i in train]
+    keep, _ = split_off(np.arange(len(train)), labels, 1 - wanted / len(train), cfg.seed + 2,
+                        cfg.task == Task.CLASSIFICATION)
+    kept = set(keep.tolist())
+    for j, i in enumerate(train):
+        if j not in kept:
+            splits[i] = UNUSED
+    if len(kept) > wanted:  # every class keeps one image, even where the share would leave it none
+        notes.append(f"--train-images {wanted}: {len(kept)} training images kept, so that every class has one")
 
 
 def _note_short_classes(notes: list[str], stratify: bool, labels: list, parts: dict, fractions: dict) -> None:
@@ -165,10 +186,12 @@ def prepare(cfg: Config, resolve_pre) -> Prepared:
             raise DataError(f"class '{empty[0]}' has no usable image (all its files were skipped, see above)")
     notes = list(found.notes)
     splits = _assign_splits(entries, cfg, cfg.task, notes)
+    if cfg.data.train_images is not None:
+        _limit_training(splits, entries, cfg, notes)
     targets = _targets(entries, found.classes, cfg.task)
     datasets = _datasets(splits, entries, targets, images, cached, pre, device)
     if "train" not in datasets:
         raise DataError(f"{found.root} has no training images (the split left none): lower --val-split/--test-split")
-    records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits)]
+    records = [(str(e.path), str(e.label), s) for e, s in zip(entries, splits) if s != UNUSED]
     return Prepared(cfg.task, found.classes, pre, datasets, records, skipped, in_memory=images is not None,
                     notes=notes, cache_file=str(cached.path) if cached is not None else None)

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 
-def _split_off(indices: np.ndarray, labels: list, fraction: float, seed: int, stratify: bool):
+def split_off(indices: np.ndarray, labels: list, fraction: float, seed: int, stratify: bool):
     if fraction <= 0 or len(indices) == 0:
         return indices, np.array([], dtype=int)
     n_out = max(1, int(round(len(indices) * fraction)))
@@ -47,9 +47,9 @@ def split_indices(
 ) -> dict[str, list[int]]:
     """Split sample indices into train/val/test, stratified by label where every class allows it."""
     all_idx = np.arange(len(labels))
-    rest, test = _split_off(all_idx, list(labels), test_split, seed, stratify)
+    rest, test = split_off(all_idx, list(labels), test_split, seed, stratify)
     val_fraction = val_split / (1.0 - test_split) if test_split else val_split
-    train, val = _split_off(rest, list(labels), val_fraction, seed + 1, stratify)
+    train, val = split_off(rest, list(labels), val_fraction, seed + 1, stratify)
     return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
 
 
