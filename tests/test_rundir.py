@@ -14,7 +14,7 @@ from cnnlab.errors import ConfigError, RunDirError
 
 def test_config_yaml_carries_its_schema_version(tiny_run):
     tree = yaml.safe_load((tiny_run / rundir.CONFIG).read_text())
-    assert tree["schema_version"] == SCHEMA_VERSION == 4
+    assert tree["schema_version"] == SCHEMA_VERSION == 3
     assert load_config(tiny_run / rundir.CONFIG).model.name == "cnn-small"
 
 
@@ -46,23 +46,13 @@ def test_a_version_2_run_keeps_the_recipe_it_trained_with(tiny_run, tmp_path):
         ("none", "shuffle", False, False)
 
 
-def test_a_version_3_run_keeps_training_without_an_average_of_its_weights(tiny_run, tmp_path):
-    old = tmp_path / "v3"
-    shutil.copytree(tiny_run, old)
-    tree = yaml.safe_load((old / rundir.CONFIG).read_text())
-    tree["schema_version"] = 3
-    del tree["optim"]["ema_decay"]  # as version 3 wrote it
-    (old / rundir.CONFIG).write_text(yaml.safe_dump(tree))
-    assert rundir.Run.open(old).config.optim.ema_decay == 0.0  # whatever today's default is
-
-
 def test_a_run_of_a_newer_schema_is_a_clear_error(tiny_run, tmp_path):
     new = tmp_path / "new"
     shutil.copytree(tiny_run, new)
     tree = yaml.safe_load((new / rundir.CONFIG).read_text())
     tree["schema_version"] = 99
     (new / rundir.CONFIG).write_text(yaml.safe_dump(tree))
-    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(4\\): upgrade cnnlab"):
+    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(3\\): upgrade cnnlab"):
         cnnlab.load(new)
 
 

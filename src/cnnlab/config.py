@@ -153,9 +153,6 @@ class OptimConfig(_Strict):
 
     class_weights: Literal["none", "auto"] = Field(
         "none", description='classification: auto weighs each class in the loss by its inverse frequency')
-    ema_decay: Optional[float] = Field(
-        None, ge=0.0, lt=1.0, description='decay of an exponential moving average of the weights, the weights '
-                                          'validated and saved (0: off) (default: off)')
 
     _check_names = field_validator("optimizer", "schedule")(_named)
 

@@ -9,8 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
-from safetensors.torch import load_file
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -19,8 +17,7 @@ from cnnlab import files, rundir
 from cnnlab.config import Config, with_overrides
 from cnnlab.data.datamodule import EpochBatches, balanced_weights, inverse_frequency
 from cnnlab.calibration import ece, fit_temperature, uncalibrated
-from cnnlab.training.plan import EMA_DECAY, resolve_epochs, resolve_recipe
-from cnnlab.training.recipe import ema_decay
+from cnnlab.training.plan import resolve_epochs, resolve_recipe
 from cnnlab.training.lr_find import valley
 from conftest import TINY, write_images
 
@@ -51,63 +48,6 @@ def test_the_default_epoch_count_aims_at_a_number_of_steps(task, n_train, batch,
     cfg = with_overrides(Config(), {"batch_size": batch, "mode": mode, "task": task})
     assert resolve_epochs(cfg, n_train).train.epochs == epochs
     assert resolve_epochs(with_overrides(cfg, {"epochs": 3}), n_train).train.epochs == 3
-
-
-def test_the_ema_resolves_for_the_weights_and_keeps_what_is_set():
-    assert resolve_recipe(with_overrides(Config(), {})).optim.ema_decay == EMA_DECAY
-    assert resolve_recipe(with_overrides(Config(), {"model": "resnet18"})).optim.ema_decay == 0.0  # pretrained: off
-    assert resolve_recipe(with_overrides(Config(), {"ema_decay": 0.9})).optim.ema_decay == 0.9
-
-
-def test_the_ema_warms_up_then_keeps_its_decay():
-    assert [ema_decay(0.99, n) for n in (0, 1, 10)] == [pytest.approx(0.1), pytest.approx(2 / 11), pytest.approx(0.55)]
-    assert ema_decay(0.99, 10_000) == 0.99
-
-
-class _Record(Callback):
-    """The training weights after every optimiser step."""
-
-    def __init__(self):
-        self.steps = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.steps.append({k: v.detach().clone() for k, v in pl_module.model.net.state_dict().items()
-                           if v.is_floating_point()})
-
-
-def _net(state: dict) -> dict:
-    return {k.removeprefix("model.net."): v for k, v in state.items() if k.startswith("model.net.")}
-
-
-def test_the_ema_of_the_weights_is_what_is_validated_and_saved(bars, tmp_path):
-    record = _Record()
-    result = cnnlab.train(bars, tmp_path / "run", epochs=2, batch_size=16, ema_decay=0.5, callbacks=[record], **TINY)
-    assert rundir.load_run_config(result.run_dir).optim.ema_decay == 0.5
-    expected = dict(record.steps[0])  # the first update copies; then lerp with the warmed-up decay
-    for n, step in enumerate(record.steps[1:], start=1):
-        d = min(0.5, (1 + n) / (10 + n))
-        expected = {k: d * v + (1 - d) * step[k] for k, v in expected.items()}
-    last = files.load_torch(rundir.checkpoint(result.run_dir, rundir.LAST))
-    saved, training = _net(last["state_dict"]), _net(last["current_model_state"])
-    assert len(record.steps) == 6 and set(expected) <= set(saved)
-    for k, v in expected.items():
-        assert torch.allclose(saved[k], v, atol=1e-6), k
-        assert torch.equal(training[k], record.steps[-1][k]), k  # beside it: the weights training continues from
-    assert any(not torch.allclose(saved[k], training[k]) for k in expected)
-    best = files.load_torch(rundir.checkpoint(result.run_dir, rundir.BEST))
-    weights = load_file(rundir.weights_path(result.run_dir))
-    assert set(weights) >= set(expected)
-    for k, v in weights.items():  # model.safetensors: the best epoch's average
-        assert torch.equal(v, best["state_dict"][f"model.net.{k}"]), k
-
-
-def test_the_ema_trains_a_folder_of_one_image_a_class_at_another_size(tmp_path):
-    data = write_images(tmp_path / "d", {"a": 1, "b": 1}, size=23, mode="L")  # one step in all: the average is a copy
-    result = cnnlab.train(data, tmp_path / "run", epochs=1, ema_decay=0.99, **TINY)
-    assert rundir.load_run_config(result.run_dir).optim.ema_decay == 0.99
-    last = files.load_torch(rundir.checkpoint(result.run_dir, rundir.LAST))
-    assert all(torch.equal(v, last["current_model_state"][k]) for k, v in last["state_dict"].items())
-    assert len(cnnlab.load(result.run_dir, "cpu").predict(str(next(data.rglob("*.png"))))) == 1
 
 
 # ----------------------------------------------------------------------------- class imbalance

@@ -17,7 +17,6 @@ from cnnlab.training.callbacks import GradientFlow, bar_on_terminal, standard_ca
 from cnnlab.training.checkpoint import AtomicCheckpointIO
 from cnnlab.training.module import ImageTask
 from cnnlab.training.plan import Plan
-from cnnlab.training.recipe import WeightEMA
 
 log = logging.getLogger(__name__)
 TRACKER_GRADIENT_EVERY = 50  # gradient-norm steps with a tracker (TensorBoard ...) when --gradient-every is 0
@@ -46,8 +45,6 @@ def callbacks(plan: Plan, out: Path, has_val: bool, extra: Sequence[Callback], t
     gradient_every = cfg.train.gradient_every or (TRACKER_GRADIENT_EVERY if tracker is not None else 0)
     if gradient_every and not plan.cached:
         cbs.append(GradientFlow(out, gradient_every))
-    if cfg.optim.ema_decay:  # validated and saved: the averaged weights
-        cbs.append(WeightEMA(cfg.optim.ema_decay))
     schedule = None if plan.cached else transfer.schedule_callback(cfg, plan.strategy, plan.head_epochs)
     if schedule is not None:
         cbs.append(schedule)

@@ -31,8 +31,6 @@ AUTO = "auto"
 # Optimiser steps the default epoch count aims at (mnist-5k: 16 epochs of 57 steps), within EPOCH_RANGE.
 # A value is a finer target than a class: regression gets more (scikit-learn's digits as values, 21
 # steps an epoch: R² 0.938 after 30 epochs, 0.951-0.953 after 75; benchmarks/regression.py).
-# The EMA of the weights from scratch (benchmarks/results/recipe-2026-12-04.md); pretrained weights: off.
-EMA_DECAY = 0.0
 TARGET_STEPS = {Task.CLASSIFICATION: 900, Task.REGRESSION: 1600}
 EPOCH_RANGE = {Task.CLASSIFICATION: (5, 30), Task.REGRESSION: (5, 80)}
 
@@ -83,8 +81,7 @@ class Plan:
     def __post_init__(self) -> None:
         c = self.config
         loose = [name for name, value in (("lr", c.optim.lr), ("epochs", c.train.epochs), ("schedule", c.optim.schedule),
-                                          ("augment", c.augment.preset), ("channels_last", c.train.channels_last),
-                                          ("ema_decay", c.optim.ema_decay))
+                                          ("augment", c.augment.preset), ("channels_last", c.train.channels_last))
                  if value is None or value == AUTO]
         if loose or c.optim.lr != self.lr or c.train.epochs != self.epochs or self.model != c.model.name:
             raise AssertionError(f"a plan is concrete and agrees with its config: {loose or (self.lr, self.epochs)}")
@@ -107,9 +104,8 @@ def settle(cfg: Config) -> Settled:
 def resolve_recipe(cfg: Config, weights: Optional[str] = None, strategy: Optional[Strategy] = None) -> Config:
     """The defaults that depend on the model, made explicit: the learning rate (0.003 from scratch, 0.001 for
     pretrained weights), the schedule (one-cycle's warm-up and annealing; the strategy's own where one-cycle
-    cannot follow it), the augmentation (light from scratch; none for pretrained backbones, whose frozen
-    features can then be computed once) and the EMA of the weights (EMA_DECAY from scratch; off for
-    pretrained weights, where it was not measured)."""
+    cannot follow it) and the augmentation (light from scratch; none for pretrained backbones, whose frozen
+    features can then be computed once)."""
     weights = weights or weights_kind(cfg)
     scratch = weights == "none"
     strategy = strategy or resolve_strategy(cfg.transfer.strategy, weights)
@@ -120,8 +116,6 @@ def resolve_recipe(cfg: Config, weights: Optional[str] = None, strategy: Optiona
         optim = optim.model_copy(update={"schedule": strategy.default_schedule})
     if augment.preset is None:
         augment = augment.model_copy(update={"preset": "light" if scratch else "none"})
-    if optim.ema_decay is None:
-        optim = optim.model_copy(update={"ema_decay": EMA_DECAY if scratch else 0.0})
     return cfg.model_copy(update={"optim": optim, "augment": augment})
 
 
