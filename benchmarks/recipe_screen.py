@@ -3,7 +3,9 @@
 the saved weights, the saved weights with test-time augmentation (the views the run trained with), and an
 exponential moving average of the weights (decays EMA_DECAYS) kept beside the run, with and without TTA.
 
-Wall times here exclude the process start; the headline figures come from time_to_accuracy.py.
+Wall times here exclude the process start; the headline figures come from time_to_accuracy.py. On a machine
+shared with other trainings, OMP_NUM_THREADS=1 avoids torch's threads spinning against them.
+Figures: benchmarks/results/recipe-2026-12-04.md.
 Run: .venv/bin/python benchmarks/recipe_screen.py VARIANT [VARIANT ...] [--seeds 0 1]
 """
 from __future__ import annotations
@@ -22,20 +24,15 @@ import cnnlab
 from common import SCRATCH, mnist_5k
 
 EMA_DECAYS = (0.99, 0.995)
-THREE = [{"filters": 32}, {"filters": 64}, {"filters": 128}]
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "three": {"blocks": THREE},  # a third block (128 at 7x7): the dense layer sees 1,152 values, not 3,136
+    # a third block (128 filters at 7x7): the dense layer sees 1,152 values, not 3,136
+    "three": {"blocks": [{"filters": 32}, {"filters": 64}, {"filters": 128}]},
     "double2": {"blocks": [{"filters": 32}, {"filters": 64, "repeat": 2}]},
-    "double": {"blocks": [{"filters": 32, "repeat": 2}, {"filters": 64, "repeat": 2}]},
-    "three-gap": {"blocks": THREE, "head": "gap"},
     "lr6": {"lr": 0.006},
-    "lr15": {"lr": 0.0015},
     "group2": {"group": 2},
     "aug-strong": {"rotation": 15.0, "translate": 0.15, "zoom": [0.85, 1.15]},
     "drop5": {"dropout": 0.5},
-    "ep27": {"epochs": 27},
-    "b32": {"batch_size": 32, "epochs": 18},
 }
 
 
