@@ -48,7 +48,7 @@ export PY W DEV PORT
 cn() { "$PY" -m cnnlab "$@"; }
 export -f cn
 serve_check() {
-  cn serve "$W/bf16" --port $PORT --device $DEV & local pid=$!
+  "$PY" -m cnnlab serve "$W/bf16" --port $PORT --device $DEV & local pid=$!  # the server itself, not a shell around it: kill stops it
   for _ in $(seq 60); do curl -sf localhost:$PORT/health >/dev/null && break; sleep 0.5; done
   curl -sf localhost:$PORT/health; echo
   curl -sf -F "file=@$(ls "$W"/mnist/test/3/* | head -1)" localhost:$PORT/predict; local rc=$?; echo
