@@ -14,6 +14,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import backbones
 from cnnlab.models.backbones import BackboneSpec
 from cnnlab.models.custom import PRESETS, build_custom
+from cnnlab.models.families import FAMILIES, build_family
 from cnnlab.models.image_model import ImageModel
 from cnnlab.preprocessing import Preprocessing
 from cnnlab.models.weights import LoadReport, download_imagenet, kind, load_matching, read_state_dict
@@ -46,8 +47,8 @@ class ModelEntry:
         return self.build(cfg, pre, num_outputs, weights)
 
 
-def _build_custom_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str):
-    net = build_custom(cfg.model, pre.channels, pre.size, num_outputs)
+def _build_custom_net(cfg: Config, pre: Preprocessing, num_outputs: int, weights: str, make=build_custom):
+    net = make(cfg.model, pre.channels, pre.size, num_outputs)
     report = None
     if weights == "file":
         path = Path(cfg.model.weights)
@@ -72,14 +73,26 @@ def _build_backbone_net(spec: BackboneSpec, cfg: Config, pre: Preprocessing, num
     return net, report
 
 
+def _own_input_spec(cfg: Config) -> InputSpec:
+    """A network cnnlab builds itself: the data's channels and size unless the config sets them."""
+    return cfg.model.in_channels, cfg.model.input_size, [0.5], [0.5], "bilinear"
+
+
 def _register_presets() -> None:
     for name, preset in PRESETS.items():
         MODELS.register(name, description=preset.description)(ModelEntry(
-            name=name, description=preset.description,
-            input_spec=lambda cfg: (cfg.model.in_channels, cfg.model.input_size, [0.5], [0.5], "bilinear"),
-            build=_build_custom_net,
+            name=name, description=preset.description, input_spec=_own_input_spec, build=_build_custom_net,
             default_channels=preset.channels, default_size=preset.size,
         ))
+
+
+def _register_families() -> None:
+    """The small VGG-, ResNet-, Inception- and Xception-shaped networks (``models/families.py``)."""
+    for name, (_, description) in FAMILIES.items():
+        make = functools.partial(build_family, name)
+        MODELS.register(name, description=description)(ModelEntry(
+            name=name, description=description, input_spec=_own_input_spec,
+            build=functools.partial(_build_custom_net, make=make), default_channels=1, default_size=28))
 
 
 def _backbone_entry(name: str, spec: BackboneSpec) -> ModelEntry:
@@ -108,6 +121,7 @@ def _register_backbones() -> None:
 MODELS: Registry = Registry("model", hint=f"or {TIMM_PREFIX}<name> for any timm model",
                             prefixes={TIMM_PREFIX: _timm_entry})
 _register_presets()
+_register_families()
 _register_backbones()
 
 
@@ -141,6 +155,8 @@ def resolve_model_config(cfg: Config) -> Config:
     if entry.pretrained:
         model = cfg.model.model_copy(update={"head": cfg.model.head or "gap",
                                              "dense": cfg.model.dense if cfg.model.dense is not None else []})
+    elif cfg.model.name in FAMILIES:  # its name is its whole architecture
+        return cfg
     else:
         from cnnlab.models.custom import effective_config
 
