@@ -7,7 +7,9 @@ import time
 import torch
 from torch import nn
 
-BUILDERS = {  # name -> (library, constructor, keyword arguments, input side)
+from cnnlab.models.families import FAMILIES
+
+BUILDERS = {  # name -> (library, constructor, keyword arguments, input side); cnnlab's small ones: grayscale
     "vgg16": ("torchvision", "vgg16", {}, 224), "resnet18": ("torchvision", "resnet18", {}, 224),
     "resnet34": ("torchvision", "resnet34", {}, 224), "resnet50": ("torchvision", "resnet50", {}, 224),
     "inception_v3": ("torchvision", "inception_v3", {"aux_logits": False, "init_weights": False}, 299),
@@ -15,8 +17,16 @@ BUILDERS = {  # name -> (library, constructor, keyword arguments, input side)
 }
 
 
+SMALL = tuple(FAMILIES)  # cnnlab's small VGG, ResNet, Inception and Xception shapes, in its model registry
+BUILDERS.update({name: ("cnnlab", name, {}, 28) for name in SMALL})
+
+
 def _build(name: str) -> tuple[nn.Module, int]:
     library, constructor, kwargs, side = BUILDERS[name]
+    if library == "cnnlab":
+        from cnnlab.models.registry import create_model
+
+        return create_model(constructor, 10, in_channels=1, input_size=side).net, side
     if library == "timm":
         import timm
 
@@ -35,7 +45,7 @@ def multiply_adds(model: nn.Module, shape: tuple) -> int:
     return int(counter.get_total_flops()) // 2
 
 
-def latency_ms(model: nn.Module, side: int, repeats: int) -> float:
+def latency_ms(model: nn.Module, side: int, repeats: int, channels: int = 3) -> float:
     """The fastest of ``repeats`` forward passes of one image on this CPU, after one warm-up (random weights:
     the cost does not depend on their values, only on the shapes)."""
     model = model.to_empty(device="cpu").eval()
@@ -44,7 +54,7 @@ def latency_ms(model: nn.Module, side: int, repeats: int) -> float:
             p.normal_(0.0, 0.01)
         for name, b in model.named_buffers():
             b.fill_(1.0 if "var" in name else 0.0)
-        x = torch.rand(1, 3, side, side)
+        x = torch.rand(1, channels, side, side)
         model(x)
         times = []
         for _ in range(repeats):
@@ -58,18 +68,24 @@ PAPER = {"vgg16": ("parameters", 138e6), "resnet18": ("gmacs", 1.8), "resnet34":
          "resnet50": ("gmacs", 3.8), "inception_v3": ("parameters", 23_626_728), "xception": ("parameters", 22_855_952)}
 
 
-def family(seed: int, data: str, model: str, repeats: int = 3) -> dict:
+# The small families' parameter count they were matched on (``models/families.py``), as PAPER's figures
+PAPER.update({name: ("parameters", 25_500) for name in SMALL})
+
+
+def family(seed: int, data: str, model: str, repeats: int = 3, small_side: int = 28) -> dict:
     """One architecture: parameters, multiply-adds per image, CPU latency per image (ms), and the relative
-    gap of the figure its paper gives (``PAPER``)."""
+    gap of the figure its paper gives (``PAPER``). The small families take 1 x ``small_side``^2 digits."""
     with torch.device("meta"):
         net, side = _build(model)
     net.eval()
+    channels = 1 if model in SMALL else 3
+    side = small_side if model in SMALL else side
     params = sum(p.numel() for p in net.parameters())
-    macs = multiply_adds(net, (1, 3, side, side))
+    macs = multiply_adds(net, (1, channels, side, side))
     scalars = {"parameters": float(params), "gmacs": macs / 1e9, "input_side": float(side)}
     metric, paper = PAPER[model]
     scalars[f"{metric}_gap"] = abs(scalars[metric] - paper) / paper
-    return {"scalars": {**scalars, "latency_ms": latency_ms(net, side, repeats)}}
+    return {"scalars": {**scalars, "latency_ms": latency_ms(net, side, repeats, channels)}}
 
 
 def _macs(layers: list[nn.Module], c: int, side: int) -> int:
