@@ -75,10 +75,22 @@ def test_the_output_size_formula_and_the_measured_receptive_field_catch_a_wrong_
 
 
 def test_architectures_experiment_counts_each_family_against_its_paper(tmp_path):
-    r = cnnlab.experiment("architectures", quick=True, out=tmp_path)
+    from dataclasses import replace
+
+    from cnnlab.experiments.catalog import EXPERIMENTS
+
+    exp = EXPERIMENTS.get("architectures")()  # its probe arms only: the trained ones are tests/.../test_architectures
+    probes = replace(exp, arms=tuple(a for a in exp.arms if a.probe),
+                     checks=tuple(c for c in exp.checks if exp.arm(c.arm).probe))
+    assert len(probes.checks) == 13
+    r = cnnlab.experiment(probes, quick=True, seeds=1, out=tmp_path)
     assert all(c.verdict == SUPPORTED for c in r.checks), [(c.claim, c.verdict) for c in r.checks]
     params = {arm: r.values(arm, "parameters")[0] for arm in ("vgg16", "resnet18", "resnet50", "xception")}
     assert params == {"vgg16": 138_357_544, "resnet18": 11_689_512, "resnet50": 25_557_032, "xception": 22_855_952}
+    small = {arm: r.values(f"{arm}-small-cost", "parameters")[0] for arm in ("vgg", "resnet", "inception", "xception")}
+    assert small == {"vgg": 25_498, "resnet": 26_298, "inception": 24_378, "xception": 26_154}
+    # at the quick budget's 1x14x14: the stem's 1->16 3x3 conv alone is 9 * 16 * 14^2 = 28,224 multiply-adds
+    assert all(28_224 < r.values(f"{a}-small-cost", "gmacs")[0] * 1e9 < 1e6 for a in small)
     assert r.values("resnet18", "gmacs")[0] == pytest.approx(1.814, abs=1e-3)  # He et al. Table 1: 1.8
     assert r.values("factorisations", "separable_ratio")[0] == pytest.approx(1 / 128 + 1 / 9, abs=1e-15)
     assert all(r.values(arm, "latency_ms")[0] > 0 for arm in params)
