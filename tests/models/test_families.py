@@ -22,7 +22,7 @@ def _params(net: nn.Module) -> int:
 def test_the_four_families_are_in_the_registry_with_their_parameter_counts_within_10_percent():
     assert set(FAMILIES) == {"vgg-small", "resnet-small", "inception-small", "xception-small"} <= set(MODELS.names())
     counts = {name: _params(_net(name)) for name in FAMILIES}
-    # torch's counts at 1x28x28 and 10 classes (the widths were chosen for them); the docstring and descriptions quote them
+    # torch's counts at 1x28x28 and 10 classes (the widths were chosen for them); families.py quotes them
     assert counts == {"vgg-small": 25_498, "resnet-small": 26_298, "inception-small": 24_378, "xception-small": 26_154}
     assert max(counts.values()) / min(counts.values()) < 1.10
 

@@ -8,7 +8,8 @@ widths, so the block is written here from the same conv-BN-ReLU unit) and Xcepti
 residual block (timm's ``Block``). All four share a stem (a 3x3 convolution and 2x2 max pooling), map 28x28
 to 7x7 in two halvings, end in global average pooling and one linear layer, and have 24,378 to 26,298
 parameters at 1x28x28 and 10 classes (within 10% of one another, ``tests/models/test_families.py``), so that
-a comparison at the same budget compares shapes, not sizes. They are ``CustomCNN``s: ``features`` (one stage per resolution) and ``head``, as cnn-small.
+a comparison at the same budget compares shapes, not sizes. They are ``CustomCNN``s, as cnn-small:
+``features`` (one stage per resolution) and ``head``.
 """
 from __future__ import annotations
 

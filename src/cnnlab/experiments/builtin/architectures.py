@@ -80,14 +80,15 @@ def architectures() -> Experiment:
         ) + _small_checks(),
         quick=Budget(2, "mnist-5k", {**TRAIN, "epochs": 5, "input_size": 14}, {"repeats": 1, "small_side": 14}),
         full=Budget(5, "mnist-5k", {**TRAIN, "epochs": 20}, {"repeats": 5, "small_side": 28}),
-        scale_note="Nothing is trained and no weights are loaded: each network is built on PyTorch's meta device "
-                   "(shapes only) for its parameters and multiply-adds (torch.utils.flop_counter, halved), then "
-                   "given random weights for the latency of one image on this CPU (the fastest of the repeats, "
-                   "one thread in the test suite). The full-size families are far too slow to train on a CPU, so "
+        scale_note="The full-size families are not trained and no weights are loaded: each is built on PyTorch's "
+                   "meta device (shapes only) for its parameters and multiply-adds (torch.utils.flop_counter, "
+                   "halved), then given random weights for the latency of one image on this CPU (the fastest of the "
+                   "repeats, one thread in the test suite). They are far too slow to train on a CPU, so "
                    "the small-data comparison trains family-shaped small networks from cnnlab's model registry "
                    "(vgg-small, resnet-small, inception-small, xception-small: a shared 3x3 stem, then each "
                    "family's own unit, global average pooling; 24,378 to 26,298 parameters) at the same budget: "
-                   "the same 1,000 mnist-5k training digits (a seeded subset), Adam with the one-cycle schedule, no "
+                   "the same 1,000 mnist-5k training digits (a seeded subset), cnnlab's defaults (Adam at 0.003, batch 64, "
+                   "one-cycle schedule), no "
                    "augmentation, 20 epochs at 28x28 (quick: 5 epochs at 14x14), tested on the 1,000 test digits. "
                    "Each must reach a floor; their ordering is reported, not claimed: at this scale the gaps "
                    "between families are a point or two, about the seed spread, and a small-data result says "
