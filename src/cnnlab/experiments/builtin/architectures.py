@@ -83,16 +83,16 @@ def architectures() -> Experiment:
         scale_note="The full-size families are not trained and no weights are loaded: each is built on PyTorch's "
                    "meta device (shapes only) for its parameters and multiply-adds (torch.utils.flop_counter, "
                    "halved), then given random weights for the latency of one image on this CPU (the fastest of the "
-                   "repeats, one thread in the test suite). They are far too slow to train on a CPU, so "
-                   "the small-data comparison trains family-shaped small networks from cnnlab's model registry "
+                   "repeats, one thread in the test suite). They are far too slow to train on a CPU, so the "
+                   "small-data comparison trains family-shaped small networks from cnnlab's model registry "
                    "(vgg-small, resnet-small, inception-small, xception-small: a shared 3x3 stem, then each "
                    "family's own unit, global average pooling; 24,378 to 26,298 parameters) at the same budget: "
-                   "the same 1,000 mnist-5k training digits (a seeded subset), cnnlab's defaults (Adam at 0.003, batch 64, "
-                   "one-cycle schedule), no "
-                   "augmentation, 20 epochs at 28x28 (quick: 5 epochs at 14x14), tested on the 1,000 test digits. "
-                   "Each must reach a floor; their ordering is reported, not claimed: at this scale the gaps "
-                   "between families are a point or two, about the seed spread, and a small-data result says "
-                   "little about ImageNet. The same comparison, for one seed, is one command: " + COMPARE + ".",
+                   "the same 1,000 mnist-5k training digits (a seeded subset), cnnlab's defaults (Adam at 0.003, "
+                   "batch 64, one-cycle schedule), no augmentation, 20 epochs at 28x28 (quick: 5 epochs at 14x14), "
+                   "tested on the 1,000 test digits. Each must reach a floor; their ordering is reported, not "
+                   "claimed: at this scale the gaps between families are a point or two, about the seed spread, "
+                   "and a small-data result says little about ImageNet. The same comparison, for one seed, is one "
+                   "command: " + COMPARE + ".",
         reported=("parameters", "gmacs", "latency_ms", "input_side", "separable_ratio", "two_3x3_over_5x5",
                   "asymmetric_over_3x3", "train_acc", "images_per_second"),
         timings=("latency_ms", "images_per_second"),
