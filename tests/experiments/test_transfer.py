@@ -137,3 +137,33 @@ def test_transfer_is_registered_with_its_sources_checks_and_plots():
     assert {p.x for p in EXP.plots} == {"images_per_class"}
     assert EXP.scale_note and "random" in EXP.scale_note
     assert {q.number for q in QUESTIONS if "transfer" in q.experiments} == {10, 14}
+
+
+@pytest.mark.slow
+def test_transfer_quick(tmp_path):
+    r = cnnlab.experiment("transfer", quick=True, seeds=2, out=tmp_path)
+    verdicts = [(c.claim, c.verdict) for c in r.checks]
+    # 3 quick seeds (10 and 250 images per class): scratch 0.848-0.874 at 10, 0.972-0.984 at 250; fine-tuning from
+    # digits 0-4 0.880-0.892 at 10 (gain +0.006 to +0.044, sd 0.019: far from the 0.1 "wide margin", so the
+    # headline is not supported at this scale) and 0.968-0.972 at 250 (gain -0.012 to -0.002; gap_excess -0.034
+    # to -0.005); feature extraction 0.968-0.972 at 250 (fine-tuning minus it: -0.002 to +0.002); the far source
+    # 0.864-0.876 at 10 (near minus far +0.016 to +0.024); frozen random features 0.836-0.874 at 10 (transferred
+    # frozen features minus them +0.018 to +0.054).
+    assert r.checks[0].verdict == NOT_SUPPORTED
+    gains = r.values("fine-tune", "gain_10")
+    assert all(-0.03 < g < 0.08 for g in gains), gains
+    assert [c.verdict for c in r.checks[1:]] == [SUPPORTED] * 4, verdicts
+    assert all(g < 0.01 for g in r.values("fine-tune", "gap_excess"))
+    for seed in range(2):
+        at = {arm: r.figures[arm][seed]["scalars"] for arm in r.figures}
+        assert at["fine-tune"]["test_accuracy_250"] > at["feature-extract"]["test_accuracy_250"] - 0.01
+        assert at["fine-tune"]["test_accuracy_10"] > at["far"]["test_accuracy_10"] + 0.005
+        assert at["feature-extract"]["test_accuracy_10"] > at["random"]["test_accuracy_10"] + 0.005
+        assert at["scratch"]["test_accuracy_250"] > 0.96 > 0.92 > at["scratch"]["test_accuracy_10"]
+        assert at["fine-tune"]["gain_10"] == pytest.approx(at["fine-tune"]["test_accuracy_10"]
+                                                           - at["scratch"]["test_accuracy_10"])
+    assert sorted(p.name for p in (tmp_path / "trainings").iterdir()) == [
+        "far-fine-tune", "near-feature-extract", "near-fine-tune", "near-two-phase", "none-feature-extract",
+        "none-full", "source-far", "source-near"]  # one source run per seed, shared by every arm that needs it
+    page = r.html_path.read_text()
+    assert "random" in page and 'id="verdict"' in page and page.count('class="plot"') == 2
