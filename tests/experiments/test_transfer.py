@@ -120,6 +120,46 @@ def test_a_shared_run_is_reused_when_finished_and_refused_with_another_setting(t
     assert probe.shared_run(run, bars, {"epochs": 2}) == run
     with pytest.raises(CnnlabError, match="another setting"):
         probe.shared_run(run, bars, {"epochs": 3})
+    Path(str(run) + ".setting.json").unlink()  # a run the experiment did not make: never continued or reused
+    with pytest.raises(CnnlabError, match="not made by the transfer experiment"):
+        probe.shared_run(run, bars, {"epochs": 2})
+
+
+def test_a_probe_that_takes_out_gets_the_experiment_folder_and_others_do_not(tmp_path, monkeypatch):
+    from cnnlab.experiments.spec import Arm, Budget
+
+    seen = {}
+
+    def sharing(seed, data, out, k=1):
+        seen.update(out=out, k=k)
+        return {"scalars": {"x": 1.0}}
+
+    def plain(seed, data, k=1):  # no ``out``: called exactly as before
+        return {"scalars": {"x": float(k)}}
+
+    monkeypatch.setattr(units, "resolve_probe", lambda ref: sharing if ref == "m:sharing" else plain)
+    budget = Budget(2, "digits", params={"k": 3})
+    for name in ("sharing", "plain"):
+        unit = units.Unit("e", Arm(name, probe=f"m:{name}"), 0, budget, "digits",
+                          str(units.unit_dir(tmp_path, name, 0)))
+        figures = units.run(unit)
+        assert "out" not in figures["setting"]["params"]
+    assert seen == {"out": str(tmp_path), "k": 3}
+    assert figures["scalars"] == {"x": 3.0}
+
+
+def test_test_accuracy_reads_a_finished_evaluation_of_the_same_data_and_evaluates_otherwise(tmp_path, tiny_run,
+                                                                                           monkeypatch):
+    import shutil
+
+    import cnnlab.evaluation.metrics as metrics
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "evaluation.json").write_text(json.dumps({"data": "/d/n-10", "split": "test", "accuracy": 0.123}))
+    monkeypatch.setattr(metrics, "evaluate", lambda run_dir, data, plot: {"accuracy": 0.5})
+    assert probe.test_accuracy(run, Path("/d/n-10")) == 0.123
+    assert probe.test_accuracy(run, Path("/d/n-50")) == 0.5  # another folder: evaluated, not read
 
 
 def test_units_hand_the_experiment_folder_only_to_probes_that_take_it(tmp_path):

@@ -38,6 +38,8 @@ def shared_run(run_dir: Path, data: Path, overrides: dict) -> Path:
         if marker.is_file() and json.loads(marker.read_text()) != setting:
             raise CnnlabError(f"{run_dir} was trained with another setting (of an earlier version of the transfer "
                               f"experiment?): run it with another --out, or remove {run_dir}")
+        if not marker.is_file() and run_dir.exists():
+            raise CnnlabError(f"{run_dir} was not made by the transfer experiment: run it with another --out")
         info = rundir.read_training(run_dir) if rundir.holds_run(run_dir) else None
         if info is not None and info.complete:
             return run_dir
@@ -82,9 +84,15 @@ def target_run(out: Path, digits: Path, seed: int, per_class: int, epochs: int, 
 
 
 def test_accuracy(run_dir: Path, data: Path) -> float:
-    """cnnlab's own evaluation of the run on its data's test split (the test digits 5-9)."""
+    """cnnlab's own evaluation of the run on its data's test split (the test digits 5-9); the run's
+    evaluation.json when an earlier arm already evaluated the finished run there (a scratch baseline)."""
     from cnnlab.evaluation.metrics import evaluate
 
+    saved = rundir.evaluation_path(run_dir)
+    if saved.is_file() and saved.stat().st_mtime >= rundir.weights_path(run_dir).stat().st_mtime:
+        doc = json.loads(saved.read_text())
+        if doc.get("data") == str(data) and doc.get("split") == "test" and doc.get("accuracy") is not None:
+            return float(doc["accuracy"])
     return float(evaluate(run_dir, data, plot=False)["accuracy"])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from filelock import FileLock
@@ -30,7 +31,7 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _materialise(folder: Path, layout: dict[str, list[Path]], links: dict[str, Path] = {}) -> Path:
+def _materialise(folder: Path, layout: dict[str, list[Path]], links: Optional[dict[str, Path]] = None) -> Path:
     """``folder`` holding, for each relative class folder of ``layout``, links to its files, and for each name
     of ``links`` a relative symbolic link to that folder (built once)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,7 @@ def _materialise(folder: Path, layout: dict[str, list[Path]], links: dict[str, P
             (tmp / sub).mkdir(parents=True, exist_ok=True)
             for path in paths:
                 _link(path, tmp / sub / path.name)
-        for name, target in links.items():
+        for name, target in (links or {}).items():
             (tmp / name).symlink_to(os.path.relpath(target, folder), target_is_directory=True)
         files.write_json(tmp / DONE, {"folders": {sub: len(p) for sub, p in layout.items()}})
         (tmp / PARTIAL).unlink()
