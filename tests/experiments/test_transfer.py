@@ -4,6 +4,7 @@ class subsets materialised under the experiment's folder, source runs shared by 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_a_shared_run_is_reused_when_finished_and_refused_with_another_setting(t
 
     run = tmp_path / "trainings" / "source-near" / "seed-0"
     shutil.copytree(tiny_run, run)
-    setting = {"data": str(bars), "overrides": {"epochs": 2}}
+    setting = {"data": os.path.relpath(bars, run), "overrides": {"epochs": 2}}
     Path(str(run) + ".setting.json").write_text(json.dumps(setting))
     monkeypatch.setattr(fit, "train", lambda *a, **k: pytest.fail("a finished shared run is read, not trained"))
     assert probe.shared_run(run, bars, {"epochs": 2}) == run

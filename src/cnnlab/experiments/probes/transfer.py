@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -31,7 +32,8 @@ SOURCES = ("near", "far", "none")  # digits 0-4, shapes, or no source (scratch, 
 def shared_run(run_dir: Path, data: Path, overrides: dict) -> Path:
     """The finished cnnlab run in ``run_dir`` trained on ``data`` with ``overrides``: trained here, continued
     from its checkpoint, or read as it is; a run there with another setting is an error, never reused."""
-    setting = files.finite({"data": str(data), "overrides": overrides})
+    # the data relative to the run: an experiment folder moved as a whole still resumes
+    setting = files.finite({"data": os.path.relpath(data, run_dir), "overrides": overrides})
     marker = Path(str(run_dir) + ".setting.json")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(run_dir) + ".lock"):
