@@ -54,6 +54,11 @@ def unit_dir(out: Path, arm: str, seed: int) -> Path:
     return Path(out) / "runs" / arm / f"seed-{seed}"
 
 
+def experiment_dir(unit: Unit) -> Path:
+    """OUT, the experiment's folder (``unit_dir``'s inverse): where units share what several of them need."""
+    return unit.path.parents[2]
+
+
 def finished(unit: Unit) -> Optional[dict]:
     """The unit's figures if it is finished; a unit finished with another setting is an error."""
     path = unit.path / FIGURES
@@ -96,7 +101,10 @@ def probe_params(unit: Unit) -> dict:
 
 def _probe(unit: Unit) -> dict:
     fn = resolve_probe(unit.arm.probe)
-    result = fn(seed=unit.seed, data=unit.data, **probe_params(unit))
+    # A probe that takes ``out`` keeps its trainings there, shared between arms (the transfer experiment's
+    # source runs): not a setting, so not in probe_params.
+    shared = {"out": str(experiment_dir(unit))} if "out" in inspect.signature(fn).parameters else {}
+    result = fn(seed=unit.seed, data=unit.data, **shared, **probe_params(unit))
     return {"scalars": {k: float(v) for k, v in result.get("scalars", {}).items()},
             "curves": result.get("curves", {}), "tables": result.get("tables", {})}
 
