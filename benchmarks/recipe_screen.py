@@ -33,6 +33,12 @@ VARIANTS: dict[str, dict] = {
     "group2": {"group": 2},
     "aug-strong": {"rotation": 15.0, "translate": 0.15, "zoom": [0.85, 1.15]},
     "drop5": {"dropout": 0.5},
+    # elastic distortion (Simard et al. 2003) on top of light: [alpha, sigma] as fractions of the side
+    "elastic": {"elastic": [1.2, 0.14]},
+    "elastic-half": {"elastic": [0.6, 0.14]},
+    "elastic-half-e30": {"elastic": [0.6, 0.14], "epochs": 30},
+    # the batched path on the CPU: bilinear geometry (v2.RandomAffine's is nearest) and per-image draws
+    "batched": {"where": "device"},
 }
 
 

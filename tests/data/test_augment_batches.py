@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torchvision.transforms import v2
 
 import cnnlab
 from cnnlab.config import AugmentConfig, load_config
@@ -37,7 +38,8 @@ def test_presets_change_images_and_keep_their_shape(preset, channels):
 
 
 STRONG = {"rotation": 45.0, "translate": 0.3, "zoom": (0.5, 0.6), "crop_scale": (0.2, 0.3), "hflip": 1.0,
-          "vflip": 1.0, "brightness": 0.8, "contrast": 0.8, "saturation": 0.9, "hue": 0.4, "noise": 0.2}
+          "vflip": 1.0, "brightness": 0.8, "contrast": 0.8, "saturation": 0.9, "hue": 0.4, "noise": 0.2,
+          "elastic": (2.0, 0.2)}
 
 
 def test_the_operations_registry_is_every_augment_key():
@@ -52,6 +54,25 @@ def test_each_operation_changes_the_image(op):
     torch.manual_seed(1)
     out = build_augmentation(AugmentConfig(**{op: value}), 3, (16, 16))(x.clone())
     assert out.shape == x.shape and out.dtype == torch.uint8 and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("size", [(28, 28), (16, 40)])
+def test_elastic_is_v2s_elastic_transform_with_the_sides_fractions(size):
+    x = _batch(size=1)[:, :1].new_zeros(8, 1, *size)
+    x[..., size[0] // 4:-size[0] // 4, size[1] // 4:-size[1] // 4] = 255  # a box: its edges move
+    torch.manual_seed(3)
+    out = build_augmentation(AugmentConfig(elastic=(1.2, 0.14), group=8), 1, size)(x.clone())
+    side = min(size)  # Simard et al.'s 34 and 4 pixels on a 28-pixel side; v2's alpha is twice the pixels
+    ref = v2.ElasticTransform(alpha=2 * 1.2 * side, sigma=0.14 * side, fill=None)
+    torch.manual_seed(3)
+    expected = v2.ToDtype(torch.uint8, scale=True)(ref(v2.ToDtype(torch.float32, scale=True)(x)))
+    assert torch.equal(out, expected) and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("size", [(1, 5), (2, 2)])
+def test_elastic_leaves_images_under_3_pixels_as_they_are(size):
+    x = torch.randint(0, 256, (4, 3, *size), dtype=torch.uint8)
+    assert torch.equal(build_augmentation(AugmentConfig(elastic=(1.2, 0.2)), 3, size)(x.clone()), x)
 
 
 def test_flip_is_exactly_torchvisions_flip():
@@ -82,6 +103,8 @@ def test_reproducible_under_a_seed():
     ({"rotation": -5}, "'augment.rotation'"),
     ({"crop_scale": [0.5, 1.5]}, "'augment.crop_scale'.*max <= 1"),
     ({"shear": 3}, "unknown flag '--shear'"),
+    ({"elastic": [1.0, 0.3]}, "'augment.elastic'.*0 < sigma <= 0.2"),
+    ({"elastic": [-1.0, 0.1]}, "'augment.elastic'.*alpha >= 0"),
 ])
 def test_bad_augmentation_settings(flags, message):
     with pytest.raises(CnnlabError, match=message):
