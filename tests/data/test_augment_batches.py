@@ -1,10 +1,12 @@
 import pytest
 import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 import cnnlab
 from cnnlab.config import AugmentConfig, load_config
-from cnnlab.catalog.augmentations import OPERATIONS, PRESETS
+from cnnlab.catalog.augmentations import OPERATIONS, PRESETS, elastic_field
+from cnnlab.catalog.elastic import ElasticFields
 from cnnlab.data.augment_batches import build_augmentation, resolved
 from cnnlab.data.prepare import prepare
 from cnnlab.data.preview import preview, preview_rows
@@ -57,16 +59,28 @@ def test_each_operation_changes_the_image(op):
 
 
 @pytest.mark.parametrize("size", [(28, 28), (16, 40)])
-def test_elastic_is_v2s_elastic_transform_with_the_sides_fractions(size):
-    x = _batch(size=1)[:, :1].new_zeros(8, 1, *size)
-    x[..., size[0] // 4:-size[0] // 4, size[1] // 4:-size[1] // 4] = 255  # a box: its edges move
-    torch.manual_seed(3)
-    out = build_augmentation(AugmentConfig(elastic=(1.2, 0.14), group=8), 1, size)(x.clone())
+def test_elastic_field_is_v2s_with_the_sides_fractions(size):
     side = min(size)  # Simard et al.'s 34 and 4 pixels on a 28-pixel side; v2's alpha is twice the pixels
-    ref = v2.ElasticTransform(alpha=2 * 1.2 * side, sigma=0.14 * side, fill=None)
+    ref = v2.ElasticTransform(alpha=2 * 1.2 * side, sigma=0.14 * side)
     torch.manual_seed(3)
-    expected = v2.ToDtype(torch.uint8, scale=True)(ref(v2.ToDtype(torch.float32, scale=True)(x)))
-    assert torch.equal(out, expected) and not torch.equal(out, x)
+    expected = ref.make_params([torch.zeros(1, *size)])["displacement"]
+    torch.manual_seed(3)  # one image: the same draws as v2's, x then y
+    field = ElasticFields(*elastic_field({"elastic": (1.2, 0.14)}, size), size)(1, torch.device("cpu"))
+    assert field.shape == (1, *size, 2) and torch.allclose(field, expected, atol=1e-6)
+
+
+def test_elastic_moves_each_image_by_its_own_field_as_v2s_kernel_does():
+    x = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    x[..., 7:21, 7:21] = 255  # a box: its edges move
+    torch.manual_seed(3)
+    out = build_augmentation(AugmentConfig(elastic=(1.2, 0.14), group=8), 1, (28, 28))(x.clone())
+    torch.manual_seed(3)
+    fields = ElasticFields(*elastic_field({"elastic": (1.2, 0.14)}, (28, 28)), (28, 28))(8, torch.device("cpu"))
+    for i in range(8):
+        ref = TF.elastic(TF.to_dtype(x[i], torch.float32, scale=True), fields[i:i + 1],
+                         interpolation=v2.InterpolationMode.BILINEAR)
+        assert (out[i].int() - TF.to_dtype(ref, torch.uint8, scale=True).int()).abs().max() <= 1
+    assert len({bytes(o.numpy()) for o in out}) == 8  # one group, eight different distortions
 
 
 @pytest.mark.parametrize("size", [(1, 5), (2, 2)])

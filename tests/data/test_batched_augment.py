@@ -11,8 +11,8 @@ from cnnlab import rundir
 from cnnlab.catalog.augmentations import PRESETS
 from cnnlab.config import AugmentConfig
 from cnnlab.data.augment_batches import build_augmentation
-from cnnlab.data.batched_augment import (BatchedAugment, SeededBatches, blur_matrix, build_batched_augmentation,
-                                         uniform)
+from cnnlab.catalog.elastic import blur_matrix
+from cnnlab.data.batched_augment import BatchedAugment, SeededBatches, build_batched_augmentation, uniform
 from cnnlab.data.datasets import Batch, InMemoryImages
 from conftest import TINY
 from kills import killed_then_resumed, sha256

@@ -87,11 +87,11 @@ def elastic_field(ops: dict, size: tuple[int, int]) -> Optional[tuple[float, flo
 
 @OPERATIONS.register("elastic")
 def _elastic(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
-    from torchvision.transforms import v2
+    from cnnlab.catalog.elastic import ElasticPerImage
 
     field = elastic_field(ops, size)
-    # fill=None: zeros, without the mask channel that fill=0 adds (as for the affine op)
-    return v2.ElasticTransform(alpha=field[0], sigma=field[1], fill=None) if field else None
+    # a field per image, not per group: the draw is cheap beside the grid_sample every image needs anyway
+    return ElasticPerImage(*field, size) if field else None
 
 
 @OPERATIONS.register("brightness", "contrast", "saturation", "hue")

@@ -33,6 +33,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.catalog.augmentations import elastic_field
+from cnnlab.catalog.elastic import ElasticFields
 from cnnlab.config import AugmentConfig
 from cnnlab.data.augment_batches import GroupedTransform, resolved
 
@@ -92,13 +93,6 @@ def flip_matrix(params: dict, n: int) -> torch.Tensor:
     return torch.diag_embed(signs)
 
 
-def blur_matrix(n: int, sigma: float) -> torch.Tensor:
-    """v2's Gaussian blur along one axis of n pixels (kernel 8 sigma + 1, reflect padding) as an (n, n)
-    matrix: two small matrix products blur a batch of fields, 10x faster than F.gaussian_blur's conv."""
-    kernel = int(8 * sigma + 1) | 1
-    return TF.gaussian_blur(torch.eye(n).view(n, 1, 1, n), [kernel, 1], [sigma, sigma]).view(n, n).T
-
-
 def to_grid(matrix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Centred pixel coordinates to ``affine_grid``'s normalised ones (align_corners=False: 2u/W)."""
     height, width = size
@@ -136,7 +130,8 @@ class BatchedAugment:
     def __init__(self, ops: dict, channels: int, size: tuple[int, int], group: int) -> None:
         self.ops, self.channels, self.size = ops, channels, size
         self.parameters, self.flips_only = Parameters(ops, channels, size), ops.keys() <= set(FLIPS)
-        self.elastic, self.blurs = elastic_field(ops, size), {}
+        field = elastic_field(ops, size)
+        self.elastic = ElasticFields(*field, size) if field else None
         # hue has no batched form here: the grouped v2 ColorJitter does it (RGB only, as in the loader)
         self.fallback = GroupedTransform(v2.ColorJitter(hue=ops["hue"]), group) \
             if "hue" in ops and channels == 3 else None
@@ -175,16 +170,8 @@ class BatchedAugment:
 
     def displacement(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         """v2.ElasticTransform's field, one per image, in grid coordinates (N, H, W, 2)."""
-        alpha, sigma = self.elastic
-        height, width = self.size
-        if x.device not in self.blurs:
-            self.blurs[x.device] = tuple(blur_matrix(n, sigma).to(x.device) for n in (height, width))
-        rows, cols = self.blurs[x.device]
         # seed + 1: not the noise's draw (the batch's seed)
-        g = self.generator(x.device).manual_seed(seed + 1)
-        d = torch.rand((len(x), 2, height, width), generator=g, device=x.device).mul_(2).sub_(1)
-        d = rows @ d @ cols.T
-        return d.permute(0, 2, 3, 1) * torch.tensor([alpha / width, alpha / height], device=x.device)
+        return self.elastic(len(x), x.device, self.generator(x.device).manual_seed(seed + 1))
 
     def generator(self, device: torch.device) -> torch.Generator:
         if device not in self.generators:
