@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict] = {
     # Simard et al. trained on elastic distortion alone: here with light's shifts, without its rotation and zoom
     "elastic-shift": {"augment": "none", "translate": 0.1, "elastic": [0.6, 0.14]},
     "adamw": {"optimizer": "adamw", "weight_decay": 0.05},
+    "elastic-e30": {"elastic": [0.6, 0.14], "epochs": 30},  # the loader's path: light per group, elastic per image
 }
 
 

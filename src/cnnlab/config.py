@@ -235,8 +235,8 @@ class AugmentConfig(_Strict):
     zoom: Optional[tuple[float, float]] = Field(None, description='random scale range, e.g. [0.9, 1.1]')
     crop_scale: Optional[tuple[float, float]] = Field(None, description='random resized crop area range, within (0, 1]')
     elastic: Optional[tuple[float, float]] = Field(
-        None, description='elastic distortion [alpha, sigma], fractions of the shorter side: a random displacement field '
-                          'smoothed by a Gaussian of sigma, scaled by alpha (Simard et al. 2003: [1.2, 0.14], i.e. 34 '
+        None, description='elastic distortion alpha,sigma, fractions of the shorter side: a random displacement field '
+                          'smoothed by a Gaussian of sigma, scaled by alpha (Simard et al. 2003: 1.2,0.14, i.e. 34 '
                           'and 4 pixels on 28x28 digits)')
     hflip: Optional[float] = Field(None, ge=0.0, le=1.0, description='horizontal flip probability')
     vflip: Optional[float] = Field(None, ge=0.0, le=1.0, description='vertical flip probability')
