@@ -122,8 +122,10 @@ def test_the_ops_of_a_call_do_not_grow_with_the_batch_and_the_grouped_ones_do():
     assert aten_ops(lambda: grouped(big)) > 10 * aten_ops(lambda: grouped(small))
 
 
-def test_a_seed_gives_the_same_batch_whatever_the_global_generator():
-    aug, x = build_batched_augmentation(AugmentConfig(preset="strong"), 3, (16, 16)), _batch()
+@pytest.mark.parametrize("cfg", [AugmentConfig(preset="strong"), AugmentConfig(elastic=(1.2, 0.14))],
+                         ids=["strong", "elastic"])
+def test_a_seed_gives_the_same_batch_whatever_the_global_generator(cfg):
+    aug, x = build_batched_augmentation(cfg, 3, (16, 16)), _batch()
     torch.manual_seed(1)
     a = aug(x, seed=5)
     torch.manual_seed(2)
