@@ -6,7 +6,7 @@ exponential moving average of the weights (decays EMA_DECAYS) kept beside the ru
 Wall times here exclude the process start; the headline figures come from time_to_accuracy.py. On a machine
 shared with other trainings, OMP_NUM_THREADS=1 avoids torch's threads spinning against them.
 Figures: benchmarks/results/recipe-2026-12-04.md.
-Run: .venv/bin/python benchmarks/recipe_screen.py VARIANT [VARIANT ...] [--seeds 0 1]
+Run: .venv/bin/python benchmarks/recipe_screen.py VARIANT [VARIANT ...] [--seeds 0 1] [--data digits]
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from lightning.pytorch.callbacks import Callback
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import cnnlab
-from common import SCRATCH, mnist_5k
+from cnnlab.data.samples import export
+from common import SCRATCH
 
 EMA_DECAYS = (0.99, 0.995)
 VARIANTS: dict[str, dict] = {
@@ -33,6 +34,20 @@ VARIANTS: dict[str, dict] = {
     "group2": {"group": 2},
     "aug-strong": {"rotation": 15.0, "translate": 0.15, "zoom": [0.85, 1.15]},
     "drop5": {"dropout": 0.5},
+    # elastic distortion (Simard et al. 2003) on top of light: [alpha, sigma] as fractions of the side
+    "elastic": {"elastic": [1.2, 0.14]},
+    "elastic-half": {"elastic": [0.6, 0.14]},
+    "elastic-half-e30": {"elastic": [0.6, 0.14], "epochs": 30},
+    # the batched path on the CPU: bilinear geometry (v2.RandomAffine's is nearest) and per-image draws
+    "batched": {"where": "device"},
+    "batched-elastic-e30": {"where": "device", "elastic": [0.6, 0.14], "epochs": 30},
+    "drop0": {"dropout": 0.0},
+    "dense256": {"dense": [256]},
+    "bs32": {"batch_size": 32, "epochs": 18},  # twice the steps at the default's epochs
+    # Simard et al. trained on elastic distortion alone: here with light's shifts, without its rotation and zoom
+    "elastic-shift": {"augment": "none", "translate": 0.1, "elastic": [0.6, 0.14]},
+    "adamw": {"optimizer": "adamw", "weight_decay": 0.05},
+    "elastic-e30": {"elastic": [0.6, 0.14], "epochs": 30},  # the loader's path: light per group, elastic per image
 }
 
 
@@ -79,12 +94,12 @@ def scores(run: Path, data: Path, probe: EmaProbe) -> dict:
 
 
 def one(name: str, seed: int, data: Path) -> dict:
-    probe, run = EmaProbe(), SCRATCH / f"screen-{name}-{seed}"
+    probe, run = EmaProbe(), SCRATCH / f"screen-{data.name}-{name}-{seed}"
     load_before, start = os.getloadavg()[0], time.perf_counter()
     cnnlab.train(data / "train", run, overwrite=True, seed=seed, progress=False, callbacks=[probe], **VARIANTS[name])
     seconds = time.perf_counter() - start
     epochs = json.loads((run / "training.json").read_text())["epochs"]
-    row = {"variant": name, "seed": seed, "train_s": round(seconds, 1), "epochs": epochs,
+    row = {"data": data.name, "variant": name, "seed": seed, "train_s": round(seconds, 1), "epochs": epochs,
            "epoch_s": round(probe.fit_seconds / epochs, 2), "load": [load_before, os.getloadavg()[0]],
            **{k: round(v * 100, 2) for k, v in scores(run, data, probe).items()}}
     with open(SCRATCH / "recipe-screen.jsonl", "a") as f:
@@ -96,8 +111,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--data", default="mnist-5k", choices=["mnist-5k", "digits", "shapes"],
+                        help="a built-in set, its own test split scored (the recipe must not lose on the others)")
     args = parser.parse_args()
-    data = mnist_5k()
+    data = SCRATCH / args.data
+    export(args.data, data)
     for name in args.variants:
         for seed in args.seeds:
             print(json.dumps(one(name, seed, data)), flush=True)

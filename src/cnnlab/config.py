@@ -234,6 +234,10 @@ class AugmentConfig(_Strict):
     translate: Optional[float] = Field(None, ge=0.0, lt=1.0, description='random shift, fraction of width/height +/-')
     zoom: Optional[tuple[float, float]] = Field(None, description='random scale range, e.g. [0.9, 1.1]')
     crop_scale: Optional[tuple[float, float]] = Field(None, description='random resized crop area range, within (0, 1]')
+    elastic: Optional[tuple[float, float]] = Field(
+        None, description='elastic distortion alpha,sigma, fractions of the shorter side: a random displacement field '
+                          'smoothed by a Gaussian of sigma, scaled by alpha (Simard et al. 2003: 1.2,0.14, i.e. 34 '
+                          'and 4 pixels on 28x28 digits)')
     hflip: Optional[float] = Field(None, ge=0.0, le=1.0, description='horizontal flip probability')
     vflip: Optional[float] = Field(None, ge=0.0, le=1.0, description='vertical flip probability')
     brightness: Optional[float] = Field(None, ge=0.0, description='brightness jitter')
@@ -248,6 +252,14 @@ class AugmentConfig(_Strict):
         "auto", description='augment in the data loader (CPU) or on the device after the copy; auto: the device when not the CPU')
 
     _check_preset = field_validator("preset")(_named)
+
+    @field_validator("elastic")
+    @classmethod
+    def _elastic(cls, value):
+        # a larger sigma: the blur's kernel (8 sigma + 1) outgrows the reflect padding the image allows
+        if value is not None and not (value[0] >= 0 and 0 < value[1] <= 0.2):
+            raise ValueError("must be [alpha, sigma] with alpha >= 0 and 0 < sigma <= 0.2 (fractions of the side)")
+        return value
 
     @field_validator("zoom", "crop_scale")
     @classmethod

@@ -1,9 +1,12 @@
 import pytest
 import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 import cnnlab
 from cnnlab.config import AugmentConfig, load_config
-from cnnlab.catalog.augmentations import OPERATIONS, PRESETS
+from cnnlab.catalog.augmentations import OPERATIONS, PRESETS, elastic_field
+from cnnlab.catalog.elastic import ElasticFields
 from cnnlab.data.augment_batches import build_augmentation, resolved
 from cnnlab.data.prepare import prepare
 from cnnlab.data.preview import preview, preview_rows
@@ -37,7 +40,8 @@ def test_presets_change_images_and_keep_their_shape(preset, channels):
 
 
 STRONG = {"rotation": 45.0, "translate": 0.3, "zoom": (0.5, 0.6), "crop_scale": (0.2, 0.3), "hflip": 1.0,
-          "vflip": 1.0, "brightness": 0.8, "contrast": 0.8, "saturation": 0.9, "hue": 0.4, "noise": 0.2}
+          "vflip": 1.0, "brightness": 0.8, "contrast": 0.8, "saturation": 0.9, "hue": 0.4, "noise": 0.2,
+          "elastic": (2.0, 0.2)}
 
 
 def test_the_operations_registry_is_every_augment_key():
@@ -52,6 +56,37 @@ def test_each_operation_changes_the_image(op):
     torch.manual_seed(1)
     out = build_augmentation(AugmentConfig(**{op: value}), 3, (16, 16))(x.clone())
     assert out.shape == x.shape and out.dtype == torch.uint8 and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("size", [(28, 28), (16, 40)])
+def test_elastic_field_is_v2s_with_the_sides_fractions(size):
+    side = min(size)  # Simard et al.'s 34 and 4 pixels on a 28-pixel side; v2's alpha is twice the pixels
+    ref = v2.ElasticTransform(alpha=2 * 1.2 * side, sigma=0.14 * side)
+    torch.manual_seed(3)
+    expected = ref.make_params([torch.zeros(1, *size)])["displacement"]
+    torch.manual_seed(3)  # one image: the same draws as v2's, x then y
+    field = ElasticFields(*elastic_field({"elastic": (1.2, 0.14)}, size), size)(1, torch.device("cpu"))
+    assert field.shape == (1, *size, 2) and torch.allclose(field, expected, atol=1e-6)
+
+
+def test_elastic_moves_each_image_by_its_own_field_as_v2s_kernel_does():
+    x = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    x[..., 7:21, 7:21] = 255  # a box: its edges move
+    torch.manual_seed(3)
+    out = build_augmentation(AugmentConfig(elastic=(1.2, 0.14), group=8), 1, (28, 28))(x.clone())
+    torch.manual_seed(3)
+    fields = ElasticFields(*elastic_field({"elastic": (1.2, 0.14)}, (28, 28)), (28, 28))(8, torch.device("cpu"))
+    for i in range(8):
+        ref = TF.elastic(TF.to_dtype(x[i], torch.float32, scale=True), fields[i:i + 1],
+                         interpolation=v2.InterpolationMode.BILINEAR)
+        assert (out[i].int() - TF.to_dtype(ref, torch.uint8, scale=True).int()).abs().max() <= 1
+    assert len({bytes(o.numpy()) for o in out}) == 8  # one group, eight different distortions
+
+
+@pytest.mark.parametrize("size", [(1, 5), (2, 2)])
+def test_elastic_leaves_images_under_3_pixels_as_they_are(size):
+    x = torch.randint(0, 256, (4, 3, *size), dtype=torch.uint8)
+    assert torch.equal(build_augmentation(AugmentConfig(elastic=(1.2, 0.2)), 3, size)(x.clone()), x)
 
 
 def test_flip_is_exactly_torchvisions_flip():
@@ -82,6 +117,8 @@ def test_reproducible_under_a_seed():
     ({"rotation": -5}, "'augment.rotation'"),
     ({"crop_scale": [0.5, 1.5]}, "'augment.crop_scale'.*max <= 1"),
     ({"shear": 3}, "unknown flag '--shear'"),
+    ({"elastic": [1.0, 0.3]}, "'augment.elastic'.*0 < sigma <= 0.2"),
+    ({"elastic": [-1.0, 0.1]}, "'augment.elastic'.*alpha >= 0"),
 ])
 def test_bad_augmentation_settings(flags, message):
     with pytest.raises(CnnlabError, match=message):

@@ -11,6 +11,7 @@ from cnnlab import rundir
 from cnnlab.catalog.augmentations import PRESETS
 from cnnlab.config import AugmentConfig
 from cnnlab.data.augment_batches import build_augmentation
+from cnnlab.catalog.elastic import blur_matrix
 from cnnlab.data.batched_augment import BatchedAugment, SeededBatches, build_batched_augmentation, uniform
 from cnnlab.data.datasets import Batch, InMemoryImages
 from conftest import TINY
@@ -70,6 +71,27 @@ def test_the_geometry_is_torchvisions_affine_with_each_images_parameters():
     assert len({round(float(a)) for a in angle}) == 6
 
 
+@pytest.mark.parametrize("n,sigma", [(28, 3.92), (3, 0.6), (40, 2.5)])
+def test_the_blur_matrix_is_v2s_gaussian_blur(n, sigma):
+    d, kernel = torch.rand(4, 2, n, n), int(8 * sigma + 1) | 1
+    ref = TF.gaussian_blur(d, [kernel, kernel], [sigma, sigma])
+    assert torch.allclose(blur_matrix(n, sigma) @ d @ blur_matrix(n, sigma).T, ref, atol=1e-5)
+
+
+def test_elastic_is_v2s_elastic_with_each_images_own_field():
+    x, size = _batch(n=4, size=(16, 20)), (16, 20)
+    aug = BatchedAugment({"elastic": (1.2, 0.14)}, 3, size, 8)
+    out, field = aug(x, seed=2), aug.displacement(x, aug.parameters(4, 2)["seed"])  # the batch's seed draws it
+    assert field.shape == (4, 16, 20, 2) and not torch.equal(field[0], field[1])
+    for i in range(4):  # v2's elastic kernel, given the same field
+        ref = TF.elastic(TF.to_dtype(x[i], torch.float32, scale=True), field[i:i + 1],
+                         interpolation=InterpolationMode.BILINEAR)
+        diff = out[i].int() - TF.to_dtype(ref, torch.uint8, scale=True).int()
+        assert diff.abs().max() <= 1
+    # the field is v2's: uniform noise in [-1, 1], blurred, times alpha / width (alpha = 2 x 1.2 x 16 pixels)
+    assert field[..., 0].abs().max() < 2 * 1.2 * 16 / 20 and field[..., 0].std() > 0.01
+
+
 def test_colour_is_v2s_adjustments_with_each_images_factors():
     x, ops = _batch(n=5), {"brightness": 0.5, "contrast": 0.9, "saturation": 0.5}
     x[:, 0] //= 4  # dark red, bright blue: the grayscale mean is far from the mean of the channels
@@ -100,8 +122,10 @@ def test_the_ops_of_a_call_do_not_grow_with_the_batch_and_the_grouped_ones_do():
     assert aten_ops(lambda: grouped(big)) > 10 * aten_ops(lambda: grouped(small))
 
 
-def test_a_seed_gives_the_same_batch_whatever_the_global_generator():
-    aug, x = build_batched_augmentation(AugmentConfig(preset="strong"), 3, (16, 16)), _batch()
+@pytest.mark.parametrize("cfg", [AugmentConfig(preset="strong"), AugmentConfig(elastic=(1.2, 0.14))],
+                         ids=["strong", "elastic"])
+def test_a_seed_gives_the_same_batch_whatever_the_global_generator(cfg):
+    aug, x = build_batched_augmentation(cfg, 3, (16, 16)), _batch()
     torch.manual_seed(1)
     a = aug(x, seed=5)
     torch.manual_seed(2)

@@ -73,6 +73,27 @@ def _affine(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Tran
                            scale=tuple(ops["zoom"]) if "zoom" in ops else None, fill=None)
 
 
+def elastic_field(ops: dict, size: tuple[int, int]) -> Optional[tuple[float, float]]:
+    """``elastic`` [alpha, sigma], fractions of the shorter side, as v2.ElasticTransform's alpha and sigma;
+    None when off, or on images under 3 pixels (no room for the blur's reflect padding)."""
+    side = min(size)
+    if "elastic" not in ops or side < 3:
+        return None
+    alpha, sigma = ops["elastic"]
+    # v2 scales its smoothed field by alpha / width into grid_sample's [-1, 1] coordinates, where a pixel
+    # is 2 / width: a field of alpha x side pixels is v2's alpha 2 x alpha x side.
+    return 2.0 * alpha * side, sigma * side
+
+
+@OPERATIONS.register("elastic")
+def _elastic(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
+    from cnnlab.catalog.elastic import ElasticPerImage
+
+    field = elastic_field(ops, size)
+    # a field per image, not per group: the draw is cheap beside the grid_sample every image needs anyway
+    return ElasticPerImage(*field, size) if field else None
+
+
 @OPERATIONS.register("brightness", "contrast", "saturation", "hue")
 def _colour(ops: dict, channels: int, size: tuple[int, int]) -> Optional[v2.Transform]:
     from torchvision.transforms import v2

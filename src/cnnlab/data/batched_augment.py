@@ -12,6 +12,8 @@ ColorJitter work the same way):
   edges of nearest, for the same cost. Zeros fill what comes from outside the image.
 - colour: brightness, contrast and saturation as per-image factors broadcast over the batch, with the
   formulas of v2's adjust_brightness/contrast/saturation, in that fixed order (ColorJitter shuffles it).
+- elastic: a displacement field per image drawn on the device (as the noise), smoothed by one batched
+  Gaussian blur and added to the geometry's grid: the same single ``grid_sample``.
 - noise: one draw on the device, from a generator of that device seeded by the batch.
 - hue has no batched form here: it falls back to the grouped v2 ColorJitter, so nothing is dropped.
 
@@ -30,6 +32,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from cnnlab.catalog.augmentations import elastic_field
+from cnnlab.catalog.elastic import ElasticFields
 from cnnlab.config import AugmentConfig
 from cnnlab.data.augment_batches import GroupedTransform, resolved
 
@@ -126,6 +130,8 @@ class BatchedAugment:
     def __init__(self, ops: dict, channels: int, size: tuple[int, int], group: int) -> None:
         self.ops, self.channels, self.size = ops, channels, size
         self.parameters, self.flips_only = Parameters(ops, channels, size), ops.keys() <= set(FLIPS)
+        field = elastic_field(ops, size)
+        self.elastic = ElasticFields(*field, size) if field else None
         # hue has no batched form here: the grouped v2 ColorJitter does it (RGB only, as in the loader)
         self.fallback = GroupedTransform(v2.ColorJitter(hue=ops["hue"]), group) \
             if "hue" in ops and channels == 3 else None
@@ -143,8 +149,10 @@ class BatchedAugment:
             return x
         dtype, y = x.dtype, TF.to_dtype(x, torch.float32, scale=True)
         x = y.clone() if y is x else y  # what follows works in place, never on the caller's tensor
-        if "theta" in p:
-            x = F.grid_sample(x, self.grid(p["theta"]), mode="bilinear", padding_mode="zeros", align_corners=False)
+        if "theta" in p or self.elastic:
+            theta = p["theta"] if "theta" in p else torch.eye(2, 3, device=x.device).expand(len(x), 2, 3)
+            grid = self.grid(theta) if self.elastic is None else self.grid(theta) + self.displacement(x, p["seed"])
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         x = self.colour(x, p)
         return TF.to_dtype(self.noise(x, p["seed"]), dtype, scale=True)
 
@@ -159,6 +167,16 @@ class BatchedAugment:
         t = theta.transpose(1, 2)[:, :, None, None, :]  # (N, 3, 1, 1, 2): the x, y and constant columns
         rows = torch.addcmul(t[:, 2], ys.view(1, -1, 1, 1), t[:, 1])  # (N, H, 1, 2)
         return torch.addcmul(rows, xs.view(1, 1, -1, 1), t[:, 0])
+
+    def displacement(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        """v2.ElasticTransform's field, one per image, in grid coordinates (N, H, W, 2)."""
+        # seed + 1: not the noise's draw (the batch's seed)
+        return self.elastic(len(x), x.device, self.generator(x.device).manual_seed(seed + 1))
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        if device not in self.generators:
+            self.generators[device] = torch.Generator(device=device)
+        return self.generators[device]
 
     def colour(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         """v2's adjust_brightness, adjust_contrast and adjust_saturation, a factor per image, in place."""
@@ -182,9 +200,7 @@ class BatchedAugment:
         """v2.GaussianNoise(sigma, clip=True), drawn by a generator of the batch's device."""
         if "noise" not in self.ops:
             return x
-        if x.device not in self.generators:
-            self.generators[x.device] = torch.Generator(device=x.device)
-        g = self.generators[x.device].manual_seed(seed)
+        g = self.generator(x.device).manual_seed(seed)
         noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
         return x.add_(noise, alpha=self.ops["noise"]).clamp_(0.0, 1.0)
 
