@@ -18,8 +18,19 @@ def shrink(data: samples.SampleSet, per_class: dict[str, int] = PER_CLASS) -> sa
     return samples.SampleSet(data.images[keep], data.labels[keep], data.classes, data.split[keep])
 
 
+_MADE: dict[tuple, samples.SampleSet] = {}  # one load of each real set per options, per test process
+
+
+def _tiny(name: str, build, **options) -> samples.SampleSet:
+    key = (name, tuple(sorted(options.items())))
+    if key not in _MADE:
+        _MADE[key] = shrink(build(**options))
+    return _MADE[key]
+
+
 def use_tiny_builtins(monkeypatch, names=("mnist-5k", "digits")) -> None:
     """Make the named built-in sets tiny for this test (the registry's own entries, wrapped)."""
     for name in names:
         build = samples.SAMPLES.get(name)
-        monkeypatch.setitem(samples.SAMPLES._entries, name, lambda build=build, **opts: shrink(build(**opts)))
+        monkeypatch.setitem(samples.SAMPLES._entries, name,
+                            lambda name=name, build=build, **opts: _tiny(name, build, **opts))
