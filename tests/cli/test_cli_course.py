@@ -35,3 +35,16 @@ def test_course_refuses_zero_seeds_before_running(cli, record, tmp_path):
     runner = record(cnnlab.experiments.course, "run_course")
     found = cli("course", "--seeds", "0", "--out", tmp_path)
     assert found.code == 2 and runner.calls == []
+
+
+def test_course_says_which_experiments_it_read_from_the_folder(cli, tmp_path, monkeypatch):
+    import cnnlab.experiments.course
+
+    def fake(out, **kwargs):
+        kwargs["hook"]("pooling", "read")
+        return out / "index.html"
+
+    monkeypatch.setattr(cnnlab.experiments.course, "run_course", fake)
+    found = cli("course", "--quick", "--out", tmp_path)
+    assert found.code == 0, found.err
+    assert found.err_lines[0] == f"pooling: finished before, read from {tmp_path / 'pooling'}"

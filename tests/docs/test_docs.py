@@ -15,26 +15,9 @@ from pathlib import Path
 import pytest
 import typer.main
 
-ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-# Commands that need what a test machine lacks: they are parsed, and marked in the docs.
-NEEDS = {"--devices 4": "GPUs", "--num-nodes 2": "a cluster"}
+from doc_commands import ROOT, lines
 
-
-def _commands() -> list[tuple[str, str]]:
-    """(page, command) for every line of a bash block that calls cnnlab, with continuation lines joined."""
-    found = []
-    for page in PAGES:
-        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
-            text = block.replace("\\\n", " ")
-            for line in text.splitlines():
-                line = line.split(" #")[0].strip()
-                if line.startswith("cnnlab ") or " -m cnnlab " in line:
-                    found.append((page.relative_to(ROOT).as_posix(), line[line.index("cnnlab"):]))
-    return found
-
-
-COMMANDS = _commands()
+COMMANDS = [(line.page, line.command) for line in lines()]
 
 
 def test_the_docs_hold_the_commands_a_newcomer_needs():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -48,3 +49,40 @@ def test_run_course_runs_each_experiment_once_and_resumes(tmp_path, monkeypatch)
     course.run_course(tmp_path, quick=True, seeds=1)  # a second run reads every arm x seed back
     assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "backprop").rglob("figures.json")) == figures
     assert (tmp_path / "backprop" / "experiment.json").stat().st_mtime_ns >= stamp
+
+
+def _one_question(monkeypatch, name: str) -> None:
+    q = course.Question(3, "Backpropagation", "Does backpropagation compute the true gradient?", "Yes.", (name,),
+                        f"cnnlab experiment run {name} --quick")
+    monkeypatch.setattr(course, "QUESTIONS", (q,))
+
+
+def test_a_finished_experiment_in_the_folder_is_read_not_run_and_gets_its_page(tmp_path, monkeypatch):
+    import cnnlab.experiments.engine
+
+    def never(*args, **kwargs):
+        raise AssertionError("ran an experiment the folder already holds")
+
+    _one_question(monkeypatch, "backprop")
+    monkeypatch.setattr(cnnlab.experiments.engine, "run_experiment", never)
+    published = json.loads((PUBLISHED / "backprop.json").read_text())
+    (tmp_path / "backprop").mkdir()
+    (tmp_path / "backprop" / "experiment.json").write_text(json.dumps(published))
+    said = []
+    page = course.run_course(tmp_path, quick=True, hook=lambda name, what: said.append((name, what))).read_text()
+    assert said == [("backprop", "read")]  # a full run answers a quick course
+    assert published["checks"][0]["measured"] in html.unescape(page)
+    own = (tmp_path / "backprop" / "experiment.html").read_text()
+    assert f"Verdict: {published['verdict']}" in html.unescape(own) or published["verdict"] in own
+
+
+def test_a_quick_or_smaller_experiment_does_not_answer_a_larger_course(tmp_path, monkeypatch):
+    published = json.loads((PUBLISHED / "backprop.json").read_text())
+    folder = tmp_path / "backprop"
+    folder.mkdir()
+    (folder / "experiment.json").write_text(json.dumps({**published, "quick": True, "seeds": [0, 1]}))
+    assert course.finished(folder, quick=True, seeds=None)["seeds"] == [0, 1]
+    assert course.finished(folder, quick=True, seeds=2) is not None
+    assert course.finished(folder, quick=False, seeds=None) is None  # the full course runs it at full size
+    assert course.finished(folder, quick=True, seeds=3) is None  # more seeds asked than it holds
+    assert course.finished(tmp_path / "nothing", quick=True, seeds=None) is None

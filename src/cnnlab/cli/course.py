@@ -28,7 +28,8 @@ def course(
     quiet_lightning()
 
     def said(name: str, what: str) -> None:
-        console.print(f"{name}: {'done' if what == 'ran' else 'no such experiment yet'}")
+        words = {"ran": "done", "read": f"finished before, read from {out_dir / name}"}
+        console.print(f"{name}: {words.get(what, 'no such experiment yet')}", soft_wrap=True)
 
     index = run_course(out_dir, quick=quick, seeds=seeds, jobs=jobs, device=accelerator, hook=said)
     console.print(f"course page: {index}", soft_wrap=True)

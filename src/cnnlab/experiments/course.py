@@ -100,18 +100,46 @@ def experiment_names() -> list[str]:
     return list(dict.fromkeys(name for q in QUESTIONS for name in q.experiments))
 
 
-Hook = Callable[[str, str], None]  # (experiment, "ran" | "missing" | "failed")
+Hook = Callable[[str, str], None]  # (experiment, "ran" | "read" | "missing")
+
+
+def finished(folder: Path, quick: bool, seeds: Optional[int]) -> Optional[dict]:
+    """The experiment document already in FOLDER when it answers this course: finished at this budget or a
+    larger one (a full run answers a quick course) and with at least the seeds asked for; None otherwise."""
+    path = folder / "experiment.json"
+    if not path.is_file():
+        return None
+    doc = _read(path)
+    if (doc.get("quick") and not quick) or (seeds is not None and len(doc.get("seeds", [])) < seeds):
+        return None
+    return doc
+
+
+def _read_finished(folder: Path, doc: dict) -> None:
+    """A finished experiment copied in without its page (docs/results holds only the JSON) gets its page."""
+    from cnnlab.experiments.page import page
+
+    if not (folder / "experiment.html").is_file():
+        files.write_text(folder / "experiment.html", page(doc))
 
 
 def run_course(out: Union[str, Path] = "course", *, quick: bool = False, seeds: Optional[int] = None, jobs: int = 1,
                device: Optional[str] = None, hook: Optional[Hook] = None) -> Path:
-    """Run every experiment of the course into OUT/NAME (resumable) and write OUT/index.html."""
+    """Run every experiment of the course into OUT/NAME and write OUT/index.html. Resumable: a finished
+    experiment already in OUT/NAME (see ``finished``) is read, and a finished arm x seed is not run again."""
     from cnnlab.experiments.catalog import EXPERIMENTS
     from cnnlab.experiments.engine import run_experiment
 
     out = Path(out)
     docs: dict[str, dict] = {}
     for name in experiment_names():
+        doc = finished(out / name, quick, seeds)
+        if doc is not None:
+            _read_finished(out / name, doc)
+            docs[name] = doc
+            if hook:
+                hook(name, "read")
+            continue
         if name not in EXPERIMENTS.names():
             log.warning(f"course: no experiment '{name}' yet; its questions show no verdict")
             if hook:

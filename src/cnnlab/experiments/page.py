@@ -109,13 +109,14 @@ def _plots(doc: dict) -> str:
 
 def page(doc: dict) -> str:
     verdict = doc["verdict"]
+    finding = doc.get("finding") or doc["headline"]  # documents published before "finding" existed
     arms = _table(["arm", "kind", "setting"], [[a["label"], a["kind"], a["probe"] or a["overrides"]]
                                                if not a["params"] else [a["label"], a["kind"], a["params"]]
                                                for a in doc["arms"]])
     body = [
         f"<h1>cnnlab experiment: {_esc(doc['experiment'])}</h1>",
         f'<p class="question"><b>Question.</b> {_esc(doc["question"])}</p>',
-        f'<div id="verdict" class="{_css(verdict)}"><b>{_esc(verdict.capitalize())}:</b> {_esc(doc["finding"])}</div>',
+        f'<div id="verdict" class="{_css(verdict)}"><b>{_esc(verdict.capitalize())}:</b> {_esc(finding)}</div>',
         f'<p class="note"><b>At this scale.</b> {_esc(doc["scale_note"])}</p>' if doc.get("scale_note") else "",
         _checks(doc), "<h2>Curves</h2>" + _plots(doc) if doc.get("plots") else "", _figures_table(doc),
         _probe_tables(doc), "<h2>Arms</h2>" + arms,
