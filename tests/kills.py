@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,20 @@ def killed(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
     child = subprocess.run([sys.executable, "-c", _CHILD, str(data), str(out), str(epoch), str(batch),
                             json.dumps(settings)], env=ENV, capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, (child.returncode, child.stderr[-2000:])
+
+
+def killed_in_fork(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
+    """``killed`` in a fork of this process: the same child code and the same SIGKILL, without a new interpreter
+    spending seconds importing torch and Lightning (the caller has them imported already; one thread, no CUDA)."""
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the caller: it is killed, or it leaves with os._exit
+        try:
+            sys.argv = ["-c", str(data), str(out), str(epoch), str(batch), json.dumps(settings)]
+            exec(_CHILD, {"__name__": "__main__"})
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, os.waitstatus_to_exitcode(status)
 
 
 def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict,
