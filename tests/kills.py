@@ -92,3 +92,12 @@ def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict
     killed(data, out, epoch, batch, settings)
     return subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out), *flags],
                           env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def killed_in_fork_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict, *flags: str):
+    """``killed_then_resumed`` for tests: the kill in a fork (``killed_in_fork``) and ``cnnlab train --resume``
+    through the CLI in this process (``conftest.invoke``): a CliResult with returncode, stdout and stderr."""
+    from conftest import invoke
+
+    killed_in_fork(data, out, epoch, batch, settings)
+    return invoke("train", "--resume", "--out", out, *flags)

@@ -13,7 +13,7 @@ import cnnlab
 from cnnlab import files, rundir
 from cnnlab.errors import CnnlabError, Diverged
 from conftest import TINY, invoke
-from kills import killed_in_fork, sha256, tensors_sha256
+from kills import killed_in_fork_then_resumed as killed_then_resumed, sha256, tensors_sha256
 
 # Dropout, rotation and noise: every source of randomness in a step is in play.
 SETTINGS = {**TINY, "epochs": 4, "batch_size": 8, "dropout": 0.3, "rotation": 10, "noise": 0.05}
@@ -24,13 +24,6 @@ def reference(tmp_path_factory, bars):
     out = tmp_path_factory.mktemp("ref") / "run"
     cnnlab.train(bars, out, **SETTINGS)
     return out
-
-
-def killed_then_resumed(data, out, epoch, batch, settings, *flags):
-    """The kill needs a process of its own (a fork of this one); the resume does not, so ``cnnlab train --resume``
-    runs in this one (a second interpreter only spent seconds importing torch)."""
-    killed_in_fork(data, out, epoch, batch, settings)
-    return invoke("train", "--resume", "--out", out, *flags)
 
 
 @pytest.mark.parametrize("epoch,batch", [(1, "end"), (2, 3), (1, "save"), (0, 0)],
