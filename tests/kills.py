@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -72,6 +73,21 @@ def killed(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
     assert child.returncode == -9, (child.returncode, child.stderr[-2000:])
 
 
+def _wait(pid: int, timeout: float) -> int:
+    """The child's wait status, or SIGKILL it and fail after ``timeout`` seconds (as ``killed``'s subprocess
+    timeout does: a child stuck on a lock another thread held at the fork must not hang the suite)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"the forked training did not end within {timeout} s")
+        time.sleep(0.05)
+
+
 def killed_in_fork(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
     """``killed`` in a fork of this process: the same child code and the same SIGKILL, without a new interpreter
     spending seconds importing torch and Lightning (the caller has them imported already; one thread, no CUDA)."""
@@ -82,7 +98,7 @@ def killed_in_fork(data: Path, out: Path, epoch: int, batch, settings: dict) -> 
             exec(_CHILD, {"__name__": "__main__"})
         finally:
             os._exit(3)
-    _, status = os.waitpid(pid, 0)
+    status = _wait(pid, timeout=300)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, os.waitstatus_to_exitcode(status)
 
 
