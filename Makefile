@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch/torchvision first and pinned: they come from local disk here, and a range would pull a newer CUDA build.
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -r requirements/lock.txt
-	$(PY) -m pip install -q --no-deps -e .
+	# One call: the lock pins every package (torch==2.14.1, torchvision==0.29.1 and their CUDA wheels; a range would
+	# pull a newer CUDA build), so nothing is resolved or installed twice. Byte-compiled here on purpose: with
+	# PYTHONDONTWRITEBYTECODE set (as on these machines), --no-compile left each new process compiling torch again.
+	$(PY) -m pip install -q -r requirements/lock.txt -e .
 	touch $(STAMP)
 
 install: $(STAMP)
