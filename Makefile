@@ -10,9 +10,12 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# One call: the lock pins every package (torch==2.14.1, torchvision==0.29.1 and their CUDA wheels; a range would
-	# pull a newer CUDA build), so nothing is resolved or installed twice. Byte-compiled here on purpose: with
-	# PYTHONDONTWRITEBYTECODE set (as on these machines), --no-compile left each new process compiling torch again.
-	$(PY) -m pip install -q -r requirements/lock.txt -e .
+	# pull a newer CUDA build). --no-compile: pip byte-compiled every file of torch and friends, most never imported;
+	# the next line compiles what cnnlab and its tests import, once, even where PYTHONDONTWRITEBYTECODE is set
+	# (there, without it, each new process would compile torch again).
+	$(PY) -m pip install -q --no-compile -r requirements/lock.txt -e .
+	$(PY) -c 'import sys; sys.dont_write_bytecode = False; import torch, torchvision, lightning, timm, torchmetrics, \
+	  sklearn, matplotlib.pyplot, fastapi, uvicorn, onnxruntime, onnx, onnxscript, captum, cnnlab.cli'
 	touch $(STAMP)
 
 install: $(STAMP)
