@@ -9,10 +9,13 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch/torchvision first and pinned: they come from local disk here, and a range would pull a newer CUDA build.
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -r requirements/lock.txt
-	$(PY) -m pip install -q --no-deps -e .
+	# One call: the lock pins every package (torch==2.14.1, torchvision==0.29.1 and their CUDA wheels; a range would
+	# pull a newer CUDA build). --no-compile: pip byte-compiled every file of torch and friends, most never imported;
+	# the next line compiles what cnnlab and its tests import, once, even where PYTHONDONTWRITEBYTECODE is set
+	# (there, without it, each new process would compile torch again).
+	$(PY) -m pip install -q --no-compile -r requirements/lock.txt -e .
+	$(PY) -c 'import sys; sys.dont_write_bytecode = False; import torch, torchvision, lightning, timm, torchmetrics, \
+	  sklearn, matplotlib.pyplot, fastapi, uvicorn, onnxruntime, onnx, onnxscript, captum, cnnlab.cli'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -71,9 +73,47 @@ def killed(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
     assert child.returncode == -9, (child.returncode, child.stderr[-2000:])
 
 
+def _wait(pid: int, timeout: float) -> int:
+    """The child's wait status, or SIGKILL it and fail after ``timeout`` seconds (as ``killed``'s subprocess
+    timeout does: a child stuck on a lock another thread held at the fork must not hang the suite)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"the forked training did not end within {timeout} s")
+        time.sleep(0.05)
+
+
+def killed_in_fork(data: Path, out: Path, epoch: int, batch, settings: dict) -> None:
+    """``killed`` in a fork of this process: the same child code and the same SIGKILL, without a new interpreter
+    spending seconds importing torch and Lightning (the caller has them imported already; one thread, no CUDA)."""
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the caller: it is killed, or it leaves with os._exit
+        try:
+            sys.argv = ["-c", str(data), str(out), str(epoch), str(batch), json.dumps(settings)]
+            exec(_CHILD, {"__name__": "__main__"})
+        finally:
+            os._exit(3)
+    status = _wait(pid, timeout=300)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, os.waitstatus_to_exitcode(status)
+
+
 def killed_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict,
                         *flags: str) -> subprocess.CompletedProcess:
     """Train in a child that SIGKILLs itself at (epoch, batch), then ``--resume`` it (with ``flags``)."""
     killed(data, out, epoch, batch, settings)
     return subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out), *flags],
                           env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def killed_in_fork_then_resumed(data: Path, out: Path, epoch: int, batch, settings: dict, *flags: str):
+    """``killed_then_resumed`` for tests: the kill in a fork (``killed_in_fork``) and ``cnnlab train --resume``
+    through the CLI in this process (``conftest.invoke``): a CliResult with returncode, stdout and stderr."""
+    from conftest import invoke
+
+    killed_in_fork(data, out, epoch, batch, settings)
+    return invoke("train", "--resume", "--out", out, *flags)

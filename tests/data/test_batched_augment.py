@@ -15,7 +15,7 @@ from cnnlab.catalog.elastic import blur_matrix
 from cnnlab.data.batched_augment import BatchedAugment, SeededBatches, build_batched_augmentation, uniform
 from cnnlab.data.datasets import Batch, InMemoryImages
 from conftest import TINY
-from kills import killed_then_resumed, sha256
+from kills import killed_in_fork_then_resumed, sha256
 
 
 def _batch(n=16, channels=3, size=(16, 16)):
@@ -194,6 +194,6 @@ def test_loader_workers_draw_the_same_device_augmentation(tmp_path, bars):
 def test_a_run_augmented_on_the_device_resumes_bit_identical(tmp_path, bars):
     settings = {**TINY, "epochs": 2, "batch_size": 8, "rotation": 10, "noise": 0.05, "hflip": 0.5, "where": "device"}
     cnnlab.train(bars, tmp_path / "reference", **settings)
-    proc = killed_then_resumed(bars, tmp_path / "run", 1, 2, settings)
+    proc = killed_in_fork_then_resumed(bars, tmp_path / "run", 1, 2, settings)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sha256(tmp_path / "run" / rundir.WEIGHTS) == sha256(tmp_path / "reference" / rundir.WEIGHTS)

@@ -1,5 +1,4 @@
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from PIL import Image
 import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.inference.export import ensure_onnx, export, weights_sha256
+from conftest import invoke
 
 SIZES = [(9, 12), (40, 40), (23, 57)]  # smaller, larger and non-square than the runs' 16x16
 
@@ -30,10 +30,9 @@ def gray_run(tmp_path_factory):
 
 
 def cli(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    """The CLI in this process: these tests are about the answers, not the process (ONNX Runtime's own runs below
+    are separate processes on purpose)."""
+    return invoke(*args, check=True).stdout
 
 
 def images_of_other_sizes(folder, mode):

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,7 +10,7 @@ import cnnlab
 from cnnlab import rundir
 from cnnlab.config import AugmentConfig
 from cnnlab.inference.tta import views
-from conftest import TINY
+from conftest import TINY, invoke
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +58,7 @@ def test_tta_predictions_are_the_mean_of_the_views_softmax(light_run, bars):
 def test_evaluate_tta_writes_beside_the_headline(light_run, bars):
     tiny_run = light_run
     headline = rundir.evaluation_path(tiny_run)
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "evaluate", str(tiny_run), str(bars), "--tta"],
-                          capture_output=True, text=True, timeout=180)
+    proc = invoke("evaluate", tiny_run, bars, "--tta")
     assert proc.returncode == 0, proc.stderr
     assert "test-time augmentation: the mean over original, shift+, shift-, zoom" in proc.stdout
     written = tiny_run / "evaluations" / f"{bars.name}-tta.json"  # its held-out test images

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,12 +17,12 @@ from cnnlab.data.datamodule import EpochBatches, balanced_weights, inverse_frequ
 from cnnlab.calibration import ece, fit_temperature, uncalibrated
 from cnnlab.training.plan import resolve_epochs, resolve_recipe
 from cnnlab.training.lr_find import valley
-from conftest import TINY, write_images
+from conftest import TINY, invoke, write_images
 
 
-def cli(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+# The CLI in this process: none of these tests is about the process itself, and each new interpreter
+# spent seconds importing torch before it reached the line under test.
+cli = invoke
 
 
 # ----------------------------------------------------------------------------- the default recipe

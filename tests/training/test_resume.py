@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,8 +12,8 @@ from safetensors.torch import load_file
 import cnnlab
 from cnnlab import files, rundir
 from cnnlab.errors import CnnlabError, Diverged
-from conftest import TINY
-from kills import killed_then_resumed, sha256, tensors_sha256
+from conftest import TINY, invoke
+from kills import killed_in_fork_then_resumed as killed_then_resumed, sha256, tensors_sha256
 
 # Dropout, rotation and noise: every source of randomness in a step is in play.
 SETTINGS = {**TINY, "epochs": 4, "batch_size": 8, "dropout": 0.3, "rotation": 10, "noise": 0.05}
@@ -87,9 +86,8 @@ def test_divergence_stops_at_the_first_non_finite_loss_and_keeps_finite_weights(
 
 
 def test_divergence_through_the_cli_is_one_line_and_nonzero(tmp_path, bars):
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(bars), "--out", str(tmp_path / "r"),
-                           "--optimizer", "sgd", "--lr", "1e6", "--epochs", "3", "--progress", "false"],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = invoke("train", bars, "--out", tmp_path / "r", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "3",
+                  "--progress", "false")
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "diverged" in errors[0] and "Traceback" not in proc.stderr
@@ -212,7 +210,6 @@ def test_resuming_with_other_epochs_is_refused_in_one_line_and_the_run_still_res
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert f"was started for {SETTINGS['epochs']} epochs" in lines[0] and f"--weights {out}" in lines[0]
     assert "Traceback" not in proc.stderr
-    resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "--out", str(out)],
-                             env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    resumed = invoke("train", "--resume", "--out", out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(rundir.read_csv(out / rundir.METRICS)) == SETTINGS["epochs"]

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 
 import pytest
 
 import cnnlab
 from cnnlab.catalog import loggers
 from cnnlab.errors import ConfigError
-from conftest import TINY
+from conftest import TINY, invoke
 
 
 def test_tensorboard_gets_the_curves_the_learning_rate_and_the_gradient_norms(bars, tmp_path):
@@ -49,8 +47,7 @@ def _one_line(proc) -> str:
 
 
 def test_an_unknown_logger_lists_the_valid_ones(bars, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(bars), "--out", str(tmp_path / "r"),
-                           "--logger", "neptune"], capture_output=True, text=True, timeout=120)
+    proc = invoke("train", bars, "--out", tmp_path / "r", "--logger", "neptune")
     line = _one_line(proc)
     assert "unknown logger 'neptune'" in line and "csv, mlflow, tensorboard, wandb" in line
     assert not (tmp_path / "r").exists()
@@ -58,8 +55,7 @@ def test_an_unknown_logger_lists_the_valid_ones(bars, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
 def test_a_missing_wandb_names_its_install_command(bars, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(bars), "--out", str(tmp_path / "r"),
-                           "--logger", "wandb"], capture_output=True, text=True, timeout=120)
+    proc = invoke("train", bars, "--out", tmp_path / "r", "--logger", "wandb")
     assert "pip install wandb" in _one_line(proc)
     assert not (tmp_path / "r").exists()
 
