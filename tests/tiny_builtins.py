@@ -3,9 +3,12 @@ names, classes, image sizes and train/test split, with only the first few images
 A test that uses this says so; it changes the data's size, never what a command does with it."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from cnnlab.data import samples
+from cnnlab.experiments.probes import common
 
 PER_CLASS = {"train": 12, "test": 4}
 
@@ -29,7 +32,10 @@ def _tiny(name: str, build, **options) -> samples.SampleSet:
 
 
 def use_tiny_builtins(monkeypatch, names=("mnist-5k", "digits")) -> None:
-    """Make the named built-in sets tiny for this test (the registry's own entries, wrapped)."""
+    """Make the named built-in sets tiny for this test (the registry's own entries, wrapped). The probes'
+    in-process cache of loaded sets is swapped for an empty one too, and restored with the rest: the tiny
+    sets must not outlive the patch in a cache that later tests of the same worker read."""
+    monkeypatch.setattr(common, "_raw", lru_cache(maxsize=4)(common._raw.__wrapped__))
     for name in names:
         build = samples.SAMPLES.get(name)
         monkeypatch.setitem(samples.SAMPLES._entries, name,

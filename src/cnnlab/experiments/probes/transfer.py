@@ -17,6 +17,7 @@ from typing import Optional
 from filelock import FileLock
 
 from cnnlab import files, rundir
+from cnnlab.catalog.strategies import STRATEGIES
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.probes import transfer_data as tdata
 
@@ -26,6 +27,7 @@ NETWORK = {"blocks": [{"filters": 16}, {"filters": 32}], "dense": [64], "dropout
 # Every run alike: no augmentation (a frozen backbone's features are then computed once, and no arm gets
 # more distinct images than another), no temperature scaling, no progress bar.
 COMMON = {**NETWORK, "augment": "none", "calibrate": False, "progress": False}
+SCRATCH = "full"  # the strategy that trains every layer: from no source, training from scratch
 SOURCES = ("near", "far", "none")  # digits 0-4, shapes, or no source (scratch, random features)
 
 
@@ -118,14 +120,14 @@ def arm(seed: int, data: str, out: str, source: str, strategy: str, sizes: list[
     at the smallest (below 0: the gap at least halves as the data grows)."""
     out_dir = Path(out)
     digits = tdata.exported(data, out_dir)
-    scratch = (source, strategy) == ("none", "full")
+    scratch = source == "none" and not STRATEGIES.get(strategy).freezes_backbone  # every layer trains from random
     chosen = _sizes(list(sizes), list(epochs), control, list(control_sizes))
     scalars, rows, acc, gain = {}, [], [], []
     for n, n_epochs in chosen.items():
         folder = tdata.target(digits, out_dir, seed, n)
         a = test_accuracy(target_run(out_dir, digits, seed, n, n_epochs, source, strategy, source_epochs), folder)
         base = a if scratch else test_accuracy(
-            target_run(out_dir, digits, seed, n, n_epochs, "none", "full", source_epochs), folder)
+            target_run(out_dir, digits, seed, n, n_epochs, "none", SCRATCH, source_epochs), folder)
         acc.append(a)
         gain.append(a - base)
         scalars[f"test_accuracy_{n}"] = a
