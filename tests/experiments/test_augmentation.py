@@ -2,6 +2,8 @@
 preserve the label; --quick asserts the directions with margins measured against the seed spread."""
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 import cnnlab
@@ -37,9 +39,11 @@ def test_augmentation_quick(tmp_path):
     for arm in r.figures:
         for f in r.figures[arm]:
             assert f["scalars"]["test_error"] == pytest.approx(1 - f["scalars"]["test_accuracy"])
-    # 3 quick seeds (--train-images 1000, 30 epochs): none 4.3-4.5%, light 2.5-2.6% (0.56-0.61x, log10 sd 0.018),
-    # standard 6.5-6.8% (1.44-1.54x, sd 0.014), vertical flip 6.8-7.6% (1.58-1.69x, sd 0.015)
-    assert all(li < 0.8 * n for li, n in zip(light, none))
+    # 3 quick seeds (--train-images 1000, 15 epochs): none 4.3-4.6%, light 2.8-3.2% (0.64-0.70x, mean 0.68x,
+    # log10 sd 0.025), standard 8.5-9.8% (1.98-2.23x), vertical flip 7.3-9.0% (1.70-2.05x). At 30 epochs (the
+    # earlier quick budget, twice the time): light 0.56-0.61x, standard 1.44-1.54x, vflip 1.58-1.69x.
+    # The claim is on the median of the seeds (#27): the mean ratio of the two seeds is below 0.8.
+    assert statistics.mean(li / n for li, n in zip(light, none)) < 0.8
     assert all(v > 1.25 * n for v, n in zip(vflip, none))
     assert all(s > 1.2 * n for s, n in zip(standard, none))
     page = r.html_path.read_text()

@@ -31,7 +31,7 @@ def augmentation() -> Experiment:
             Check("So does the standard preset on digits: its horizontal flip mirrors every other image into a "
                   "shape no test digit has.", SAFETY, "test_error", "standard", ">", other="none", scale="log"),
         ),
-        quick=Budget(2, "mnist-5k", {**SETTINGS, "epochs": 30}),
+        quick=Budget(2, "mnist-5k", {**SETTINGS, "epochs": 15}),
         full=Budget(5, "mnist-5k", {**SETTINGS, "epochs": 60}),
         scale_note="cnnlab's own presets on a stratified, seeded subset of 1,000 MNIST training images (the same "
                    "subset for every arm of a seed), a small CNN (16 and 32 filters, dense 64, no dropout), Adam with the "
