@@ -42,8 +42,10 @@ def _materialise(folder: Path, layout: dict[str, list[Path]], links: Optional[di
             raise CnnlabError(f"{folder} exists but was not finished by the transfer experiment: remove it or "
                               f"use another --out")
         tmp = folder.with_name(folder.name + ".partial")
-        if (tmp / PARTIAL).is_file():
-            shutil.rmtree(tmp)  # our own half-made folder from a killed run (its marker proves it is ours)
+        if (tmp / PARTIAL).is_file() or (tmp / DONE).is_file():
+            # our own half-made folder from a killed run: either marker proves it is ours (a kill between the
+            # PARTIAL marker's removal and the rename leaves DONE alone)
+            shutil.rmtree(tmp)
         elif tmp.exists():
             raise CnnlabError(f"{tmp} is in the way of the transfer experiment's data: remove it or use another --out")
         tmp.mkdir()
