@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cnnlab.config import load_config
-from cnnlab.data import datasets
+from cnnlab.data import datasets, memo
 from cnnlab.data.cache import Key, fingerprint
 from cnnlab.data.datasets import FileImages, InMemoryImages, MappedImages, batch_collate, decode_entries
 from cnnlab.data.device_decode import decode_on_device
@@ -39,6 +39,7 @@ def decodes(monkeypatch):
         return decode(*args, **kwargs)
 
     monkeypatch.setattr(datasets, "decode", counting)
+    memo.forget()  # a folder this process decoded before would be served from memory
     return count
 
 

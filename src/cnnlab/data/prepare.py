@@ -19,6 +19,7 @@ from cnnlab.catalog.names import Accelerator
 from cnnlab.data.cache import Cached, Key, cached_images
 from cnnlab.data.datasets import FileImages, InMemoryImages, MappedImages, decode_entries
 from cnnlab.data.device_decode import decode_device
+from cnnlab.data.memo import remembered
 from cnnlab.data.images import probe
 from cnnlab.data.sources import Entry, Scan, Skipped, scan
 from cnnlab.data.splits import short_classes_note, split_indices, split_off
@@ -150,8 +151,18 @@ def _decoded(found: Scan, pre: Preprocessing, cfg: Config):
         cached = cached_images(found.entries, key, device)
     if cached is not None:
         return [found.entries[i] for i in cached.ok], None, cached, found.skipped + cached.skipped, device
-    entries, images, skipped = decode_scan(found, pre, mode == "memory", device)
-    return entries, images, None, skipped, device
+    if mode != "memory":
+        entries, images, skipped = decode_scan(found, pre, False, device)
+        return entries, images, None, skipped, device
+    key = Key(pre.channels, tuple(pre.size), pre.interpolation, "cpu" if device is None else "cuda")
+    ok, images, bad = remembered(found.entries, key, lambda: _decode_kept(found, pre, device))
+    return [found.entries[i] for i in ok], images, None, found.skipped + bad, device
+
+
+def _decode_kept(found: Scan, pre: Preprocessing, device):
+    images, ok, bad = decode_entries(found.entries, pre.channels, pre.size, keep=True, interpolation=pre.interpolation,
+                                     device=device)
+    return ok, images, bad
 
 
 def _datasets(splits: list[str], entries: list[Entry], targets: torch.Tensor, images: Optional[torch.Tensor],
