@@ -24,7 +24,7 @@ import cnnlab
 from cnnlab.data.samples import export
 from common import SCRATCH
 
-EMA_DECAYS = (0.99, 0.995)
+EMA_DECAYS = (0.99, 0.995, 0.998)
 VARIANTS: dict[str, dict] = {
     "default": {},
     # a third block (128 filters at 7x7): the dense layer sees 1,152 values, not 3,136
@@ -48,6 +48,11 @@ VARIANTS: dict[str, dict] = {
     "elastic-shift": {"augment": "none", "translate": 0.1, "elastic": [0.6, 0.14]},
     "adamw": {"optimizer": "adamw", "weight_decay": 0.05},
     "elastic-e30": {"elastic": [0.6, 0.14], "epochs": 30},  # the loader's path: light per group, elastic per image
+    # session 6: batch 32 doubles the steps an epoch (~1.3x the epoch's time), so 20 epochs fit where 30 of 64 do
+    "bs32-batched-elastic-e20": {"where": "device", "elastic": [0.6, 0.14], "epochs": 20, "batch_size": 32},
+    # cnnlab's own --ema (validated and saved: the "saved" column is the average at the best epoch)
+    "a-ema": {"where": "device", "elastic": [0.6, 0.14], "epochs": 30, "ema": 0.995},
+    "b-ema": {"elastic": [0.6, 0.14], "epochs": 30, "ema": 0.995},
 }
 
 
