@@ -143,3 +143,13 @@ def test_two_ddp_processes_validate_and_save_one_average(tmp_path):
     row = rundir.read_csv(run / rundir.METRICS)[info.best_epoch]
     assert float(row["val_acc"]) == pytest.approx(cnnlab.evaluate(run, data, split="val")["accuracy"], abs=1e-5)
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+
+
+def test_resume_with_another_decay_is_refused_in_one_line(tmp_path, bars):
+    out = tmp_path / "run"
+    cnnlab.train(bars, out, **{**SETTINGS, "epochs": 1, "ema": DECAY})
+    (out / rundir.TRAINING).unlink()  # as if killed after its first checkpoint
+    for value in ("0", "0.99"):
+        proc = invoke("train", "--resume", "--out", out, "--ema", value)
+        assert proc.returncode != 0 and "--ema 0.9" in proc.stderr and "leave out --ema" in proc.stderr, proc.stderr
+        assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1

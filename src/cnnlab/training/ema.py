@@ -8,8 +8,13 @@ so ``--resume`` continues both. Measured on mnist-5k in benchmarks/results/recip
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from cnnlab.errors import ConfigError
 
 
 class WeightEMA(WeightAveraging):
@@ -30,3 +35,13 @@ class WeightEMA(WeightAveraging):
         if self._device is None:
             self._device = trainer.strategy.root_device
         super().setup(trainer, pl_module, stage)
+
+
+def check_same_average(started: Optional[float], now: Optional[float], out: Path) -> None:
+    """--resume continues the average its checkpoint holds, at the decay it started with: without it Lightning
+    would train on from the averaged weights; with a new one, the average would restart mid-run (None and 0:
+    no average, as in the runs from before --ema)."""
+    if (started or 0.0) == (now or 0.0):
+        return
+    raise ConfigError(f"{out} was trained with --ema {started or 0:g}, and --resume continues it as it started: "
+                      f"leave out --ema, or train a new run from its weights: --weights {out}")
