@@ -32,9 +32,9 @@ AUTO = "auto"
 # A value is a finer target than a class: regression gets more (scikit-learn's digits as values, 21
 # steps an epoch: R² 0.938 after 30 epochs, 0.951-0.953 after 75; benchmarks/regression.py).
 TARGET_STEPS = {Task.CLASSIFICATION: 900, Task.REGRESSION: 1600}
+EPOCH_RANGE = {Task.CLASSIFICATION: (5, 30), Task.REGRESSION: (5, 80)}
 # The EMA of the weights when --ema is not given: off (benchmarks/results/recipe-2026-12-04.md).
 EMA_DECAY = 0.0
-EPOCH_RANGE = {Task.CLASSIFICATION: (5, 30), Task.REGRESSION: (5, 80)}
 
 
 @dataclass(frozen=True)
