@@ -2,6 +2,8 @@
 (no start-up cost per run), each run scored four ways on mnist-5k's 1,000 test digits from one training:
 the saved weights, the saved weights with test-time augmentation (the views the run trained with), and an
 exponential moving average of the weights (decays EMA_DECAYS) kept beside the run, with and without TTA.
+In a variant with cnnlab's own ``ema``, "saved" is that average at the best validation epoch (what
+``cnnlab evaluate`` scores), and the probe's EMAs are of the training weights at the last epoch.
 
 Wall times here exclude the process start; the headline figures come from time_to_accuracy.py. On a machine
 shared with other trainings, OMP_NUM_THREADS=1 avoids torch's threads spinning against them.
