@@ -158,7 +158,8 @@ class OptimConfig(_Strict):
         "none", description='classification: auto weighs each class in the loss by its inverse frequency')
     ema: Optional[float] = Field(
         None, description='decay of an exponential moving average of the weights and BatchNorm statistics, updated '
-                          'every step (e.g. 0.995; 0: off) (default: off). With it the averaged weights are what '
+                          'every step (e.g. 0.995; 0: off; it spans ~1/(1-decay) steps: give a run several) '
+                          '(default: off). With it the averaged weights are what '
                           'is validated and saved: the best checkpoint and model.safetensors, so calibration, '
                           'evaluate, predict and export; checkpoints keep the training weights too, for --resume')
 
