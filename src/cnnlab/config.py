@@ -156,8 +156,22 @@ class OptimConfig(_Strict):
 
     class_weights: Literal["none", "auto"] = Field(
         "none", description='classification: auto weighs each class in the loss by its inverse frequency')
+    ema: Optional[float] = Field(
+        None, description='decay of an exponential moving average of the weights and BatchNorm statistics, updated '
+                          'every step (e.g. 0.995; 0: off; it spans ~1/(1-decay) steps: give a run several) '
+                          '(default: off). With it the averaged weights are what '
+                          'is validated and saved: the best checkpoint and model.safetensors, so calibration, '
+                          'evaluate, predict and export; checkpoints keep the training weights too, for --resume')
 
     _check_names = field_validator("optimizer", "schedule")(_named)
+
+    @field_validator("ema")
+    @classmethod
+    def _decay(cls, value: Any) -> Any:
+        if value is not None and not 0 <= value < 1:
+            raise ValueError("must be a decay in [0, 1), such as 0.995 (each step keeps that share of the "
+                             "average), or 0 for no average")
+        return value
 
     @field_validator("lr")
     @classmethod

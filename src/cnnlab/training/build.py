@@ -15,6 +15,7 @@ from cnnlab.data.prepare import Prepared
 from cnnlab.training import distributed, transfer
 from cnnlab.training.callbacks import GradientFlow, bar_on_terminal, standard_callbacks
 from cnnlab.training.checkpoint import AtomicCheckpointIO
+from cnnlab.training.ema import WeightEMA
 from cnnlab.training.module import ImageTask
 from cnnlab.training.plan import Plan
 
@@ -45,6 +46,8 @@ def callbacks(plan: Plan, out: Path, has_val: bool, extra: Sequence[Callback], t
     gradient_every = cfg.train.gradient_every or (TRACKER_GRADIENT_EVERY if tracker is not None else 0)
     if gradient_every and not plan.cached:
         cbs.append(GradientFlow(out, gradient_every))
+    if cfg.optim.ema:  # validated and saved: the averaged weights
+        cbs.append(WeightEMA(cfg.optim.ema))
     schedule = None if plan.cached else transfer.schedule_callback(cfg, plan.strategy, plan.head_epochs)
     if schedule is not None:
         cbs.append(schedule)

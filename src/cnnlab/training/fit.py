@@ -24,7 +24,7 @@ from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.data.prepare import Prepared, prepare
 from cnnlab.errors import CnnlabError, ConfigError, Diverged, Interrupted
 from cnnlab.models.registry import build_for_training, resolve_preprocessing
-from cnnlab.training import build, claim, distributed, finish, lr_find, transfer
+from cnnlab.training import build, claim, distributed, ema, finish, lr_find, transfer
 from cnnlab.training.callbacks import EpochMetricsCSV, bar_on_terminal
 from cnnlab.training.finish import TrainResult
 from cnnlab.training.plan import Plan, Settled, make_plan, num_outputs, settle
@@ -296,6 +296,8 @@ def _check_same_length(cfg: Config, ckpt: Path, out: Path) -> None:
     """--resume continues a run to the end it started for: its schedule (one-cycle's total steps, cosine's
     period) and two-phase's head epochs are fixed by that length, and the checkpoint restores them."""
     saved = (files.load_torch(ckpt).get("hyper_parameters") or {}).get("config", {})
+    ema.check_same_average(saved.get("optim", {}).get("ema") if saved else rundir.load_run_config(out).optim.ema,
+                           cfg.optim.ema, out)
     started = saved.get("train", {}).get("epochs") if saved else rundir.load_run_config(out).train.epochs
     if started is None or started == cfg.train.epochs:
         return

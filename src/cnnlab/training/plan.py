@@ -33,6 +33,8 @@ AUTO = "auto"
 # steps an epoch: R² 0.938 after 30 epochs, 0.951-0.953 after 75; benchmarks/regression.py).
 TARGET_STEPS = {Task.CLASSIFICATION: 900, Task.REGRESSION: 1600}
 EPOCH_RANGE = {Task.CLASSIFICATION: (5, 30), Task.REGRESSION: (5, 80)}
+# The EMA of the weights when --ema is not given: off (benchmarks/results/recipe-2026-12-04.md).
+EMA_DECAY = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class Plan:
     def __post_init__(self) -> None:
         c = self.config
         loose = [name for name, value in (("lr", c.optim.lr), ("epochs", c.train.epochs), ("schedule", c.optim.schedule),
-                                          ("augment", c.augment.preset), ("channels_last", c.train.channels_last))
+                                          ("augment", c.augment.preset), ("channels_last", c.train.channels_last),
+                                          ("ema", c.optim.ema))
                  if value is None or value == AUTO]
         if loose or c.optim.lr != self.lr or c.train.epochs != self.epochs or self.model != c.model.name:
             raise AssertionError(f"a plan is concrete and agrees with its config: {loose or (self.lr, self.epochs)}")
@@ -104,8 +107,8 @@ def settle(cfg: Config) -> Settled:
 def resolve_recipe(cfg: Config, weights: Optional[str] = None, strategy: Optional[Strategy] = None) -> Config:
     """The defaults that depend on the model, made explicit: the learning rate (0.003 from scratch, 0.001 for
     pretrained weights), the schedule (one-cycle's warm-up and annealing; the strategy's own where one-cycle
-    cannot follow it) and the augmentation (light from scratch; none for pretrained backbones, whose frozen
-    features can then be computed once)."""
+    cannot follow it), the augmentation (light from scratch; none for pretrained backbones, whose frozen
+    features can then be computed once) and the EMA of the weights (EMA_DECAY)."""
     weights = weights or weights_kind(cfg)
     scratch = weights == "none"
     strategy = strategy or resolve_strategy(cfg.transfer.strategy, weights)
@@ -116,6 +119,8 @@ def resolve_recipe(cfg: Config, weights: Optional[str] = None, strategy: Optiona
         optim = optim.model_copy(update={"schedule": strategy.default_schedule})
     if augment.preset is None:
         augment = augment.model_copy(update={"preset": "light" if scratch else "none"})
+    if optim.ema is None:
+        optim = optim.model_copy(update={"ema": EMA_DECAY})
     return cfg.model_copy(update={"optim": optim, "augment": augment})
 
 
