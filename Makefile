@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# One pytest worker more than the cores: a fifth of a worker's time is spent waiting (a server or a training
+# process starting, a socket), and the extra worker fills it; each test process runs torch on one thread.
+WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 2) + 1)')
 
 .PHONY: demo test bench install browser clean
 
@@ -31,7 +34,7 @@ browser:
 	    echo "note: no chromium/chromedriver and no root apt-get: the browser test will be skipped"; }
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
