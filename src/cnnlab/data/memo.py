@@ -19,7 +19,7 @@ import torch
 from cnnlab.data.cache import Key, fingerprint
 from cnnlab.data.sources import Entry, Skipped
 
-MAX_BYTES = 256 * 2**20
+MAX_BYTES = 64 * 2**20  # held for the process's life beside the run's own copies: small sets only
 Decoded = tuple[list[int], torch.Tensor, list[Skipped]]  # usable entries' indices, their rows, skipped files
 
 _held: "OrderedDict[str, Decoded]" = OrderedDict()
