@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-# pytest-xdist runs one worker more than the cores (the Makefile): one thread each avoids oversubscription.
+# Two pytest-xdist workers on two cores (the Makefile): one thread each avoids oversubscription.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
