@@ -53,3 +53,7 @@ def test_the_oldest_folder_is_dropped_past_the_limit(tmp_path, data, decodes, mo
     assert memo.held() == 1
     _prepared(data, "memory")
     assert decodes[0] == 75  # the first was dropped for the second, so it decodes again
+    memo.forget()
+    monkeypatch.setattr(memo, "MAX_BYTES", 25 * 3 * 12 * 12 - 1)  # one folder's rows no longer fit
+    _prepared(data, "memory")
+    assert memo.held() == 0 and decodes[0] == 100

@@ -145,24 +145,16 @@ def _decoded(found: Scan, pre: Preprocessing, cfg: Config):
     """The usable entries, their images (in memory, or the cache's rows and which row each entry is) and the
     skipped files, decoded once."""
     mode, device = cache_mode(cfg, len(found.entries), pre), _decoder(cfg)
-    cached: Optional[Cached] = None
-    if mode == "disk":
-        key = Key(pre.channels, tuple(pre.size), pre.interpolation, "cpu" if device is None else "cuda")
-        cached = cached_images(found.entries, key, device)
+    key = Key(pre.channels, tuple(pre.size), pre.interpolation, "cpu" if device is None else "cuda")
+    cached: Optional[Cached] = cached_images(found.entries, key, device) if mode == "disk" else None
     if cached is not None:
         return [found.entries[i] for i in cached.ok], None, cached, found.skipped + cached.skipped, device
     if mode != "memory":
         entries, images, skipped = decode_scan(found, pre, False, device)
         return entries, images, None, skipped, device
-    key = Key(pre.channels, tuple(pre.size), pre.interpolation, "cpu" if device is None else "cuda")
-    ok, images, bad = remembered(found.entries, key, lambda: _decode_kept(found, pre, device))
+    images, ok, bad = remembered(found.entries, key, lambda: decode_entries(
+        found.entries, pre.channels, pre.size, keep=True, interpolation=pre.interpolation, device=device))
     return [found.entries[i] for i in ok], images, None, found.skipped + bad, device
-
-
-def _decode_kept(found: Scan, pre: Preprocessing, device):
-    images, ok, bad = decode_entries(found.entries, pre.channels, pre.size, keep=True, interpolation=pre.interpolation,
-                                     device=device)
-    return ok, images, bad
 
 
 def _datasets(splits: list[str], entries: list[Entry], targets: torch.Tensor, images: Optional[torch.Tensor],
