@@ -58,6 +58,8 @@ VARIANTS: dict[str, dict] = {
     # elastic underfits (training accuracy on augmented batches 92-97%): less regularisation, more head
     "a-ema-drop0": {"where": "device", "elastic": [0.6, 0.14], "epochs": 30, "ema": 0.995, "dropout": 0.0},
     "a-ema-dense256": {"where": "device", "elastic": [0.6, 0.14], "epochs": 30, "ema": 0.995, "dense": [256]},
+    # session 7: label smoothing 0.1 became the default from scratch; this is the default without it
+    "no-smoothing": {"label_smoothing": 0.0},
 }
 
 

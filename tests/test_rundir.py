@@ -14,7 +14,7 @@ from cnnlab.errors import ConfigError, RunDirError
 
 def test_config_yaml_carries_its_schema_version(tiny_run):
     tree = yaml.safe_load((tiny_run / rundir.CONFIG).read_text())
-    assert tree["schema_version"] == SCHEMA_VERSION == 3
+    assert tree["schema_version"] == SCHEMA_VERSION == 4
     assert load_config(tiny_run / rundir.CONFIG).model.name == "cnn-small"
 
 
@@ -46,13 +46,24 @@ def test_a_version_2_run_keeps_the_recipe_it_trained_with(tiny_run, tmp_path):
         ("none", "shuffle", False, False)
 
 
+def test_a_version_3_run_trained_without_label_smoothing_and_resumes_without_it(tiny_run, tmp_path):
+    tree = yaml.safe_load((tiny_run / rundir.CONFIG).read_text())
+    assert tree["optim"]["label_smoothing"] == 0.1  # today's default, from scratch, written into the run
+    old = tmp_path / "v3"
+    shutil.copytree(tiny_run, old)
+    tree["schema_version"] = 3
+    del tree["optim"]["label_smoothing"]  # version 3 had no such key: it trained with plain cross-entropy
+    (old / rundir.CONFIG).write_text(yaml.safe_dump(tree))
+    assert rundir.Run.open(old).config.optim.label_smoothing == 0.0
+
+
 def test_a_run_of_a_newer_schema_is_a_clear_error(tiny_run, tmp_path):
     new = tmp_path / "new"
     shutil.copytree(tiny_run, new)
     tree = yaml.safe_load((new / rundir.CONFIG).read_text())
     tree["schema_version"] = 99
     (new / rundir.CONFIG).write_text(yaml.safe_dump(tree))
-    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(3\\): upgrade cnnlab"):
+    with pytest.raises(ConfigError, match="schema version 99, newer than this cnnlab reads \\(4\\): upgrade cnnlab"):
         cnnlab.load(new)
 
 

@@ -156,6 +156,10 @@ class OptimConfig(_Strict):
 
     class_weights: Literal["none", "auto"] = Field(
         "none", description='classification: auto weighs each class in the loss by its inverse frequency')
+    label_smoothing: Optional[float] = Field(
+        None, ge=0.0, lt=1.0, description='classification: the share of each training target spread over all classes '
+                                          '(Szegedy et al. 2016; validation and test losses stay unsmoothed) '
+                                          '(default: 0.1 from scratch, 0 for pretrained backbones)')
     ema: Optional[float] = Field(
         None, description='decay of an exponential moving average of the weights and BatchNorm statistics, updated '
                           'every step (e.g. 0.995; 0: off; it spans ~1/(1-decay) steps: give a run several) '
@@ -306,6 +310,9 @@ class Config(_Strict):
             if self.optim.class_weights != "none":
                 raise ValueError("class_weights weighs classes: it applies to classification, not regression "
                                  "(drop --class-weights, or use --task classification)")
+            if self.optim.label_smoothing:
+                raise ValueError("label_smoothing spreads a class target over the classes: it applies to "
+                                 "classification, not regression (drop --label-smoothing)")
             if self.data.sampler != "shuffle":
                 raise ValueError("sampler balanced draws classes equally: it applies to classification, not "
                                  "regression (drop --sampler)")

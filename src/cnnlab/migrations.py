@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cnnlab.errors import ConfigError
 
-SCHEMA_VERSION = 3  # of config.yaml in a run directory; 1: the runs before it carried a version
+SCHEMA_VERSION = 4  # of config.yaml in a run directory; 1: the runs before it carried a version
 
 
 def _v1_to_v2(tree: dict) -> dict:
@@ -36,8 +36,16 @@ def _v2_to_v3(tree: dict) -> dict:
     return {**tree, **sections}
 
 
+def _v3_to_v4(tree: dict) -> dict:
+    """Version 4 added label smoothing (by default 0.1 from scratch): a version-3 run trained without it, so
+    it keeps it off and resumes exactly as it was."""
+    optim = dict(tree.get("optim") or {})
+    optim.setdefault("label_smoothing", 0.0)
+    return {**tree, "optim": optim}
+
+
 # schema version -> the function that brings a config tree of that version to the next one
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def migrate(tree: dict, unversioned: int = SCHEMA_VERSION) -> dict:

@@ -163,7 +163,7 @@ def test_auto_uses_the_disk_cache_when_the_images_do_not_fit_and_none_decodes_th
 
 
 def test_a_run_config_written_with_cache_disk_still_loads(tmp_path, data):
-    (tmp_path / "config.yaml").write_text("schema_version: 3\ndata:\n  cache: disk\n  cache_limit_mb: 64\n")
+    (tmp_path / "config.yaml").write_text("schema_version: 4\ndata:\n  cache: disk\n  cache_limit_mb: 64\n")
     cfg = load_config(tmp_path / "config.yaml", run_file=True)
     assert cfg.data.cache == "disk" and cfg.data.decode == "auto"
     with pytest.raises(Exception, match="cache"):

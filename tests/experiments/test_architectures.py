@@ -14,6 +14,7 @@ from cnnlab.config import load_config
 from cnnlab.experiments.builtin.architectures import COMPARE, FLOOR, SMALL
 from cnnlab.experiments.catalog import EXPERIMENTS
 from cnnlab.experiments.stats import SUPPORTED
+from cnnlab.experiments.units import TRAIN_DEFAULTS
 
 EXP = EXPERIMENTS.get("architectures")()
 NAMES = [name for name, _ in SMALL]
@@ -41,6 +42,8 @@ def test_the_compare_command_in_the_page_is_the_full_budget():
     assert flags["models"].split(",") == NAMES
     assert (int(flags["epochs"]), int(flags["train-images"]), flags["augment"]) == (
         full["epochs"], full["train_images"], full["augment"])
+    # every arm trains without label smoothing (the published figures' recipe), and so must the command
+    assert float(flags["label-smoothing"]) == TRAIN_DEFAULTS["label_smoothing"] == 0.0
     assert COMPARE in EXP.scale_note
 
 
@@ -57,7 +60,8 @@ def test_quick_every_family_reaches_the_floor_and_compare_reproduces_an_arm(tmp_
     quick = EXP.budget(True).overrides
     args = ["compare", str(tmp_path / "exp" / "data" / "mnist-5k"), "--models", "vgg-small", "--out",
             str(tmp_path / "cmp"), "--epochs", str(quick["epochs"]), "--train-images", str(quick["train_images"]),
-            "--augment", quick["augment"], "--input-size", str(quick["input_size"]), "--seed", "0"]
+            "--augment", quick["augment"], "--input-size", str(quick["input_size"]), "--label-smoothing", "0",
+            "--seed", "0"]
     assert cli(*args).code == 0
     rows = list(csv.DictReader(rundir.leaderboard_paths(tmp_path / "cmp")[0].open()))
     assert float(rows[0]["accuracy"]) == pytest.approx(accuracy["vgg-small"][0], abs=1e-9)

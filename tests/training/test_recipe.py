@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -36,6 +37,38 @@ def test_the_defaults_are_the_demo_recipe_made_explicit_for_the_model():
     assert (backbone.optim.lr, backbone.augment.preset) == (0.001, "none")
     mine = resolve_recipe(with_overrides(Config(), {"lr": 0.02, "augment": "standard"}))
     assert (mine.optim.lr, mine.augment.preset) == (0.02, "standard")
+
+
+def test_label_smoothing_is_on_from_scratch_for_classes_and_off_for_backbones_and_values():
+    def smoothing(**overrides):
+        return resolve_recipe(with_overrides(Config(), overrides)).optim.label_smoothing
+
+    assert smoothing() == 0.1
+    assert smoothing(model="resnet18") == 0.0  # pretrained backbones were not measured with it
+    assert smoothing(task="regression") == 0.0  # a value has no classes to spread over
+    assert smoothing(label_smoothing=0.0) == 0.0 and smoothing(model="resnet18", label_smoothing=0.2) == 0.2
+
+
+def test_the_training_loss_is_smoothed_and_the_validation_loss_is_the_plain_likelihood():
+    from cnnlab.training.module import ImageTask
+
+    cfg = resolve_recipe(with_overrides(Config(), {"lr": 0.01}))
+    module = ImageTask(nn.Linear(4, 3), "classification", 3, cfg.optim, class_weights=torch.tensor([1.0, 2.0, 0.5]))
+    out, y = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    # the reference: targets (1 - eps) on the class plus eps / K on every class, each image weighed by its class
+    eps, w = 0.1, module.loss_fn.weight
+    target = torch.full((8, 3), eps / 3).scatter_add_(1, y[:, None], torch.full((8, 1), 1 - eps))
+    per_image = -(target * w * out.log_softmax(1)).sum(1)
+    assert torch.allclose(module._loss(out, y, "train"), per_image.sum() / w[y].sum())
+    assert torch.allclose(module._loss(out, y, "val"), nn.functional.cross_entropy(out, y, weight=w))
+    assert module._loss(out, y, "train") > module._loss(out, y, "val")  # not the same number twice
+
+
+def test_label_smoothing_with_regression_is_one_line_and_exit_2(tmp_path):
+    proc = cli("train", tmp_path, "--task", "regression", "--label-smoothing", "0.1")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "label_smoothing" in lines[0] and "regression" in lines[0]
 
 
 @pytest.mark.parametrize("task,n_train,batch,mode,epochs", [

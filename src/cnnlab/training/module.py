@@ -145,9 +145,9 @@ class ImageTask(L.LightningModule):
         out = self(x)
         if isinstance(out, tuple):  # Inception-v3 in training: (main, auxiliary) logits
             out, aux = out
-            loss = self.loss_fn(out, y) + AUX_WEIGHT * self.loss_fn(aux, y)
+            loss = self._loss(out, y, stage) + AUX_WEIGHT * self._loss(aux, y, stage)
         else:
-            loss = self.loss_fn(out, y)
+            loss = self._loss(out, y, stage)
         n, value = len(y), loss.detach().float()
         # Lightning's self.log costs ~1 ms per call, a tenth of a small CNN's CPU step: sum on the device
         # here and log the exact epoch means once (benchmarks/overhead.py), over every rank's images.
@@ -160,6 +160,14 @@ class ImageTask(L.LightningModule):
             self._log_sums("train")
             self.epoch_complete = True  # a budget (max_time) can end an epoch before its last batch
         return loss
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
+        """The training loss smooths the class targets (label_smoothing); validation and test losses are the
+        data's plain negative log-likelihood, what 'best', early stopping and calibration compare."""
+        smoothing = self.optim_cfg.label_smoothing if stage == "train" else None
+        if smoothing:
+            return nn.functional.cross_entropy(out, y, weight=self.loss_fn.weight, label_smoothing=smoothing)
+        return self.loss_fn(out, y)
 
     def _correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.task != Task.CLASSIFICATION:
