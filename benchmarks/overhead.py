@@ -3,7 +3,7 @@ same in-memory uint8 images, batch size, optimiser, one-cycle schedule and threa
 
 The bare loop: shuffle, slice the uint8 images, apply the data module's own augmentation transform to the
 batch (cnnlab's default ``light`` preset from scratch: rotation, shift and zoom, eight images per draw),
-forward, loss, backward, step, schedule step. It does not seed each batch's augmentation, check
+forward, loss (with the default's label smoothing), backward, step, schedule step. It does not seed each batch's augmentation, check
 finiteness, sum metrics, write checkpoints or print: those are what cnnlab adds, and what is measured.
 
 Side by side in one run: this VM's speed drifts by tens of percent from minute to minute (and other jobs
@@ -37,6 +37,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 import cnnlab
 from cnnlab.data.datasets import InMemoryImages, batch_collate
+from cnnlab.training.plan import LABEL_SMOOTHING
 from common import SCRATCH, mnist_5k, verdict
 
 EPOCHS, BATCH, LR = 5, 64, 0.003  # LR: cnnlab's default from scratch (and one-cycle, its default schedule)
@@ -64,6 +65,8 @@ class BareEpochBetween(Callback):
         self.x, self.y = ds.images, ds.targets
         self.transform = self.ds.transform if self.ds else trainer.datamodule.augment
         self.model = copy.deepcopy(pl_module.model).train()
+        optim = getattr(pl_module, "optim_cfg", None)  # the run's own loss (Plain: the default's)
+        self.smoothing = optim.label_smoothing if optim is not None else LABEL_SMOOTHING
         steps = -(-len(self.y) // BATCH)
         self.opt, self.sched = textbook_optimiser(self.model, steps * trainer.max_epochs)
 
@@ -78,7 +81,7 @@ class BareEpochBetween(Callback):
             x = self.x[idx]
             if self.augment and self.transform is not None:
                 x = self.transform(x)
-            loss = torch.nn.functional.cross_entropy(self.model(x), self.y[idx])
+            loss = torch.nn.functional.cross_entropy(self.model(x), self.y[idx], label_smoothing=self.smoothing)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -131,6 +134,7 @@ COLUMNS = [
     Column("no-finite-checks", "no finiteness checks", setup=no_finite_checks),
     Column("no-gradient-checks", "finiteness of the loss and statistics only", setup=no_gradient_checks),
     Column("no-progress", "no progress line", {"progress": False}),
+    Column("no-smoothing", "no label smoothing (on both sides)", {"label_smoothing": 0.0}),
     Column("lightning", "a plain LightningModule, no callbacks/logger/checkpoints"),
 ]
 
@@ -168,7 +172,7 @@ class Plain(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        return torch.nn.functional.cross_entropy(self.model(x), y)
+        return torch.nn.functional.cross_entropy(self.model(x), y, label_smoothing=LABEL_SMOOTHING)
 
     def configure_optimizers(self):
         opt, sched = textbook_optimiser(self.model, self.steps)

@@ -15,6 +15,7 @@ import collections
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,12 +89,24 @@ def run(seed: int, layout: str = "small", epochs: int = 18, bs: int = 64, lr: fl
     return {"acc": 100 * (1 - len(wrong) / len(yte)), "secs": round(seconds, 1), "wrong": wrong}
 
 
-def hard() -> None:
+def hard(figure: Path = SCRATCH / "recipe-hard-digits.png") -> None:
+    """How many test digits most runs get wrong, and a picture of them with their labels."""
+    from PIL import Image, ImageDraw
+
     rows = [json.loads(line) for line in ROWS.read_text().splitlines()]
     counts = collections.Counter(i for r in rows for i in r["wrong"])
     print(f"{len(rows)} runs, {sum(len(r['wrong']) for r in rows) / len(rows):.1f} test errors a run on average")
     for share in (1.0, 0.75, 0.5, 0.25):
         print(f"  digits wrong in at least {share:.0%} of the runs: {sum(c >= share * len(rows) for c in counts.values())}")
+    s = mnist_5k(0)
+    test = np.where(np.asarray(s.split) == "test")[0]
+    worst = [i for i, c in counts.most_common() if c >= len(rows) / 2]
+    canvas = Image.new("L", (60 * len(worst), 76), 255)
+    for j, i in enumerate(worst):
+        canvas.paste(Image.fromarray(s.images[test[i]]).resize((56, 56), Image.NEAREST), (60 * j, 0))
+        ImageDraw.Draw(canvas).text((60 * j + 4, 60), f"{s.labels[test[i]]} ({counts[i]}/{len(rows)})", fill=0)
+    canvas.save(figure)
+    print(f"  those wrong in at least half, with their labels and how many runs missed each: {figure}")
 
 
 def main() -> None:
