@@ -132,6 +132,28 @@ def test_each_optimizer_is_built_with_the_configured_hyperparameters(tmp_path, b
         assert group["momentum"] == 0.8
     if name == "sgd":
         assert group["nesterov"] is True
+    assert group.get("fused") is (True if name in ("adam", "adamw") else None)  # the CPU's fused kernel
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_the_fused_adam_step_is_the_textbook_step(name):
+    """The fused kernel cnnlab picks on the CPU makes torch's per-tensor update, to float rounding."""
+    from cnnlab.config import OptimConfig
+
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(32)]
+    weights = {kind: [t.clone().requires_grad_() for t in start] for kind in ("fused", "loop")}
+    fused = OPTIMIZERS.get(name)([{"params": weights["fused"]}], OptimConfig(lr=0.01, weight_decay=0.01))
+    loop = OPTIMIZER_CLASSES[name](weights["loop"], lr=0.01, weight_decay=0.01, foreach=False)
+    assert fused.param_groups[0]["fused"] is True
+    for step in range(5):
+        grads = [torch.randn_like(t) for t in start]
+        for opt, kind in ((fused, "fused"), (loop, "loop")):
+            for w, g in zip(weights[kind], grads):
+                w.grad = g.clone()
+            opt.step()
+    for a, b, s in zip(weights["fused"], weights["loop"], start):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6) and not torch.allclose(a, s, atol=1e-3)
 
 
 def _expected_lrs(name: str, lr: float, epochs: int, steps: int, val_losses: list[float]) -> list[float]:
