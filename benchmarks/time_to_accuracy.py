@@ -18,12 +18,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import SCRATCH, mnist_5k, verdict
 
 
+def run_dir(seed: int) -> Path:
+    return SCRATCH / f"default-run-{seed}"
+
+
 def one(data, seed: int, flags: list[str]) -> dict:
-    run = SCRATCH / f"default-run-{seed}"
+    run = run_dir(seed)
     seeded = [] if seed == 0 else ["--seed", str(seed)]  # seed 0 is the default: no flag at all
     cmd = [sys.executable, "-m", "cnnlab", "train", str(data / "train"), "--out", str(run), "--overwrite", *seeded, *flags]
     load, start = os.getloadavg()[0], time.perf_counter()
@@ -65,7 +70,7 @@ def ensemble(seeds: int) -> float:
 
     data, probabilities = mnist_5k(), []
     for seed in range(seeds):
-        predictor = cnnlab.load(SCRATCH / f"default-run-{seed}", "cpu")
+        predictor = cnnlab.load(run_dir(seed), "cpu")
         x, y = test_images(data, predictor)
         probabilities.append(predictor.outputs(list(x), 256))  # calibrated probabilities
     accuracy = float((sum(probabilities).argmax(1) == y).float().mean())
